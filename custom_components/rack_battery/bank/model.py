@@ -1,0 +1,170 @@
+"""Readings of packs and snapshots of a bank, in SI units.
+
+Every value that a BMS can leave out, or fill with a "not implemented"
+sentinel, is ``None`` here: an unknown is never a number on a graph.
+Current is positive while the pack charges, as every supported BMS family
+reports it; power follows the same sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackIdentity:
+    """Who a pack is: what it tells about itself when asked."""
+
+    address: int
+    family: str
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    cell_count: int | None = None
+    design_capacity: float | None = None  # Ah
+
+    @property
+    def key(self) -> str:
+        """Return what names this pack across restarts.
+
+        The serial number where the BMS reports one; otherwise the slot it
+        is wired to, and the fallback says so.
+        """
+        if self.serial:
+            return self.serial
+        return f"slot_{self.address}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackReading:
+    """One reading of one pack."""
+
+    address: int
+    voltage: float | None = None  # V
+    current: float | None = None  # A, positive while charging
+    soc: float | None = None  # %
+    soh: float | None = None  # %
+    remaining_capacity: float | None = None  # Ah
+    full_capacity: float | None = None  # Ah
+    design_capacity: float | None = None  # Ah
+    cycles: int | None = None
+    cell_voltages: tuple[float | None, ...] = ()  # V
+    temperatures: tuple[float | None, ...] = ()  # degC, cells and environment
+    mosfet_temperature: float | None = None  # degC
+    charge_enabled: bool | None = None  # charge FET on
+    discharge_enabled: bool | None = None  # discharge FET on
+
+    @property
+    def power(self) -> float | None:
+        """Return the power in W, positive while charging."""
+        if self.voltage is None or self.current is None:
+            return None
+        return self.voltage * self.current
+
+    @property
+    def cell_min(self) -> float | None:
+        """Return the lowest cell voltage."""
+        known = [v for v in self.cell_voltages if v is not None]
+        return min(known) if known else None
+
+    @property
+    def cell_max(self) -> float | None:
+        """Return the highest cell voltage."""
+        known = [v for v in self.cell_voltages if v is not None]
+        return max(known) if known else None
+
+    @property
+    def cell_delta(self) -> float | None:
+        """Return the spread between the highest and lowest cell."""
+        high, low = self.cell_max, self.cell_min
+        if high is None or low is None:
+            return None
+        return high - low
+
+    @property
+    def temperature_max(self) -> float | None:
+        """Return the highest temperature the pack reports."""
+        known = [t for t in (*self.temperatures, self.mosfet_temperature) if t is not None]
+        return max(known) if known else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollReport:
+    """What one poll of a bus brought back.
+
+    A pack that did not answer is listed in ``failed`` with the reason; the
+    bus itself was up, or the poll would have raised instead.
+    """
+
+    readings: Mapping[int, PackReading] = field(default_factory=dict)
+    failed: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BankSnapshot:
+    """The bank at one moment: the packs that answered and those that did not."""
+
+    taken_at: datetime
+    readings: Mapping[int, PackReading]
+    failed: Mapping[int, str]
+
+    @property
+    def packs_online(self) -> int:
+        """Return how many packs answered."""
+        return len(self.readings)
+
+    def _known(self, attribute: str) -> list[float]:
+        values = (getattr(reading, attribute) for reading in self.readings.values())
+        return [value for value in values if value is not None]
+
+    @property
+    def voltage(self) -> float | None:
+        """Return the bus voltage, the mean of what the packs measure."""
+        known = self._known("voltage")
+        return sum(known) / len(known) if known else None
+
+    @property
+    def current(self) -> float | None:
+        """Return the bank current, the sum over the packs that answered."""
+        known = self._known("current")
+        return sum(known) if known else None
+
+    @property
+    def power(self) -> float | None:
+        """Return the bank power, the sum over the packs that answered."""
+        known = self._known("power")
+        return sum(known) if known else None
+
+    @property
+    def remaining_capacity(self) -> float | None:
+        """Return the charge left in the packs that answered, in Ah."""
+        known = self._known("remaining_capacity")
+        return sum(known) if known else None
+
+    @property
+    def full_capacity(self) -> float | None:
+        """Return the full capacity of the packs that answered, in Ah."""
+        known = self._known("full_capacity")
+        return sum(known) if known else None
+
+    @property
+    def soc(self) -> float | None:
+        """Return the state of charge weighted by each pack's capacity.
+
+        A 100 Ah pack at 50 % and a 50 Ah pack at 100 % hold 100 Ah of 150:
+        67 %, not the 75 % a plain mean would claim. Packs that do not report
+        a capacity are left out rather than guessed at.
+        """
+        weighted = 0.0
+        total = 0.0
+        for reading in self.readings.values():
+            if reading.soc is None or reading.full_capacity is None:
+                continue
+            weighted += reading.soc * reading.full_capacity
+            total += reading.full_capacity
+        if total <= 0:
+            return None
+        return weighted / total

@@ -1,0 +1,1 @@
+"""Bytes and registers of the supported BMS families; never Home Assistant."""

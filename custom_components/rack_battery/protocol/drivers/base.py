@@ -1,0 +1,69 @@
+"""What every BMS driver offers the layers above it.
+
+A driver reads each pack on its own, so a poll comes back as a report of
+which packs answered and which did not. Only a bus that answers nobody fails
+the whole poll.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import ClassVar
+
+from ...bank.model import PackIdentity, PackReading, PollReport
+from ..errors import BusUnavailable, FrameError, PackNotResponding
+
+
+class BmsDriver(ABC):
+    """Reads the packs of one BMS family over one bus."""
+
+    family: ClassVar[str]
+    # Where packs of this family can sit on a bus, in scanning order.
+    addresses: ClassVar[range]
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the bus; raise BusUnavailable if it cannot be reached."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the bus."""
+
+    @abstractmethod
+    async def read_identity(self, address: int) -> PackIdentity:
+        """Ask one pack who it is."""
+
+    @abstractmethod
+    async def read_pack(self, address: int) -> PackReading:
+        """Read one pack's measurements."""
+
+    async def poll(self, addresses: Iterable[int]) -> PollReport:
+        """Read every pack on its own and report who answered.
+
+        Raises BusUnavailable when the bus is down, or when it is up but no
+        pack answered: a bus that answers nobody is down, whatever the
+        socket says.
+        """
+        readings: dict[int, PackReading] = {}
+        failed: dict[int, str] = {}
+        for address in addresses:
+            try:
+                readings[address] = await self.read_pack(address)
+            except (PackNotResponding, FrameError) as err:
+                failed[address] = str(err) or type(err).__name__
+        if failed and not readings:
+            raise BusUnavailable(
+                f"no pack answered ({len(failed)} asked): {next(iter(failed.values()))}"
+            )
+        return PollReport(readings=readings, failed=failed)
+
+    async def scan(self, addresses: Iterable[int] | None = None) -> list[PackIdentity]:
+        """Find the packs present on the bus, in address order."""
+        found: list[PackIdentity] = []
+        for address in self.addresses if addresses is None else addresses:
+            try:
+                found.append(await self.read_identity(address))
+            except (PackNotResponding, FrameError):
+                continue
+        return found

@@ -1,0 +1,260 @@
+"""Physics of packs wired in parallel.
+
+All packs share one bus voltage. Each pack has an open-circuit voltage that
+follows its state of charge along the LiFePO4 curve, an internal resistance
+and a connection resistance (cable, terminals). For a bank load current I
+(discharge positive)::
+
+    V_bus = (sum(OCV_i / R_i) - I) / sum(1 / R_i)
+    I_i   = (OCV_i - V_bus) / R_i
+
+so a pack behind a poor connection carries less, and a fuller pack feeds an
+emptier one at zero load. The bank keeps its own clock and is deterministic
+for a given seed: nothing here reads wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+CELLS = 16
+
+# Cell open-circuit voltage of LiFePO4 against state of charge (fraction).
+_OCV_CURVE: tuple[tuple[float, float], ...] = (
+    (0.00, 2.90),
+    (0.10, 3.20),
+    (0.20, 3.25),
+    (0.30, 3.28),
+    (0.50, 3.30),
+    (0.70, 3.32),
+    (0.80, 3.34),
+    (0.90, 3.35),
+    (0.99, 3.40),
+    (1.00, 3.45),
+)
+
+
+def cell_ocv(soc: float) -> float:
+    """Return a cell's open-circuit voltage at a state of charge (0..1)."""
+    soc = min(max(soc, 0.0), 1.0)
+    socs = [point[0] for point in _OCV_CURVE]
+    index = bisect_left(socs, soc)
+    if index == 0:
+        return _OCV_CURVE[0][1]
+    (s0, v0), (s1, v1) = _OCV_CURVE[index - 1], _OCV_CURVE[index]
+    return v0 + (v1 - v0) * (soc - s0) / (s1 - s0)
+
+
+@dataclass(kw_only=True)
+class SimPack:
+    """One simulated pack: its chemistry, its wiring and what its BMS reports."""
+
+    address: int
+    serial: str
+    model: str = "US3000C"
+    manufacturer: str = "PYLON"
+    firmware: str = "V1.4"
+    design_capacity: float = 100.0  # Ah
+    full_capacity: float = 100.0  # Ah, fades with age
+    internal_resistance: float = 0.012  # ohm, cells and BMS MOSFETs
+    connection_resistance: float = 0.006  # ohm, cable and terminals
+    soc: float = 0.6  # fraction
+    cycles: int = 120
+    ambient: float = 25.0  # degC
+    temperature: float = 25.0  # degC
+    cell_offsets: tuple[float, ...] = (0.0,) * CELLS  # V, sum to zero
+    # On the communication bus: a pack taken off it stops answering, but its
+    # cells stay wired to the power bus.
+    online: bool = True
+    # Power path: both FETs on. An isolated pack carries no current.
+    connected: bool = True
+    current: float = 0.0  # A, positive while charging (as a BMS reports it)
+    _throughput: float = field(default=0.0, repr=False)  # Ah discharged
+
+    @property
+    def resistance(self) -> float:
+        """Return the resistance seen from the bus."""
+        return self.internal_resistance + self.connection_resistance
+
+    @property
+    def ocv(self) -> float:
+        """Return the pack's open-circuit voltage."""
+        return CELLS * cell_ocv(self.soc)
+
+    @property
+    def voltage(self) -> float:
+        """Return the voltage the BMS measures at its own terminals."""
+        return self.ocv + self.current * self.internal_resistance
+
+    @property
+    def cell_voltages(self) -> tuple[float, ...]:
+        """Return the sixteen cell voltages, summing to the pack voltage."""
+        mean = self.voltage / CELLS
+        return tuple(mean + offset for offset in self.cell_offsets)
+
+    @property
+    def remaining_capacity(self) -> float:
+        """Return the charge left, in Ah."""
+        return self.soc * self.full_capacity
+
+    @property
+    def soh(self) -> float:
+        """Return the state of health in percent."""
+        return 100.0 * self.full_capacity / self.design_capacity
+
+    @property
+    def cell_temperatures(self) -> tuple[float, float, float, float]:
+        """Return four cell-group temperatures with the small gradient of a rack."""
+        t = self.temperature
+        return (t, t - 0.4, t - 0.8, t - 0.3)
+
+    @property
+    def mosfet_temperature(self) -> float:
+        """Return the MOSFET temperature, warmer under load."""
+        return self.temperature + 0.002 * self.current**2
+
+
+LoadProfile = Callable[[float], float]
+"""Bank load current (A, discharge positive) at a time on the bank's clock (s)."""
+
+
+def constant_load(amps: float) -> LoadProfile:
+    """Return a load that draws the same current all the time."""
+    return lambda _t: amps
+
+
+def step_load(steps: Sequence[tuple[float, float]]) -> LoadProfile:
+    """Return a load that repeats (duration s, current A) steps."""
+    period = sum(duration for duration, _ in steps)
+
+    def load(t: float) -> float:
+        phase = t % period if period > 0 else 0.0
+        for duration, amps in steps:
+            if phase < duration:
+                return amps
+            phase -= duration
+        return steps[-1][1]
+
+    return load
+
+
+def solar_day(*, base_load: float = 12.0, peak_charge: float = 60.0) -> LoadProfile:
+    """Return a day of a solar home: a house load, and sun from 06:00 to 18:00."""
+
+    def load(t: float) -> float:
+        hour = (t / 3600.0) % 24.0
+        sun = 0.0
+        if 6.0 <= hour <= 18.0:
+            sun = peak_charge * math.sin(math.pi * (hour - 6.0) / 12.0)
+        return base_load - sun
+
+    return load
+
+
+@dataclass(kw_only=True)
+class SimBank:
+    """A bank of packs on one power bus, advanced on its own clock."""
+
+    packs: list[SimPack]
+    load: LoadProfile = field(default_factory=lambda: constant_load(0.0))
+    clock: float = 0.0  # s since the simulation started
+    bus_voltage: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Settle the currents for the initial state."""
+        self._settle()
+
+    def pack(self, address: int) -> SimPack:
+        """Return the pack at a bus address."""
+        for pack in self.packs:
+            if pack.address == address:
+                return pack
+        raise KeyError(address)
+
+    def take_off_bus(self, address: int) -> None:
+        """Make a pack stop answering on the communication bus."""
+        self.pack(address).online = False
+
+    def put_on_bus(self, address: int) -> None:
+        """Make a pack answer again."""
+        self.pack(address).online = True
+
+    def _settle(self) -> None:
+        """Share the load current between the connected packs."""
+        wired = [pack for pack in self.packs if pack.connected]
+        for pack in self.packs:
+            pack.current = 0.0
+        if not wired:
+            self.bus_voltage = 0.0
+            return
+        load = self.load(self.clock)
+        conductance = sum(1.0 / pack.resistance for pack in wired)
+        self.bus_voltage = (sum(pack.ocv / pack.resistance for pack in wired) - load) / conductance
+        for pack in wired:
+            discharge = (pack.ocv - self.bus_voltage) / pack.resistance
+            pack.current = -discharge
+
+    def step(self, seconds: float, *, resolution: float = 10.0) -> None:
+        """Advance the clock, integrating charge and heat in small steps."""
+        remaining = seconds
+        while remaining > 0:
+            dt = min(resolution, remaining)
+            self._settle()
+            for pack in self.packs:
+                delta_ah = pack.current * dt / 3600.0
+                pack.soc = min(max(pack.soc + delta_ah / pack.full_capacity, 0.0), 1.0)
+                if delta_ah < 0:
+                    pack._throughput -= delta_ah
+                    while pack._throughput >= pack.full_capacity:
+                        pack._throughput -= pack.full_capacity
+                        pack.cycles += 1
+                # Heat grows with I^2 R; the rack sheds it toward ambient.
+                heating = pack.current**2 * pack.resistance  # W
+                cooling = 2.0 * (pack.temperature - pack.ambient)  # W at 2 W/K
+                pack.temperature += (heating - cooling) * dt / 20000.0  # J/K
+            self.clock += dt
+            remaining -= dt
+        self._settle()
+
+
+def make_bank(
+    count: int = 4,
+    *,
+    seed: int = 1,
+    first_address: int = 1,
+    capacity: float = 100.0,
+    aged: Sequence[int] = (),
+    load: LoadProfile | None = None,
+    serial_prefix: str = "RBB",
+) -> SimBank:
+    """Build a bank of similar packs with the small spread of real ones.
+
+    Packs listed in ``aged`` (by position) have lost a fifth of their
+    capacity and gained resistance, as a pack some years older would.
+    """
+    rng = random.Random(seed)
+    packs: list[SimPack] = []
+    for index in range(count):
+        raw = [rng.uniform(-0.004, 0.004) for _ in range(CELLS)]
+        mean = sum(raw) / CELLS
+        offsets = tuple(round(value - mean, 4) for value in raw)
+        old = index in aged
+        packs.append(
+            SimPack(
+                address=first_address + index,
+                serial=f"{serial_prefix}{seed:02d}{index + 1:04d}",
+                design_capacity=capacity,
+                full_capacity=capacity * (0.8 if old else rng.uniform(0.97, 1.0)),
+                internal_resistance=(0.02 if old else rng.uniform(0.010, 0.014)),
+                connection_resistance=rng.uniform(0.004, 0.008),
+                soc=rng.uniform(0.55, 0.65),
+                cycles=(1450 if old else rng.randint(80, 200)),
+                temperature=rng.uniform(23.0, 26.0),
+                cell_offsets=offsets,
+            )
+        )
+    return SimBank(packs=packs, load=load or constant_load(0.0))
