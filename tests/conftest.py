@@ -1,0 +1,15 @@
+"""Fixtures shared by every test."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def loopback_sockets(socket_enabled: None) -> None:
+    """Let tests open real sockets; the connections stay on loopback.
+
+    Home Assistant's test plugin blocks socket creation and allows connections
+    only to 127.0.0.1. The tests talk to the simulator over real TCP, so the
+    first block is lifted; the second stays, and keeps traffic on this machine.
+    """
