@@ -1,0 +1,1 @@
+"""Byte pipes to a bus: they move frames and know nothing of their content."""
