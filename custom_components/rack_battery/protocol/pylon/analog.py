@@ -1,0 +1,173 @@
+"""Turn the INFO of a 0x42 ("analog values, fixed point") reply into a reading.
+
+The layout, in order: a flag byte, the command byte (the pack's address,
+echoed), the number of cells M and M cell voltages, the number of
+temperatures N and N temperatures, current, pack voltage, remaining
+capacity, a count P of user-defined items and those items. The vendor
+profile says what one count of each field is worth and what the items are.
+
+A BMS marks a value it does not measure with a sentinel (all ones, or the
+most negative number); those become ``None`` so they never reach a graph.
+A reply whose counts run past the end of INFO is corrupt and raises
+FrameError: the checksum can only vouch that the bytes arrived as sent, not
+that the firmware sent a consistent answer.
+"""
+
+from __future__ import annotations
+
+from ...bank.model import PackReading
+from ..errors import FrameError
+from .profiles import PYLONTECH, UserItem, VendorProfile
+
+_UNSET_16 = 0xFFFF
+_UNSET_24 = 0xFFFFFF
+_MIN_S16 = 0x8000  # the most negative 16-bit number, another "not measured"
+
+
+class InfoReader:
+    """Read fixed-width big-endian fields from INFO, naming what ran short."""
+
+    def __init__(self, info: bytes, what: str) -> None:
+        """Start at the first byte of ``info``, a reply to ``what``."""
+        self._info = info
+        self._what = what
+        self.position = 0
+
+    @property
+    def remaining(self) -> int:
+        """Return how many bytes are left."""
+        return len(self._info) - self.position
+
+    def take(self, width: int, name: str) -> bytes:
+        """Return the next ``width`` bytes, or raise FrameError if INFO ends first."""
+        end = self.position + width
+        if end > len(self._info):
+            raise FrameError(
+                f"{self._what} INFO ends inside {name}: needs bytes {self.position}..{end - 1}, "
+                f"has {len(self._info)}"
+            )
+        chunk = self._info[self.position : end]
+        self.position = end
+        return chunk
+
+    def unsigned(self, width: int, name: str) -> int:
+        """Return the next unsigned big-endian number of ``width`` bytes."""
+        return int.from_bytes(self.take(width, name), "big")
+
+
+def _signed16(raw: int) -> int:
+    return raw - 0x10000 if raw & 0x8000 else raw
+
+
+def _temperature(raw: int, profile: VendorProfile) -> float | None:
+    # Kelvin is never negative, so the sign bit only ever marks a sentinel.
+    if raw in (_UNSET_16, _MIN_S16):
+        return None
+    return round((raw - profile.temperature_offset) / 10.0, 1)
+
+
+def _cell_voltage(raw: int, profile: VendorProfile) -> float | None:
+    if raw in (_UNSET_16, _MIN_S16):
+        return None
+    return round(_signed16(raw) * profile.cell_voltage_scale, 3)
+
+
+def _capacity(raw: int, unset: int, profile: VendorProfile) -> float | None:
+    if raw == unset:
+        return None
+    return round(raw * profile.capacity_scale, 3)
+
+
+def decode_analog(
+    info: bytes,
+    *,
+    address: int,
+    profile: VendorProfile = PYLONTECH,
+    expect_command: int | None = None,
+) -> PackReading:
+    """Return the reading in a 0x42 reply's INFO, for the pack at ``address``.
+
+    ``expect_command`` is the command byte the request carried (on Pylontech,
+    the pack's own address); a reply that echoes another one answers someone
+    else's question and raises FrameError.
+    """
+    reader = InfoReader(info, "0x42")
+    reader.unsigned(1, "the flag byte")
+    command = reader.unsigned(1, "the command byte")
+    if expect_command is not None and command != expect_command:
+        raise FrameError(f"0x42 reply is for command 0x{command:02X}, asked 0x{expect_command:02X}")
+
+    cell_count = reader.unsigned(1, "the cell count")
+    cells = tuple(
+        _cell_voltage(reader.unsigned(2, f"cell {index + 1} voltage"), profile)
+        for index in range(cell_count)
+    )
+    temperature_count = reader.unsigned(1, "the temperature count")
+    temperatures = [
+        _temperature(reader.unsigned(2, f"temperature {index + 1}"), profile)
+        for index in range(temperature_count)
+    ]
+
+    raw_current = reader.unsigned(2, "the current")
+    current = (
+        None
+        if raw_current == _MIN_S16
+        else round(_signed16(raw_current) * profile.current_scale, 3)
+    )
+    raw_voltage = reader.unsigned(2, "the pack voltage")
+    voltage = None if raw_voltage == _UNSET_16 else round(raw_voltage * profile.voltage_scale, 3)
+    remaining = _capacity(reader.unsigned(2, "the remaining capacity"), _UNSET_16, profile)
+
+    full: float | None = None
+    design: float | None = None
+    cycles: int | None = None
+    soc: float | None = None
+    soh: float | None = None
+    item_count = reader.unsigned(1, "the user-defined item count")
+    # Items past the profile's list have no known width: they are skipped
+    # with the rest of INFO rather than guessed at.
+    for item in profile.user_items[:item_count]:
+        raw = reader.unsigned(item.width, f"user-defined item {item.field}")
+        unset = _UNSET_24 if item.width == 3 else _UNSET_16
+        if item in (UserItem.FULL_CAPACITY, UserItem.FULL_CAPACITY_24):
+            # A larger pack puts 0xFFFF in the 16-bit field and sends the
+            # real value in a 24-bit one later: keep whichever is known,
+            # the wider one winning.
+            if raw != unset:
+                full = _capacity(raw, unset, profile)
+        elif item is UserItem.REMAINING_CAPACITY_24:
+            if raw != unset:
+                remaining = _capacity(raw, unset, profile)
+        elif item is UserItem.DESIGN_CAPACITY:
+            design = _capacity(raw, unset, profile)
+        elif item is UserItem.CYCLES:
+            cycles = None if raw == unset else raw
+        elif item is UserItem.SOC_PERMILLE:
+            soc = None if raw == unset else raw / 10.0
+        elif item is UserItem.SOH_PERMILLE:
+            soh = None if raw == unset else raw / 10.0
+
+    if soc is None and remaining is not None and full:
+        # Pylontech sends no state of charge: derive it, and keep a glitch
+        # where remaining briefly exceeds full from claiming over 100 %.
+        soc = round(min(max(100.0 * remaining / full, 0.0), 100.0), 1)
+
+    mosfet: float | None = None
+    index = profile.mosfet_temperature_index
+    if index is not None and index < len(temperatures):
+        mosfet = temperatures.pop(index)
+
+    return PackReading(
+        address=address,
+        voltage=voltage,
+        current=current,
+        soc=soc,
+        soh=soh,
+        remaining_capacity=remaining,
+        full_capacity=full,
+        design_capacity=design,
+        cycles=cycles,
+        cell_voltages=cells,
+        temperatures=tuple(temperatures),
+        mosfet_temperature=mosfet,
+    )
