@@ -1,0 +1,35 @@
+"""Diagnostics: what a bug report needs to see of a bank."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_HOST
+from homeassistant.core import HomeAssistant
+
+from .coordinator import RackBatteryConfigEntry
+
+# The gateway's address says where someone lives on their network; nothing
+# in a bug report needs it.
+TO_REDACT = {CONF_HOST}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: RackBatteryConfigEntry
+) -> dict[str, Any]:
+    """Return the entry, the packs it knows and the last poll's report."""
+    coordinator = entry.runtime_data.coordinator
+    snapshot = coordinator.data
+    return {
+        "entry": async_redact_data(dict(entry.data), TO_REDACT),
+        "last_update_success": coordinator.last_update_success,
+        "snapshot": {
+            "taken_at": snapshot.taken_at.isoformat(),
+            "readings": {
+                str(address): asdict(reading) for address, reading in snapshot.readings.items()
+            },
+            "failed": {str(address): reason for address, reason in snapshot.failed.items()},
+        },
+    }

@@ -1,0 +1,97 @@
+"""The base entity of the bank and of its packs.
+
+The bank is a device of its own; each pack is a sub-device hanging off it.
+A pack is known by its serial number where the BMS reports one, so a pack
+moved to another address stays the same device; without one, the slot it is
+wired to is all there is, and the identifier says so (``slot_3``).
+"""
+
+from __future__ import annotations
+
+from typing import override
+
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .bank.model import BankSnapshot, PackIdentity, PackReading
+from .const import DOMAIN
+from .coordinator import BankCoordinator, RackBatteryConfigEntry
+from .protocol.catalog import FAMILIES
+
+
+def pack_device_key(entry: RackBatteryConfigEntry, identity: PackIdentity) -> str:
+    """Return the device identifier of a pack.
+
+    A serial number is unique on its own; a slot only within its bank.
+    """
+    if identity.serial:
+        return f"{identity.family}_{identity.serial}"
+    return f"{entry.entry_id}_{identity.key}"
+
+
+def bank_device_info(entry: RackBatteryConfigEntry) -> DeviceInfo:
+    """Return the device of the bank as a whole."""
+    family = FAMILIES[entry.data["family"]]
+    return DeviceInfo(
+        identifiers={(DOMAIN, entry.entry_id)},
+        manufacturer=family.manufacturer,
+        model=f"{family.name} bank",
+        name=entry.title,
+    )
+
+
+def pack_device_info(entry: RackBatteryConfigEntry, identity: PackIdentity) -> DeviceInfo:
+    """Return the device of one pack, hanging off its bank."""
+    family = FAMILIES[identity.family]
+    return DeviceInfo(
+        identifiers={(DOMAIN, pack_device_key(entry, identity))},
+        manufacturer=identity.manufacturer or family.manufacturer,
+        model=identity.model,
+        name=f"{entry.title} pack {identity.address}",
+        serial_number=identity.serial,
+        sw_version=identity.firmware,
+        via_device=(DOMAIN, entry.entry_id),
+    )
+
+
+class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
+    """An entity of the bank (``address`` None) or of one of its packs."""
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self,
+        entry: RackBatteryConfigEntry,
+        description: EntityDescription,
+        address: int | None = None,
+    ) -> None:
+        """Initialize the entity."""
+        super().__init__(entry.runtime_data.coordinator)
+        self.entity_description = description
+        self.address = address
+        if address is None:
+            self._attr_device_info = bank_device_info(entry)
+            self._attr_unique_id = f"{entry.entry_id}_{description.key}"
+        else:
+            identity = self.coordinator.packs[address]
+            self._attr_device_info = pack_device_info(entry, identity)
+            self._attr_unique_id = f"{pack_device_key(entry, identity)}_{description.key}"
+
+    @property
+    def subject(self) -> BankSnapshot | PackReading | None:
+        """Return what this entity reports on: the bank, or its pack's reading."""
+        snapshot = self.coordinator.data
+        if self.address is None:
+            return snapshot
+        return snapshot.readings.get(self.address)
+
+    @property
+    @override
+    def available(self) -> bool:
+        """Return whether this entity's pack answered the last poll.
+
+        A pack that stayed silent keeps its last values in memory, and showing
+        them as current would lie about the pack.
+        """
+        return super().available and self.subject is not None

@@ -1,0 +1,77 @@
+"""Fixtures for tests in a real Home Assistant against the simulated bank."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+import socket
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+import pytest
+
+from custom_components.rack_battery.const import DOMAIN
+from simulator import pace_modbus, pylontech_ascii
+from simulator.bank import SimBank, make_bank
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load the integration from custom_components."""
+
+
+@dataclass
+class SimulatedBus:
+    """A simulated bank and the server that speaks for it on loopback."""
+
+    bank: SimBank
+    host: str
+    port: int
+
+
+@pytest.fixture
+async def pace_bus() -> AsyncIterator[SimulatedBus]:
+    """Serve four PACE packs over Modbus TCP, the fourth one aged."""
+    bank = make_bank(4, aged=[3], first_address=1, seed=7)
+    server = await pace_modbus.start_server(bank, "127.0.0.1", 0)
+    try:
+        yield SimulatedBus(bank, server.host, server.port)
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def pylontech_bus() -> AsyncIterator[SimulatedBus]:
+    """Serve three Pylontech packs over a transparent TCP gateway."""
+    bank = make_bank(3, first_address=2, seed=11)
+    server = await pylontech_ascii.start_server(bank, "127.0.0.1", 0)
+    try:
+        yield SimulatedBus(bank, server.host, server.port)
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """Return a loopback port that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> ConfigEntry:
+    """Add the simulated bank through the config flow and return its entry."""
+    result: Any = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": wire}
+    )
+    family = "pace_modbus" if wire == "modbus_tcp" else "pylontech_rs485"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"host": bus.host, "port": bus.port, "family": family}
+    )
+    await hass.async_block_till_done()
+    entry = hass.config_entries.async_get_entry(result["result"].entry_id)
+    assert entry is not None
+    return entry
