@@ -1,0 +1,303 @@
+"""Serve a simulated parallel bank to a real Home Assistant, in real time.
+
+    python -m simulator                                   # PACE Modbus TCP on 127.0.0.1:5020
+    python -m simulator --protocol pylontech-ascii        # Pylontech RS485 ASCII on :8899
+    python -m simulator --aged 3 --load solar-day --speed 60
+
+The bank keeps its own clock (nothing in :mod:`simulator.bank` reads wall
+time, so the tests stay deterministic); this command is the one place that
+ties that clock to the wall, ``--speed`` simulated seconds per real second,
+so that an hour of a solar day can pass in a minute while Home Assistant
+polls it. It runs until Ctrl-C or SIGTERM and then closes its port, so that
+``scripts/develop`` can start it again straight away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from dataclasses import dataclass
+import logging
+import signal
+from typing import Protocol
+
+from .bank import LoadProfile, SimBank, constant_load, make_bank, solar_day, step_load
+
+_LOGGER = logging.getLogger("simulator")
+
+# How often the bank's clock catches up with the wall. The integration polls
+# every ten seconds, so a second is fine-grained enough for what it reads.
+TICK_SECONDS = 1.0
+# How often a summary of every pack is logged: often enough to see the bank
+# move, rarely enough to read the console.
+SUMMARY_SECONDS = 10.0
+
+# The house loads of `--load steps`: (duration s, current A) repeated, a
+# kettle and an oven switching on over an idle bank, then the sun charging it.
+_STEPS: tuple[tuple[float, float], ...] = (
+    (600.0, 5.0),
+    (120.0, 60.0),
+    (600.0, 15.0),
+    (600.0, -30.0),
+)
+
+
+class Server(Protocol):
+    """What every simulator personality's ``start_server`` returns."""
+
+    @property
+    def host(self) -> str:
+        """Return the address listened on."""
+
+    @property
+    def port(self) -> int:
+        """Return the port actually bound."""
+
+    async def stop(self) -> None:
+        """Stop listening and drop the connections."""
+
+
+StartServer = Callable[[SimBank, str, int], Awaitable[Server]]
+
+
+def _start_pace_modbus() -> StartServer:
+    # Imported only when asked for, so that one personality's dependencies
+    # (pymodbus here) never stop the other from serving.
+    from .pace_modbus import start_server  # noqa: PLC0415
+
+    return start_server
+
+
+def _start_pylontech_ascii() -> StartServer:
+    from .pylontech_ascii import start_server  # noqa: PLC0415
+
+    return start_server
+
+
+@dataclass(frozen=True, kw_only=True)
+class Personality:
+    """A wire format the bank can speak, and how a real bus of it is laid out."""
+
+    description: str
+    # PACE packs are numbered from 1 by their DIP switches; on a Pylontech
+    # bus address 1 is the inverter's own, so the packs start at 2.
+    first_address: int
+    # 5020 rather than Modbus's own 502, which only root may bind; 8899 is
+    # what transparent RS485-to-TCP gateways (Elfin EW11 and kin) ship with.
+    default_port: int
+    loader: Callable[[], StartServer]
+
+
+PERSONALITIES: dict[str, Personality] = {
+    "pace-modbus": Personality(
+        description="PACE Modbus V1.3 over Modbus TCP",
+        first_address=1,
+        default_port=5020,
+        loader=_start_pace_modbus,
+    ),
+    "pylontech-ascii": Personality(
+        description="Pylontech RS485 ASCII over raw TCP",
+        first_address=2,
+        default_port=8899,
+        loader=_start_pylontech_ascii,
+    ),
+}
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above zero, not {text}")
+    return value
+
+
+def _clock(text: str) -> float:
+    """Return "HH:MM" as seconds after midnight."""
+    try:
+        hours, minutes = (int(part) for part in text.split(":"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected HH:MM, not {text!r}") from err
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise argparse.ArgumentTypeError(f"no such time of day: {text!r}")
+    return hours * 3600.0 + minutes * 60.0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Read the command line; refuse combinations that could not describe a bank."""
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description="Serve a simulated bank of 48 V packs wired in parallel.",
+    )
+    parser.add_argument("--protocol", choices=sorted(PERSONALITIES), default="pace-modbus")
+    parser.add_argument("--packs", type=int, default=4, help="number of packs (default 4)")
+    parser.add_argument(
+        "--aged",
+        type=int,
+        action="append",
+        default=[],
+        metavar="I",
+        help="position (0-based) of a pack some years older than the rest; repeatable",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--port", type=int, help="default 5020 for pace-modbus, 8899 for pylontech-ascii"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="spread of the packs (default 1)")
+    parser.add_argument("--load", choices=("constant", "steps", "solar-day"), default="constant")
+    parser.add_argument(
+        "--amps",
+        type=float,
+        default=10.0,
+        help="bank current of --load constant, discharge positive (default 10)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=1.0,
+        help="simulated seconds per real second (default 1)",
+    )
+    parser.add_argument(
+        "--start-time",
+        type=_clock,
+        default=0.0,
+        metavar="HH:MM",
+        help="time of day the bank's clock starts at; matters for solar-day (default 00:00)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
+    args = parser.parse_args(argv)
+    if not 1 <= args.packs <= 15:
+        parser.error("--packs must be between 1 and 15, as on one RS485 bus")
+    if bad := [index for index in args.aged if not 0 <= index < args.packs]:
+        parser.error(f"--aged {bad[0]} is not a pack of {args.packs} (0..{args.packs - 1})")
+    if args.port is None:
+        args.port = PERSONALITIES[args.protocol].default_port
+    return args
+
+
+def make_load(name: str, amps: float) -> LoadProfile:
+    """Return the load profile a ``--load`` name stands for."""
+    if name == "steps":
+        return step_load(_STEPS)
+    if name == "solar-day":
+        return solar_day()
+    return constant_load(amps)
+
+
+def _hhmm(seconds: float) -> str:
+    """Return the bank's clock as day and time of day, as a solar-day load reads it."""
+    day, rest = divmod(int(seconds), 86400)
+    return f"day {day + 1} {rest // 3600:02d}:{rest % 3600 // 60:02d}"
+
+
+def log_summary(bank: SimBank) -> None:
+    """Log the bank and one line per pack: what Home Assistant should be showing."""
+    _LOGGER.info(
+        "%s  load %6.1f A  bus %6.2f V",
+        _hhmm(bank.clock),
+        bank.load(bank.clock),
+        bank.bus_voltage,
+    )
+    for pack in bank.packs:
+        _LOGGER.info(
+            "  pack @%-2d %s  %6.2f V  %+7.2f A  SoC %5.1f %%  SoH %5.1f %%  %4.1f °C%s",
+            pack.address,
+            pack.serial,
+            pack.voltage,
+            pack.current,
+            pack.soc * 100.0,
+            pack.soh,
+            pack.temperature,
+            "" if pack.online else "  (off the bus)",
+        )
+
+
+async def advance(bank: SimBank, speed: float) -> None:
+    """Step the bank's clock with the wall's, ``speed`` times as fast, until cancelled.
+
+    Each tick steps by the time that really passed rather than by the nominal
+    second, so a slow event loop (Home Assistant starting beside us on two
+    cores) makes the bank lag by at most one tick, never drift.
+    """
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    next_summary = last + SUMMARY_SECONDS
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        now = loop.time()
+        bank.step(speed * (now - last))
+        last = now
+        if now >= next_summary:
+            log_summary(bank)
+            next_summary = now + SUMMARY_SECONDS
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Build the bank, serve it and advance it until asked to stop."""
+    personality = PERSONALITIES[args.protocol]
+    bank = make_bank(
+        args.packs,
+        seed=args.seed,
+        first_address=personality.first_address,
+        aged=tuple(args.aged),
+        load=make_load(args.load, args.amps),
+    )
+    # Start the clock at the requested time of day; a zero step settles the
+    # currents for the load at that hour.
+    bank.clock = args.start_time
+    bank.step(0.0)
+
+    start_server = personality.loader()
+    server = await start_server(bank, args.host, args.port)
+    last = personality.first_address + args.packs - 1
+    aged = ", @".join(str(personality.first_address + index) for index in sorted(set(args.aged)))
+    # One plain line on stdout, flushed, so a script waiting for it sees it
+    # even when stdout is a file or a pipe.
+    print(
+        f"Simulating {args.packs} packs (addresses {personality.first_address}..{last}"
+        f"{f'; aged: @{aged}' if aged else ''}) as {personality.description} "
+        f"on {server.host}:{server.port}; load {args.load}, speed x{args.speed:g}",
+        flush=True,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    ticker = asyncio.create_task(advance(bank, args.speed))
+    log_summary(bank)
+    try:
+        await stop.wait()
+    finally:
+        # A terminal's Ctrl-C reaches us and scripts/develop, which then sends
+        # SIGTERM as well: ignore the second, we are already on our way out.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        await server.stop()
+        _LOGGER.info("Stopped serving on %s:%s", server.host, server.port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator; return the process's exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        asyncio.run(serve(args))
+    except OSError as err:
+        # Most often the port is taken, by an earlier simulator still running.
+        _LOGGER.error("Cannot serve on %s:%s: %s", args.host, args.port, err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
