@@ -15,11 +15,11 @@ for a given seed: nothing here reads wall time.
 
 from __future__ import annotations
 
-import math
-import random
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+import math
+import random
 
 CELLS = 16
 
@@ -74,6 +74,14 @@ class SimPack:
     connected: bool = True
     current: float = 0.0  # A, positive while charging (as a BMS reports it)
     _throughput: float = field(default=0.0, repr=False)  # Ah discharged
+    # A connection that makes and breaks contact (see simulator.faults): the
+    # voltage the BMS measures jumps by up to this much either way, drawn
+    # anew each time the bank settles, from noise_rng so it is repeatable.
+    voltage_noise: float = 0.0  # V
+    voltage_error: float = 0.0  # V, the draw in force now
+    noise_rng: random.Random = field(
+        default_factory=lambda: random.Random(0), repr=False, compare=False
+    )
 
     @property
     def resistance(self) -> float:
@@ -88,7 +96,7 @@ class SimPack:
     @property
     def voltage(self) -> float:
         """Return the voltage the BMS measures at its own terminals."""
-        return self.ocv + self.current * self.internal_resistance
+        return self.ocv + self.current * self.internal_resistance + self.voltage_error
 
     @property
     def cell_voltages(self) -> tuple[float, ...]:
@@ -197,6 +205,11 @@ class SimBank:
         for pack in wired:
             discharge = (pack.ocv - self.bus_voltage) / pack.resistance
             pack.current = -discharge
+        for pack in self.packs:
+            if pack.voltage_noise > 0:
+                pack.voltage_error = pack.noise_rng.uniform(-1.0, 1.0) * pack.voltage_noise
+            else:
+                pack.voltage_error = 0.0
 
     def step(self, seconds: float, *, resolution: float = 10.0) -> None:
         """Advance the clock, integrating charge and heat in small steps."""
