@@ -136,13 +136,16 @@ async def test_bank_totals(
 async def test_devices_hang_off_the_bank(hass: HomeAssistant, pace_bus: SimulatedBus) -> None:
     """Every pack is a device of its own, reached via the bank's device."""
     entry = await setup_bank(hass, pace_bus, wire="modbus_tcp")
-    devices = dr.async_get(hass)
-    bank = devices.async_get_device(identifiers={(DOMAIN, entry.entry_id)})
-    assert bank is not None
+    devices = {
+        identifier: device
+        for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+        for (_, identifier) in device.identifiers
+    }
+    assert len(devices) == 1 + len(pace_bus.bank.packs)
+    bank = devices[entry.entry_id]
     assert bank.name == "PACE bank"
     for pack in pace_bus.bank.packs:
-        device = devices.async_get_device(identifiers={(DOMAIN, f"pace_modbus_{pack.serial}")})
-        assert device is not None
+        device = devices[f"pace_modbus_{pack.serial}"]
         assert device.via_device_id == bank.id
         assert device.serial_number == pack.serial
         assert device.name == f"PACE bank pack {pack.address}"
