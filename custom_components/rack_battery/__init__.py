@@ -6,16 +6,17 @@ up are polled as one bank; every pack is a device hanging off the bank's.
 
 from __future__ import annotations
 
-from homeassistant.const import CONF_HOST, CONF_PORT, Platform
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr
 
 from .bank.model import PackIdentity
-from .const import CONF_FAMILY, CONF_PACKS, CONF_WIRE, DOMAIN, RESPONSE_TIMEOUT
+from .const import CONF_FAMILY, CONF_PACKS, DOMAIN, RESPONSE_TIMEOUT
 from .coordinator import BankCoordinator, RackBatteryConfigEntry, RackBatteryRuntimeData
 from .entity import bank_device_info
-from .protocol.catalog import Wire, open_driver
+from .protocol.catalog import open_driver
+from .protocol.connection import ConnectionSpec
 from .protocol.errors import BusUnavailable
 
 PLATFORMS: list[Platform] = [Platform.SENSOR]
@@ -24,11 +25,7 @@ PLATFORMS: list[Platform] = [Platform.SENSOR]
 async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> bool:
     """Set up a bank from a config entry."""
     driver = open_driver(
-        wire=Wire(entry.data[CONF_WIRE]),
-        family=entry.data[CONF_FAMILY],
-        host=entry.data[CONF_HOST],
-        port=entry.data[CONF_PORT],
-        timeout=RESPONSE_TIMEOUT,
+        ConnectionSpec.from_dict(entry.data), entry.data[CONF_FAMILY], timeout=RESPONSE_TIMEOUT
     )
     try:
         await driver.connect()

@@ -21,8 +21,9 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .bank.model import PackIdentity
-from .const import CONF_FAMILY, CONF_PACKS, CONF_WIRE, DOMAIN, LOGGER, RESPONSE_TIMEOUT
-from .protocol.catalog import DEFAULT_PORTS, FAMILIES, Wire, families_on, open_driver
+from .const import CONF_FAMILY, CONF_PACKS, DOMAIN, LOGGER, RESPONSE_TIMEOUT
+from .protocol.catalog import FAMILIES, families_on, open_driver
+from .protocol.connection import DEFAULT_PORTS, ConnectionSpec, Wire
 from .protocol.errors import BusUnavailable
 
 # A host name as RFC 1123 allows it: labels of letters, digits and inner
@@ -40,12 +41,12 @@ def _valid_host(host: str) -> bool:
     return True
 
 
-async def scan_bank(wire: Wire, family: str, host: str, port: int) -> list[PackIdentity]:
+async def scan_bank(spec: ConnectionSpec, family: str) -> list[PackIdentity]:
     """Connect to the bus and return the packs that answer.
 
-    Raises BusUnavailable when the gateway cannot be reached.
+    Raises BusUnavailable when the bus cannot be reached.
     """
-    driver = open_driver(wire=wire, family=family, host=host, port=port, timeout=RESPONSE_TIMEOUT)
+    driver = open_driver(spec, family, timeout=RESPONSE_TIMEOUT)
     await driver.connect()
     try:
         return await driver.scan()
@@ -60,7 +61,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the bank's bus reaches Home Assistant."""
-        return self.async_show_menu(step_id="user", menu_options=[wire.value for wire in Wire])
+        return self.async_show_menu(
+            step_id="user", menu_options=[wire.value for wire in Wire if families_on(wire)]
+        )
 
     async def async_step_modbus_tcp(
         self, user_input: dict[str, Any] | None = None
@@ -91,7 +94,8 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                 await self.async_set_unique_id(f"{host.lower()}:{port}")
                 self._abort_if_unique_id_configured()
                 try:
-                    packs = await scan_bank(wire, family, host, port)
+                    spec = ConnectionSpec(wire=wire, host=host, port=port)
+                    packs = await scan_bank(spec, family)
                 except BusUnavailable as err:
                     LOGGER.debug("Cannot reach %s:%s: %s", host, port, err)
                     errors["base"] = "cannot_connect"
@@ -102,10 +106,8 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                         return self.async_create_entry(
                             title=f"{FAMILIES[family].manufacturer} bank",
                             data={
-                                CONF_WIRE: wire.value,
+                                **spec.as_dict(),
                                 CONF_FAMILY: family,
-                                CONF_HOST: host,
-                                CONF_PORT: port,
                                 CONF_PACKS: [asdict(pack) for pack in packs],
                             },
                         )

@@ -7,7 +7,6 @@ from typing import Final
 DOMAIN: Final = "rack_battery"
 LOGGER = logging.getLogger(__package__)
 
-CONF_WIRE: Final = "wire"
 CONF_FAMILY: Final = "family"
 CONF_PACKS: Final = "packs"
 

@@ -1,46 +1,35 @@
 """Which BMS families exist, which wires they speak on, and how to open one.
 
-This is the one place that ties a family to its driver and transport, so the
-layers above ask for "PACE over Modbus TCP at this address" and get a driver
-without knowing a register or a byte.
+This is the one place that ties a family to its driver, so the layers above
+ask for "PACE over Modbus TCP at this address" and get a driver without
+knowing a register or a byte. Adding a family is one entry here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import Any
 
+from .connection import ConnectionSpec, Wire
 from .drivers.base import BmsDriver
 from .drivers.pace_modbus import PaceModbusDriver
 from .drivers.pylontech_rs485 import PylontechRs485Driver
-from .transport.ascii_tcp import AsciiTcpTransport
-from .transport.modbus_tcp import ModbusTcpTransport
-
-
-class Wire(StrEnum):
-    """How the bank's bus reaches this host."""
-
-    # Modbus TCP, or a gateway that turns it into Modbus RTU on RS485.
-    MODBUS_TCP = "modbus_tcp"
-    # A transparent RS485-to-TCP gateway carrying the Pylon ASCII protocol.
-    ASCII_TCP = "ascii_tcp"
-
-
-# What gateways ship with: 502 is Modbus TCP's own port; transparent serial
-# servers (Elfin EW11 and its kin) default to 8899.
-DEFAULT_PORTS: dict[Wire, int] = {Wire.MODBUS_TCP: 502, Wire.ASCII_TCP: 8899}
+from .transport.factory import open_transport
 
 
 @dataclass(frozen=True, kw_only=True)
 class Family:
-    """A BMS family: its name, the wires it speaks on and how to reach it."""
+    """A BMS family: its name, the wires it speaks on and its driver."""
 
     key: str
     name: str
     manufacturer: str
     wires: tuple[Wire, ...]
-    open_tcp: Callable[[str, int, float], BmsDriver]
+    # The baud rate its RS485 or CAN port runs at out of the box.
+    default_baudrate: int | None = None
+    # Builds the driver over a transport of one of ``wires``.
+    driver: Callable[[Any], BmsDriver]
 
 
 FAMILIES: dict[str, Family] = {
@@ -51,18 +40,16 @@ FAMILIES: dict[str, Family] = {
             name="PACE (Modbus)",
             manufacturer="PACE",
             wires=(Wire.MODBUS_TCP,),
-            open_tcp=lambda host, port, timeout: PaceModbusDriver(
-                ModbusTcpTransport(host, port, timeout=timeout)
-            ),
+            default_baudrate=9600,
+            driver=PaceModbusDriver,
         ),
         Family(
             key="pylontech_rs485",
             name="Pylontech (RS485)",
             manufacturer="Pylontech",
             wires=(Wire.ASCII_TCP,),
-            open_tcp=lambda host, port, timeout: PylontechRs485Driver(
-                AsciiTcpTransport(host, port, timeout=timeout)
-            ),
+            default_baudrate=115200,
+            driver=PylontechRs485Driver,
         ),
     )
 }
@@ -73,11 +60,9 @@ def families_on(wire: Wire) -> list[Family]:
     return [family for family in FAMILIES.values() if wire in family.wires]
 
 
-def open_driver(
-    *, wire: Wire, family: str, host: str, port: int, timeout: float = 1.0
-) -> BmsDriver:
-    """Return a driver for a family on a TCP wire, not yet connected."""
+def open_driver(spec: ConnectionSpec, family: str, *, timeout: float = 1.0) -> BmsDriver:
+    """Return a driver for a family on the bus a spec names, not yet connected."""
     info = FAMILIES[family]
-    if wire not in info.wires:
-        raise ValueError(f"{info.name} does not speak on {wire}")
-    return info.open_tcp(host, port, timeout)
+    if spec.wire not in info.wires:
+        raise ValueError(f"{info.name} does not speak on {spec.wire}")
+    return info.driver(open_transport(spec, timeout=timeout))
