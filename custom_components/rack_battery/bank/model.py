@@ -56,6 +56,18 @@ class PackReading:
     mosfet_temperature: float | None = None  # degC
     charge_enabled: bool | None = None  # charge FET on
     discharge_enabled: bool | None = None  # discharge FET on
+    balancing: bool | None = None  # any cell being balanced
+    # Conditions the BMS reports, as stable snake_case names shared across
+    # families (e.g. "cell_overvoltage", "discharge_overcurrent"): a warning
+    # is a limit being approached, a protection is the BMS having acted.
+    warnings: frozenset[str] = frozenset()
+    protections: frozenset[str] = frozenset()
+    # What the BMS asks of the inverter; currents as positive magnitudes,
+    # whatever sign the wire uses.
+    charge_voltage_limit: float | None = None  # V
+    charge_current_limit: float | None = None  # A
+    discharge_current_limit: float | None = None  # A
+    discharge_voltage_limit: float | None = None  # V
 
     @property
     def power(self) -> float | None:
