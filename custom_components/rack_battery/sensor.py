@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, override
 
 from homeassistant.components.sensor import (
@@ -47,40 +48,52 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     value_fn: Callable[[SubjectT], StateType]
 
 
+# Measured on every pack and summed or averaged over the bank: one
+# description serves both, reading the attribute of the same name.
+_SHARED: dict[str, dict[str, Any]] = {
+    "voltage": {
+        "device_class": SensorDeviceClass.VOLTAGE,
+        "native_unit_of_measurement": UnitOfElectricPotential.VOLT,
+        "suggested_display_precision": 2,
+    },
+    "current": {
+        "device_class": SensorDeviceClass.CURRENT,
+        "native_unit_of_measurement": UnitOfElectricCurrent.AMPERE,
+        "suggested_display_precision": 2,
+    },
+    "power": {
+        "device_class": SensorDeviceClass.POWER,
+        "native_unit_of_measurement": UnitOfPower.WATT,
+        "suggested_display_precision": 0,
+    },
+    "soc": {
+        "translation_key": "soc",
+        "device_class": SensorDeviceClass.BATTERY,
+        "native_unit_of_measurement": PERCENTAGE,
+        "suggested_display_precision": 0,
+    },
+    "remaining_capacity": {
+        "translation_key": "remaining_capacity",
+        "native_unit_of_measurement": AMPERE_HOURS,
+        "suggested_display_precision": 1,
+    },
+}
+
+
+def _shared() -> tuple[RackBatterySensorEntityDescription[Any], ...]:
+    return tuple(
+        RackBatterySensorEntityDescription(
+            key=key,
+            state_class=SensorStateClass.MEASUREMENT,
+            value_fn=attrgetter(key),
+            **options,
+        )
+        for key, options in _SHARED.items()
+    )
+
+
 PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
-    RackBatterySensorEntityDescription(
-        key="voltage",
-        device_class=SensorDeviceClass.VOLTAGE,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
-        suggested_display_precision=2,
-        value_fn=lambda pack: pack.voltage,
-    ),
-    RackBatterySensorEntityDescription(
-        key="current",
-        device_class=SensorDeviceClass.CURRENT,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
-        suggested_display_precision=2,
-        value_fn=lambda pack: pack.current,
-    ),
-    RackBatterySensorEntityDescription(
-        key="power",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.WATT,
-        suggested_display_precision=0,
-        value_fn=lambda pack: pack.power,
-    ),
-    RackBatterySensorEntityDescription(
-        key="soc",
-        translation_key="soc",
-        device_class=SensorDeviceClass.BATTERY,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=PERCENTAGE,
-        suggested_display_precision=0,
-        value_fn=lambda pack: pack.soc,
-    ),
+    *_shared(),
     RackBatterySensorEntityDescription(
         key="soh",
         translation_key="soh",
@@ -88,14 +101,6 @@ PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
         native_unit_of_measurement=PERCENTAGE,
         suggested_display_precision=0,
         value_fn=lambda pack: pack.soh,
-    ),
-    RackBatterySensorEntityDescription(
-        key="remaining_capacity",
-        translation_key="remaining_capacity",
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=AMPERE_HOURS,
-        suggested_display_precision=1,
-        value_fn=lambda pack: pack.remaining_capacity,
     ),
     RackBatterySensorEntityDescription(
         key="full_capacity",
@@ -152,47 +157,7 @@ PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
 )
 
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
-    RackBatterySensorEntityDescription(
-        key="voltage",
-        device_class=SensorDeviceClass.VOLTAGE,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
-        suggested_display_precision=2,
-        value_fn=lambda bank: bank.voltage,
-    ),
-    RackBatterySensorEntityDescription(
-        key="current",
-        device_class=SensorDeviceClass.CURRENT,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
-        suggested_display_precision=2,
-        value_fn=lambda bank: bank.current,
-    ),
-    RackBatterySensorEntityDescription(
-        key="power",
-        device_class=SensorDeviceClass.POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.WATT,
-        suggested_display_precision=0,
-        value_fn=lambda bank: bank.power,
-    ),
-    RackBatterySensorEntityDescription(
-        key="soc",
-        translation_key="soc",
-        device_class=SensorDeviceClass.BATTERY,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=PERCENTAGE,
-        suggested_display_precision=0,
-        value_fn=lambda bank: bank.soc,
-    ),
-    RackBatterySensorEntityDescription(
-        key="remaining_capacity",
-        translation_key="remaining_capacity",
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=AMPERE_HOURS,
-        suggested_display_precision=1,
-        value_fn=lambda bank: bank.remaining_capacity,
-    ),
+    *_shared(),
     RackBatterySensorEntityDescription(
         key="packs_online",
         translation_key="packs_online",
