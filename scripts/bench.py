@@ -16,7 +16,7 @@ import time
 from typing import Any, Protocol
 
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
-from custom_components.rack_battery.bank.model import BankSnapshot, PackIdentity, PackReading
+from custom_components.rack_battery.bank.model import PackIdentity
 from custom_components.rack_battery.protocol.catalog import open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.drivers.pace_modbus import decode_pack
@@ -25,6 +25,7 @@ from custom_components.rack_battery.protocol.pylon.frame import decode_frame, en
 from simulator import pace_modbus, pylontech_ascii
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.pace_modbus import encode_pack
+from simulator.readings import snapshot_of
 
 
 class Serve(Protocol):
@@ -104,22 +105,7 @@ def analysis() -> None:
         nonlocal now
         now += timedelta(seconds=10)
         bank.step(10)
-        readings = {
-            pack.address: PackReading(
-                address=pack.address,
-                voltage=pack.voltage,
-                current=pack.current,
-                soc=pack.soc * 100,
-                soh=pack.soh,
-                full_capacity=pack.full_capacity,
-                remaining_capacity=pack.remaining_capacity,
-                cycles=pack.cycles,
-                cell_voltages=pack.cell_voltages,
-                temperatures=pack.cell_temperatures,
-            )
-            for pack in bank.packs
-        }
-        analyzer.update(BankSnapshot(taken_at=now, readings=readings, failed={}), identities, now)
+        analyzer.update(snapshot_of(bank, now), identities, now)
 
     _figure("analyzer update, 16 packs, per poll", _median_us(update, rounds=500), "us")
 

@@ -19,36 +19,10 @@ from custom_components.rack_battery.bank.analysis import (
     Thresholds,
 )
 from custom_components.rack_battery.bank.model import BankSnapshot, PackIdentity, PackReading
-from simulator.bank import SimBank, SimPack, constant_load, make_bank
+from simulator.bank import SimBank, constant_load, make_bank
+from simulator.readings import snapshot_of
 
 START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-
-
-def reading_of(pack: SimPack) -> PackReading:
-    """Return what a BMS would report for a simulated pack, in the model's units."""
-    return PackReading(
-        address=pack.address,
-        voltage=pack.voltage,
-        current=pack.current,
-        soc=100.0 * pack.soc,
-        soh=pack.soh,
-        remaining_capacity=pack.remaining_capacity,
-        full_capacity=pack.full_capacity,
-        design_capacity=pack.design_capacity,
-        cycles=pack.cycles,
-        cell_voltages=pack.cell_voltages,
-        temperatures=pack.cell_temperatures,
-        mosfet_temperature=pack.mosfet_temperature,
-        charge_enabled=pack.connected,
-        discharge_enabled=pack.connected,
-    )
-
-
-def snapshot_of(bank: SimBank, now: datetime) -> BankSnapshot:
-    """Return the bank as one poll would see it: packs off the bus are failed."""
-    readings = {pack.address: reading_of(pack) for pack in bank.packs if pack.online}
-    failed = {pack.address: "no answer" for pack in bank.packs if not pack.online}
-    return BankSnapshot(taken_at=now, readings=readings, failed=failed)
 
 
 def identities_of(bank: SimBank, family: str = "pylontech_rs485") -> dict[int, PackIdentity]:

@@ -19,8 +19,9 @@ from custom_components.rack_battery.bank.analysis import (
 )
 from custom_components.rack_battery.bank.analysis.maintenance import STORAGE_VERSION
 from simulator.bank import constant_load
+from simulator.readings import snapshot_of
 
-from .sim import START, identities_of, quiet_bank, snap, snapshot_of
+from .sim import START, identities_of, quiet_bank, snap
 
 DAY = timedelta(days=1)
 Task = MaintenanceTask

@@ -9,8 +9,9 @@ import pytest
 from custom_components.rack_battery.bank.analysis import BankAnalyzer, Severity, Thresholds
 from simulator import faults
 from simulator.bank import constant_load, step_load
+from simulator.readings import snapshot_of
 
-from .sim import START, Scenario, identities_of, quiet_bank, snap, snapshot_of
+from .sim import START, Scenario, identities_of, quiet_bank, snap
 
 MIN = timedelta(minutes=1)
 
