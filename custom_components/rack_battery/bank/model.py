@@ -168,7 +168,9 @@ class BankSnapshot:
 
         A 100 Ah pack at 50 % and a 50 Ah pack at 100 % hold 100 Ah of 150:
         67 %, not the 75 % a plain mean would claim. Packs that do not report
-        a capacity are left out rather than guessed at.
+        a capacity are left out rather than guessed at; where no pack does
+        (a bank seen over CAN, which sends one state of charge), the plain
+        mean is all there is.
         """
         weighted = 0.0
         total = 0.0
@@ -177,6 +179,7 @@ class BankSnapshot:
                 continue
             weighted += reading.soc * reading.full_capacity
             total += reading.full_capacity
-        if total <= 0:
-            return None
-        return weighted / total
+        if total > 0:
+            return weighted / total
+        known = self._known("soc")
+        return sum(known) / len(known) if known else None
