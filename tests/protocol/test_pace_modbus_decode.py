@@ -154,18 +154,35 @@ def test_unreadable_cell_between_fitted_ones_is_unknown() -> None:
 
 def test_flags_by_name() -> None:
     flags = decode_flags(3, DISCHARGING_PACK)
-    assert flags.warnings == {"cell_overvoltage", "soc_low"}
-    assert flags.protections == {"short_circuit", "mosfet_high_temperature"}
+    assert flags.warnings == {"cell_overvoltage", "low_capacity"}
+    assert flags.protections == {"short_circuit", "mosfet_overtemperature"}
     assert flags.status == {"discharging", "charge_mosfet_on", "discharge_mosfet_on"}
     assert flags.balancing_cells == (1, 3)
+
+
+def test_reading_carries_the_alarms_by_their_shared_names() -> None:
+    # The same bits as above, as a user sees them on the pack's reading.
+    reading = decode_pack(3, DISCHARGING_PACK)
+    assert reading.warnings == {"cell_overvoltage", "low_capacity"}
+    assert reading.protections == {"short_circuit", "mosfet_overtemperature"}
+    assert reading.balancing is True
+
+
+def test_status_faults_join_the_protections() -> None:
+    # Status 0x0C01: bit 0 charge MOSFET fault, FETs on (bits 10 and 11).
+    reading = decode_pack(1, with_registers(r9=0, r10=0, r11=0x0C01, r12=0))
+    assert reading.protections == {"charge_mosfet_fault"}
+    assert reading.warnings == frozenset()
+    assert reading.balancing is False
+    assert reading.charge_enabled is True
 
 
 def test_environment_and_mosfet_bits_differ_between_warning_and_protection() -> None:
     # Bit 12 is the environment in the warning register, the MOSFET in the
     # protection register.
     flags = decode_flags(1, with_registers(r9=0x1000, r10=0x1000))
-    assert flags.warnings == {"environment_high_temperature"}
-    assert flags.protections == {"mosfet_high_temperature"}
+    assert flags.warnings == {"environment_overtemperature"}
+    assert flags.protections == {"mosfet_overtemperature"}
 
 
 @pytest.mark.parametrize("count", [0, 36, 38, 125])

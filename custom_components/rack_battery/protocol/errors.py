@@ -19,3 +19,15 @@ class PackNotResponding(ProtocolError):
 
 class BusUnavailable(ProtocolError):
     """The bus cannot be reached at all: nothing on it can answer."""
+
+
+class SerialPortMissing(BusUnavailable):
+    """The serial port does not exist: unplugged, or another name (ttyUSB1)."""
+
+
+class SerialPortBusy(BusUnavailable):
+    """Another program holds the serial port (a second integration, ModemManager)."""
+
+
+class SerialPortDenied(BusUnavailable):
+    """The serial port exists but may not be opened here (not in the dialout group)."""

@@ -26,8 +26,9 @@ from enum import IntEnum
 from typing import ClassVar, Final, Self
 
 from ...bank.model import PackIdentity, PackReading
+from ..alarms import Alarm
 from ..errors import FrameError
-from ..transport.modbus_tcp import ModbusExceptionError, ModbusTcpTransport
+from ..transport.modbus_tcp import ModbusExceptionError, ModbusTcpTransport, ModbusTransport
 from .base import BmsDriver
 
 
@@ -82,47 +83,52 @@ DISCHARGE_FET_ON_BIT: Final = 11
 
 # Warning register 9: the pack is near a limit.
 WARNING_FLAGS: Final[Mapping[int, str]] = {
-    0: "cell_overvoltage",
-    1: "cell_undervoltage",
-    2: "pack_overvoltage",
-    3: "pack_undervoltage",
-    4: "charge_overcurrent",
-    5: "discharge_overcurrent",
-    8: "charge_high_temperature",
-    9: "discharge_high_temperature",
-    10: "charge_low_temperature",
-    11: "discharge_low_temperature",
-    12: "environment_high_temperature",
-    13: "environment_low_temperature",
-    14: "mosfet_high_temperature",
-    15: "soc_low",
+    0: Alarm.CELL_OVERVOLTAGE,
+    1: Alarm.CELL_UNDERVOLTAGE,
+    2: Alarm.PACK_OVERVOLTAGE,
+    3: Alarm.PACK_UNDERVOLTAGE,
+    4: Alarm.CHARGE_OVERCURRENT,
+    5: Alarm.DISCHARGE_OVERCURRENT,
+    8: Alarm.CHARGE_OVERTEMPERATURE,
+    9: Alarm.DISCHARGE_OVERTEMPERATURE,
+    10: Alarm.CHARGE_UNDERTEMPERATURE,
+    11: Alarm.DISCHARGE_UNDERTEMPERATURE,
+    12: Alarm.ENVIRONMENT_OVERTEMPERATURE,
+    13: Alarm.ENVIRONMENT_UNDERTEMPERATURE,
+    14: Alarm.MOSFET_OVERTEMPERATURE,
+    15: Alarm.LOW_CAPACITY,
 }
 # Protection register 10: the pack has acted. Bits 12-14 are NOT in the
 # warning register's order: MOSFET comes first here, last there.
 PROTECTION_FLAGS: Final[Mapping[int, str]] = {
-    0: "cell_overvoltage",
-    1: "cell_undervoltage",
-    2: "pack_overvoltage",
-    3: "pack_undervoltage",
-    4: "charge_overcurrent",
-    5: "discharge_overcurrent",
-    6: "short_circuit",
-    7: "charger_overvoltage",
-    8: "charge_high_temperature",
-    9: "discharge_high_temperature",
-    10: "charge_low_temperature",
-    11: "discharge_low_temperature",
-    12: "mosfet_high_temperature",
-    13: "environment_high_temperature",
-    14: "environment_low_temperature",
+    0: Alarm.CELL_OVERVOLTAGE,
+    1: Alarm.CELL_UNDERVOLTAGE,
+    2: Alarm.PACK_OVERVOLTAGE,
+    3: Alarm.PACK_UNDERVOLTAGE,
+    4: Alarm.CHARGE_OVERCURRENT,
+    5: Alarm.DISCHARGE_OVERCURRENT,
+    6: Alarm.SHORT_CIRCUIT,
+    7: Alarm.CHARGER_OVERVOLTAGE,
+    8: Alarm.CHARGE_OVERTEMPERATURE,
+    9: Alarm.DISCHARGE_OVERTEMPERATURE,
+    10: Alarm.CHARGE_UNDERTEMPERATURE,
+    11: Alarm.DISCHARGE_UNDERTEMPERATURE,
+    12: Alarm.MOSFET_OVERTEMPERATURE,
+    13: Alarm.ENVIRONMENT_OVERTEMPERATURE,
+    14: Alarm.ENVIRONMENT_UNDERTEMPERATURE,
+}
+# The faults of the status register's low byte: the BMS found something
+# wrong with itself. They join the protections in a reading.
+STATUS_FAULTS: Final[Mapping[int, str]] = {
+    0: Alarm.CHARGE_MOSFET_FAULT,
+    1: Alarm.DISCHARGE_MOSFET_FAULT,
+    2: Alarm.TEMPERATURE_SENSOR_FAULT,
+    4: Alarm.CELL_FAULT,
+    5: Alarm.INTERNAL_COMMUNICATION_FAULT,
 }
 # Status/fault register 11: faults in the low byte, states in the high byte.
 STATUS_FLAGS: Final[Mapping[int, str]] = {
-    0: "charge_mosfet_fault",
-    1: "discharge_mosfet_fault",
-    2: "temperature_sensor_fault",
-    4: "cell_fault",
-    5: "sampling_communication_fault",
+    **STATUS_FAULTS,
     8: "charging",
     9: "discharging",
     CHARGE_FET_ON_BIT: "charge_mosfet_on",
@@ -232,6 +238,10 @@ def decode_pack(address: int, registers: Sequence[int]) -> PackReading:
         mosfet_temperature=_temperature(registers[Register.MOSFET_TEMPERATURE]),
         charge_enabled=bool(status >> CHARGE_FET_ON_BIT & 1),
         discharge_enabled=bool(status >> DISCHARGE_FET_ON_BIT & 1),
+        balancing=registers[Register.BALANCING] & ((1 << CELL_SLOTS) - 1) != 0,
+        warnings=_active(registers[Register.WARNING], WARNING_FLAGS),
+        protections=_active(registers[Register.PROTECTION], PROTECTION_FLAGS)
+        | _active(status, STATUS_FAULTS),
     )
 
 
@@ -312,7 +322,7 @@ class PaceModbusDriver(BmsDriver):
     family: ClassVar[str] = FAMILY
     addresses: ClassVar[range] = range(1, 16)
 
-    def __init__(self, transport: ModbusTcpTransport) -> None:
+    def __init__(self, transport: ModbusTransport) -> None:
         """Use a transport that may be shared with other banks on the same gateway."""
         self.transport = transport
 

@@ -19,6 +19,10 @@ off where they would hide what the poll has to decide: it retries nothing,
 does not reconnect in the background, and does not close the connection
 after a few silent requests in a row (one dead pack on a shared line would
 otherwise keep knocking the whole bus over).
+
+The same transaction logic serves every Modbus wire: :class:`ModbusTransport`
+is parameterised by the pymodbus client it opens, and the RTU wires (a
+serial port, raw RTU frames over TCP) live in ``modbus_rtu.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 from typing import Final
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
@@ -53,6 +58,7 @@ GATEWAY_TARGET_SILENT: Final = 0x0B
 # A Modbus frame holds at most 125 registers in a read and 123 in a write.
 MAX_READ: Final = 125
 MAX_WRITE: Final = 123
+MAX_COILS: Final = 2000
 
 
 class ModbusExceptionError(FrameError):
@@ -70,8 +76,8 @@ class ModbusExceptionError(FrameError):
         super().__init__(f"device {device_id} answered Modbus exception 0x{code:02X} ({name})")
 
 
-class ModbusTcpTransport:
-    """One Modbus TCP connection, one transaction on it at a time.
+class ModbusTransport:
+    """One Modbus connection, one transaction on it at a time.
 
     Behind a gateway all packs share one half-duplex RS485 line, and a
     gateway handles one request at a time however many arrive; so requests
@@ -79,10 +85,8 @@ class ModbusTcpTransport:
     than in a queue that could grow.
     """
 
-    def __init__(
-        self, host: str, port: int, *, timeout: float = 1.0, frame_gap: float = 0.0
-    ) -> None:
-        """Remember where the gateway is; nothing is opened until needed.
+    def __init__(self, *, timeout: float = 1.0, frame_gap: float = 0.0) -> None:
+        """Set the timing; nothing is opened until needed.
 
         ``frame_gap`` is the quiet time, in seconds, kept between the end of
         one transaction and the start of the next. A gateway forwards
@@ -90,18 +94,29 @@ class ModbusTcpTransport:
         ask for a pause between frames (PACE: more than 100 ms) that a pack
         may need to be ready for the next request.
         """
-        self.host = host
-        self.port = port
         self.timeout = timeout
         self.frame_gap = frame_gap
         self._lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
         self._quiet_until = 0.0  # event-loop time
 
     @property
     def where(self) -> str:
-        """Return host:port, for messages."""
-        return f"{self.host}:{self.port}"
+        """Return where the bus is, for messages."""
+        raise NotImplementedError
+
+    def _new_client(self) -> ModbusBaseClient:
+        """Return a pymodbus client for this wire, not yet connected.
+
+        It must retry nothing and reconnect nothing in the background: the
+        poll decides whether a silent pack is asked again, and the next
+        request reconnects.
+        """
+        raise NotImplementedError
+
+    async def _cannot_connect(self) -> BusUnavailable:
+        """Return the error for a connection that could not be opened."""
+        return BusUnavailable(f"cannot connect to {self.where}")
 
     @property
     def connected(self) -> bool:
@@ -127,6 +142,19 @@ class ModbusTcpTransport:
         )
         return _registers(device_id, response, count)
 
+    async def read_coils(self, device_id: int, address: int, count: int) -> list[bool]:
+        """Read coils (function 0x01) from one device."""
+        _check_count(count, MAX_COILS)
+        response = await self._transact(
+            device_id,
+            lambda client: client.read_coils(address, count=count, device_id=device_id),
+        )
+        # A reply carries whole bytes: pymodbus hands back the padding bits too.
+        bits = list(response.bits)[:count]
+        if len(bits) != count:
+            raise FrameError(f"device {device_id} sent {len(bits)} coils, asked {count}")
+        return bits
+
     async def read_input_registers(self, device_id: int, address: int, count: int) -> list[int]:
         """Read input registers (function 0x04) from one device."""
         _check_count(count, MAX_READ)
@@ -147,19 +175,11 @@ class ModbusTcpTransport:
             lambda client: client.write_registers(address, words, device_id=device_id),
         )
 
-    async def _open(self) -> AsyncModbusTcpClient:
+    async def _open(self) -> ModbusBaseClient:
         if self._client is not None and self._client.connected:
             return self._client
         self._drop()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout,
-            # The poll decides whether a silent pack is asked again.
-            retries=0,
-            # No background reconnecting: the next request reconnects.
-            reconnect_delay=0,
-        )
+        client = self._new_client()
         # pymodbus closes the connection after a few unanswered requests in a
         # row; one silent pack would then take the bus down with it.
         client.set_max_no_responses(sys.maxsize)
@@ -171,7 +191,7 @@ class ModbusTcpTransport:
             raise
         if not connected:
             client.close()
-            raise BusUnavailable(f"cannot connect to {self.where}")
+            raise await self._cannot_connect()
         self._client = client
         return client
 
@@ -183,7 +203,7 @@ class ModbusTcpTransport:
     async def _transact(
         self,
         device_id: int,
-        request: Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]],
+        request: Callable[[ModbusBaseClient], Awaitable[ModbusPDU]],
     ) -> ModbusPDU:
         async with self._lock:
             client = await self._open()
@@ -221,6 +241,28 @@ class ModbusTcpTransport:
                 )
             raise ModbusExceptionError(device_id, code)
         return response
+
+
+class ModbusTcpTransport(ModbusTransport):
+    """Modbus TCP to a device or to a gateway that turns it into RTU."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float = 1.0, frame_gap: float = 0.0
+    ) -> None:
+        """Remember where the gateway is; nothing is opened until needed."""
+        super().__init__(timeout=timeout, frame_gap=frame_gap)
+        self.host = host
+        self.port = port
+
+    @property
+    def where(self) -> str:
+        """Return host:port, for messages."""
+        return f"{self.host}:{self.port}"
+
+    def _new_client(self) -> ModbusBaseClient:
+        return AsyncModbusTcpClient(
+            self.host, port=self.port, timeout=self.timeout, retries=0, reconnect_delay=0
+        )
 
 
 def _check_count(count: int, most: int) -> None:

@@ -1,0 +1,273 @@
+"""An RS485 line of Modbus RTU packs, served over a pseudo-terminal, raw TCP or Modbus TCP.
+
+pymodbus' server plays well-behaved devices behind a gateway (see
+``pace_modbus.py``), but a real RS485 line does more than that: unit 0 is a
+real pack on a Seplos bank, replies arrive with a broken CRC, with garbage in
+front, cut short or from the wrong address, and a master pack may already be
+polling the others. None of that can be played through pymodbus' server,
+which owns the framing; so the line is played here at the byte level, with
+the frames built independently of the drivers' client (pymodbus).
+
+A personality only says what a pack holds: ``read(unit, function, address,
+count)`` returns registers, coils, a Modbus exception code or None (no pack
+there: silence). The line does the framing, the faults and the master.
+
+Three ways to reach the line, as a user's hardware would:
+
+- :meth:`ModbusLine.open_pty`: a pseudo-terminal pair; the driver opens the
+  slave end's name as its serial port (a USB RS485 adapter).
+- :meth:`ModbusLine.serve_rtu_tcp`: raw RTU frames over TCP (a transparent
+  gateway such as an Elfin EW11).
+- :meth:`ModbusLine.serve_modbus_tcp`: Modbus TCP (a protocol-converting
+  gateway), where a silent unit gets exception 0x0B as such gateways send.
+
+In master mode (:meth:`ModbusLine.start_master`) a master pack polls the
+others by itself and every byte of that traffic goes to whoever listens;
+the line counts every byte it receives, so a test can prove a listener
+sent nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+import contextlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+import os
+import tty
+from typing import Final, Protocol
+
+from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
+
+GATEWAY_TARGET_SILENT: Final = 0x0B
+ILLEGAL_FUNCTION: Final = 0x01
+GARBAGE: Final = b"\x00\xff\x5a\xa5"
+
+
+class Fault(StrEnum):
+    """What can go wrong with one pack's replies."""
+
+    SILENT = "silent"  # no reply at all: the client waits out its timeout
+    CRC = "crc"  # the reply's CRC is wrong
+    GARBAGE = "garbage"  # noise on the line before the reply
+    PARTIAL = "partial"  # the reply is cut off half way
+    WRONG_ADDRESS = "wrong_address"  # the reply names the next unit
+
+
+class Personality(Protocol):
+    """What the packs on the line hold."""
+
+    def read(
+        self, unit: int, function: int, address: int, count: int
+    ) -> list[int] | list[bool] | int | None:
+        """Return registers, coils, an exception code, or None for a unit with no pack."""
+
+
+@dataclass
+class ModbusLine:
+    """One RS485 line: the packs, their faults, and what has been heard on it."""
+
+    packs: Personality
+    faults: dict[int, Fault] = field(default_factory=dict)
+    received: int = 0  # bytes that arrived from outside, over every way in
+    rounds: int = 0  # master polling rounds completed
+    _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
+    _master: asyncio.Task[None] | None = field(default=None, repr=False)
+    _round_done: asyncio.Condition | None = field(default=None, repr=False)
+
+    def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+        """Return the reply PDU (function and data) to a request, or None for silence."""
+        if function not in (0x01, 0x02, 0x03, 0x04) or len(data) < 4:
+            return bytes((function | 0x80, ILLEGAL_FUNCTION))
+        address = int.from_bytes(data[0:2], "big")
+        count = int.from_bytes(data[2:4], "big")
+        result = self.packs.read(unit, function, address, count)
+        if result is None:
+            return None
+        if isinstance(result, int):
+            return bytes((function | 0x80, result))
+        if function in (0x01, 0x02):
+            packed = bytearray((len(result) + 7) // 8)
+            for index, bit in enumerate(result):
+                if bit:
+                    packed[index // 8] |= 1 << (index % 8)
+            return bytes((function, len(packed))) + bytes(packed)
+        raw = b"".join(int(value).to_bytes(2, "big") for value in result)
+        return bytes((function, len(raw))) + raw
+
+    def rtu_reply(self, unit: int, function: int, data: bytes) -> bytes:  # noqa: PLR0911
+        """Return the bytes that go on the line in reply to a request, faults applied."""
+        fault = self.faults.get(unit)
+        if fault is Fault.SILENT:
+            return b""
+        pdu = self.pdu(unit, function, data)
+        if pdu is None:
+            return b""
+        frame = seal(bytes((unit,)) + pdu)
+        if fault is Fault.CRC:
+            return frame[:-1] + bytes((frame[-1] ^ 0xFF,))
+        if fault is Fault.GARBAGE:
+            return GARBAGE + frame
+        if fault is Fault.PARTIAL:
+            return frame[: len(frame) // 2]
+        if fault is Fault.WRONG_ADDRESS:
+            return seal(bytes(((unit + 1) & 0xFF,)) + pdu)
+        return frame
+
+    def _serve_rtu(
+        self, data: bytes, splitter: RtuSplitter, write: Callable[[bytes], None]
+    ) -> None:
+        self.received += len(data)
+        if self._master is not None:
+            # A second master on the line: the packs hear garbage, answer nothing.
+            return
+        for _, frame in splitter.feed(data):
+            if frame.is_request and (
+                reply := self.rtu_reply(frame.unit, frame.function, frame.data)
+            ):
+                write(reply)
+
+    def open_pty(self) -> str:
+        """Open a pseudo-terminal pair and return the name of the end a driver opens."""
+        controller, device = os.openpty()
+        # Raw, so that nothing is echoed or translated before a driver opens it.
+        tty.setraw(device)
+        name = os.ttyname(device)
+        loop = asyncio.get_running_loop()
+        splitter = RtuSplitter()
+
+        def write(data: bytes) -> None:
+            os.write(controller, data)
+
+        def readable() -> None:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                return
+            self._serve_rtu(data, splitter, write)
+
+        loop.add_reader(controller, readable)
+        self._outputs.add(write)
+
+        def close() -> None:
+            loop.remove_reader(controller)
+            self._outputs.discard(write)
+            os.close(controller)
+            os.close(device)
+
+        self._closers.append(close)
+        return name
+
+    async def _serve_tcp(
+        self,
+        host: str,
+        port: int,
+        handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], object],
+    ) -> tuple[str, int]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await handle(reader, writer)  # type: ignore[misc]
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, host, port)
+        self._servers.append(server)
+        return host, int(server.sockets[0].getsockname()[1])
+
+    async def serve_rtu_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Serve the line as raw RTU over TCP; return (host, bound port)."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            splitter = RtuSplitter()
+            self._outputs.add(writer.write)
+            try:
+                while data := await reader.read(4096):
+                    self._serve_rtu(data, splitter, writer.write)
+            finally:
+                self._outputs.discard(writer.write)
+
+        return await self._serve_tcp(host, port, handle)
+
+    async def serve_modbus_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Serve the line as Modbus TCP, as a gateway does; return (host, bound port)."""
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                header = await reader.readexactly(7)
+                self.received += 7
+                length = int.from_bytes(header[4:6], "big")
+                body = await reader.readexactly(length - 1)
+                self.received += len(body)
+                unit = header[6]
+                fault = self.faults.get(unit)
+                if fault is Fault.SILENT:
+                    continue
+                pdu = self.pdu(unit, body[0], body[1:])
+                if pdu is None:
+                    pdu = bytes((body[0] | 0x80, GATEWAY_TARGET_SILENT))
+                if fault is Fault.WRONG_ADDRESS:
+                    unit = (unit + 1) & 0xFF
+                reply = header[0:4] + (len(pdu) + 1).to_bytes(2, "big") + bytes((unit,)) + pdu
+                if fault is Fault.GARBAGE:
+                    reply = GARBAGE + reply
+                elif fault in (Fault.PARTIAL, Fault.CRC):
+                    reply = reply[: len(reply) // 2]
+                writer.write(reply)
+                await writer.drain()
+
+        return await self._serve_tcp(host, port, handle)
+
+    def start_master(
+        self, polls: Sequence[tuple[int, int, int, int]], *, period: float = 0.002
+    ) -> None:
+        """Let a master pack poll the line: (unit, function, address, count) in turn, forever.
+
+        Each request and the reply it gets (or silence) go to every way out,
+        as they would appear on a shared RS485 line.
+        """
+        self._round_done = asyncio.Condition()
+
+        async def poll() -> None:
+            assert self._round_done is not None
+            while True:
+                for unit, function, address, count in polls:
+                    request = read_request(unit, function, address, count)
+                    reply = self.rtu_reply(unit, function, request[2:-2])
+                    for output in list(self._outputs):
+                        output(request)
+                        if reply:
+                            output(reply)
+                    await asyncio.sleep(period)
+                async with self._round_done:
+                    self.rounds += 1
+                    self._round_done.notify_all()
+
+        self._master = asyncio.create_task(poll())
+
+    async def wait_rounds(self, count: int) -> None:
+        """Wait until the master has polled the line ``count`` more times."""
+        assert self._round_done is not None
+        async with self._round_done:
+            target = self.rounds + count
+            await self._round_done.wait_for(lambda: self.rounds >= target)
+
+    async def stop(self) -> None:
+        """Stop the master and close every way in."""
+        if self._master is not None:
+            self._master.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._master
+            self._master = None
+        for server in self._servers:
+            server.close()
+            server.close_clients()
+            await server.wait_closed()
+        self._servers.clear()
+        for close in self._closers:
+            close()
+        self._closers.clear()

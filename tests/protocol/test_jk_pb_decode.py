@@ -1,0 +1,143 @@
+"""JK-PB decoders against registers worked out by hand from the JK RS485 Modbus V1.1 map.
+
+A register address is 0x1200 plus the byte offset of the field, so the
+pack is written here register by register at the addresses a reader asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from custom_components.rack_battery.protocol.drivers.jk_pb import (
+    LIVE_BYTES,
+    chunks,
+    decode_heard,
+    decode_identity,
+    decode_live,
+)
+from custom_components.rack_battery.protocol.errors import FrameError
+
+# Live block registers by address; everything not listed reads 0.
+LIVE: dict[int, int] = {
+    **{0x1200 + 2 * cell: 0x0CE4 for cell in range(15)},  # cells 1..15: 3300 mV
+    0x121E: 0x0CF3,  # cell 16 (offset 0x1E = 2 * 15): 3315 mV
+    0x1240: 0x0000,  # CellSta u32, high word ...
+    0x1242: 0xFFFF,  # ... low word: cells 0..15 fitted
+    0x128A: 0x00FA,  # MOSFET temperature INT16 0.1 degC: 250 -> 25.0
+    0x1290: 0x0000,  # voltage u32 mV, HIGH word first ...
+    0x1292: 0xCE40,  # ... 0x0000CE40 = 52800 -> 52.800 V
+    0x1298: 0xFFFF,  # current s32 mA: 0xFFFFCF2C ...
+    0x129A: 0xCF2C,  # ... = -12500 -> -12.5 A (discharging)
+    0x129C: 0x0104,  # TempBat1: 260 -> 26.0 degC
+    0x129E: 0xFFCE,  # TempBat2: 0xFFCE - 0x10000 = -50 -> -5.0 degC
+    0x12A0: 0x0000,  # alarms u32: 0x00002010 ...
+    0x12A2: 0x2010,  # ... bit 4 cell overvoltage, bit 13 discharge overcurrent
+    0x12A6: 0x0050,  # high byte balancer off, LOW byte SoC 80 %
+    0x12A8: 0x0001,  # remaining s32 mAh: 0x00013880 ...
+    0x12AA: 0x3880,  # ... = 80000 -> 80.0 Ah
+    0x12AC: 0x0001,  # full u32 mAh: 0x000186A0 ...
+    0x12AE: 0x86A0,  # ... = 100000 -> 100.0 Ah
+    0x12B2: 0x0096,  # cycles u32 (low word at 0x12B2): 150
+    0x12B8: 0x6300,  # high byte SoH 0x63 = 99 %, low byte precharge off
+    0x12C0: 0x0100,  # high byte charge FET on, low byte discharge FET off
+    0x12D0: 0x0700,  # high byte 0b111: MOSFET sensor, TempBat1 and TempBat2 fitted
+}
+
+
+def image(registers: dict[int, int]) -> bytes:
+    raw = bytearray(LIVE_BYTES)
+    for address, value in registers.items():
+        offset = address - 0x1200
+        raw[offset : offset + 2] = value.to_bytes(2, "big")
+    return bytes(raw)
+
+
+def test_live_block() -> None:
+    reading = decode_live(4, image(LIVE))
+    assert reading.address == 4
+    assert reading.voltage == 52.8
+    assert reading.current == -12.5
+    assert reading.soc == 80.0
+    assert reading.soh == 99.0
+    assert reading.remaining_capacity == 80.0
+    assert reading.full_capacity == 100.0
+    assert reading.cycles == 150
+    assert reading.cell_voltages == (*(3.3,) * 15, 3.315)
+    # Sensors 3..5 are not fitted (bits 3..5 clear): unknown, not 0 degC.
+    assert reading.temperatures == (26.0, -5.0, None, None, None)
+    assert reading.mosfet_temperature == 25.0
+    assert reading.charge_enabled is True
+    assert reading.discharge_enabled is False
+    assert reading.balancing is False
+    assert reading.protections == {"cell_overvoltage", "discharge_overcurrent"}
+
+
+def test_charging_current_is_positive() -> None:
+    # 0x00003A98 = 15000 mA -> +15.0 A.
+    reading = decode_live(1, image({**LIVE, 0x1298: 0x0000, 0x129A: 0x3A98}))
+    assert reading.current == 15.0
+
+
+def test_reads_are_split_into_at_most_forty_registers() -> None:
+    # 0x100 bytes = 128 registers: 40 + 40 + 40 + 8, each at base + byte offset.
+    assert chunks(0x1200, 0x100) == [(0x1200, 40), (0x1250, 40), (0x12A0, 40), (0x12F0, 8)]
+
+
+def test_heard_chunks_make_the_image() -> None:
+    raw = image(LIVE)
+    heard = {
+        (0x03, start): [
+            int.from_bytes(raw[2 * i + start - 0x1200 : 2 * i + start - 0x1200 + 2], "big")
+            for i in range(count)
+        ]
+        for start, count in chunks(0x1200, LIVE_BYTES)
+    }
+    assert decode_heard(4, heard) == decode_live(4, raw)
+    del heard[0x03, 0x12A0]
+    assert decode_heard(4, heard) is None  # a gap: no reading yet
+
+
+def test_identity() -> None:
+    info = (
+        b"JK_PB2A16S20P".ljust(16, b"\x00") + b"19A".ljust(8, b"\x00") + b"15.38".ljust(8, b"\x00")
+    )
+    settings_bytes = bytes.fromhex("00000010") + bytes(12) + bytes.fromhex("000493E0")
+    # cell count 0x10 = 16; design capacity 0x000493E0 = 300000 mAh = 300 Ah
+    identity = decode_identity(2, info, settings_bytes)
+    assert identity.model == "JK_PB2A16S20P"
+    assert identity.firmware == "15.38"
+    assert identity.cell_count == 16
+    assert identity.design_capacity == 300.0
+    assert identity.serial is None  # the map has none: the pack is named by its slot
+    assert identity.key == "slot_2"
+
+
+def test_wrong_length_is_a_frame_error() -> None:
+    with pytest.raises(FrameError):
+        decode_live(1, bytes(10))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=0x120))
+def test_fuzz_live(raw: bytes) -> None:
+    try:
+        reading = decode_live(1, raw)
+    except FrameError:
+        return
+    assert reading.soc is None or 0 <= reading.soc <= 100
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from([1, 3, 4]), st.integers(0x11F0, 0x1310)),
+        st.lists(st.integers(-2, 0x10001), max_size=50),
+        max_size=8,
+    )
+)
+def test_fuzz_heard(heard: dict[tuple[int, int], list[int]]) -> None:
+    with contextlib.suppress(FrameError):
+        decode_heard(1, heard)

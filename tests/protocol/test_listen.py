@@ -1,0 +1,191 @@
+"""Listen-only mode: per-pack readings from a simulated master's traffic, sending nothing.
+
+The simulated line counts every byte that arrives at it from outside; the
+listener must leave that count at zero on every wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+import os
+
+import pytest
+
+from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
+from custom_components.rack_battery.protocol.errors import (
+    BusUnavailable,
+    PackNotResponding,
+    SerialPortMissing,
+)
+from custom_components.rack_battery.protocol.listen import (
+    BusListener,
+    ByteSource,
+    SerialSource,
+    TcpSource,
+    detect_master,
+    open_listener,
+    source_for,
+)
+from simulator import jk_pb as sim_jk, seplos_v3 as sim_seplos
+from simulator.bank import SimBank, constant_load, make_bank
+from simulator.modbus_line import Fault, ModbusLine
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+# How long a test waits for the bus at most before it fails (not a sleep).
+PATIENCE = 5.0
+
+
+async def until(listener: BusListener, condition: Callable[[], bool]) -> None:
+    """Wait, on the listener's own activity, until a condition holds."""
+    async with asyncio.timeout(PATIENCE):
+        while not condition():
+            listener.activity.clear()
+            await listener.activity.wait()
+
+
+async def open_source(line: ModbusLine, wire: str, baudrate: int) -> ByteSource:
+    if wire == "pty":
+        return SerialSource(line.open_pty(), baudrate=baudrate)
+    host, port = await line.serve_rtu_tcp()
+    return TcpSource(host, port)
+
+
+CASES = {
+    # family: (address of the master, line, polls, baud)
+    "seplos_v3": (0, sim_seplos.make_line, sim_seplos.master_polls, 19200),
+    "jk_pb": (0, sim_jk.make_line, sim_jk.master_polls, 115200),
+}
+
+
+@pytest.fixture(params=["seplos_v3", "jk_pb"])
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def bank() -> SimBank:
+    # A master at address 0 and two packs it polls, under a 30 A load.
+    return make_bank(3, first_address=0, load=constant_load(30.0))
+
+
+@pytest.fixture(params=["pty", "rtu_tcp"])
+async def listening(
+    request: pytest.FixtureRequest, family: str, bank: SimBank
+) -> AsyncIterator[tuple[ModbusLine, BusListener]]:
+    _, make_line, polls, baudrate = CASES[family]
+    line = make_line(bank)
+    source = await open_source(line, request.param, baudrate)
+    line.start_master(polls(bank))
+    listener = BusListener(source, family, window=60.0)
+    await listener.connect()
+    yield line, listener
+    await listener.close()
+    await line.stop()
+
+
+async def test_readings_from_the_masters_traffic_without_sending_a_byte(
+    listening: tuple[ModbusLine, BusListener], bank: SimBank
+) -> None:
+    line, listener = listening
+    await until(listener, lambda: all(listener.readings_heard[a] >= 2 for a in (1, 2)))
+    report = await listener.poll([0, 1, 2])
+    for address in (1, 2):
+        reading = report.readings[address]
+        pack = bank.pack(address)
+        assert reading.voltage == pytest.approx(pack.voltage, abs=0.005 + 1e-9)
+        assert reading.current == pytest.approx(pack.current, abs=0.005 + 1e-9)
+        assert reading.soc == pytest.approx(100 * pack.soc, abs=0.5 + 1e-9)
+        assert reading.cell_voltages == pytest.approx(pack.cell_voltages, abs=0.0005 + 1e-9)
+        assert reading.charge_enabled is True
+    # The master's own data never crosses the line: it is not heard.
+    assert set(report.failed) == {0}
+    assert listener.frames > 0
+    assert line.received == 0  # not one byte sent, asserted on the wire
+
+
+async def test_a_pack_that_drops_off_is_failed_and_comes_back(
+    listening: tuple[ModbusLine, BusListener], bank: SimBank
+) -> None:
+    line, listener = listening
+    await until(listener, lambda: all(listener.readings_heard[a] >= 1 for a in (1, 2)))
+    bank.take_off_bus(2)
+    await until(listener, lambda: listener.is_silent(2))
+    report = await listener.poll([1, 2])
+    assert set(report.readings) == {1}
+    assert "did not answer the master" in report.failed[2]
+    bank.put_on_bus(2)
+    heard = listener.readings_heard[2]
+    await until(listener, lambda: listener.readings_heard[2] > heard)
+    assert (await listener.poll([1, 2])).failed == {}
+    assert line.received == 0
+
+
+@pytest.mark.parametrize("fault", [Fault.CRC, Fault.GARBAGE, Fault.PARTIAL, Fault.WRONG_ADDRESS])
+async def test_broken_replies_are_not_taken_for_readings(
+    listening: tuple[ModbusLine, BusListener], bank: SimBank, fault: Fault
+) -> None:
+    line, listener = listening
+    await until(listener, lambda: listener.readings_heard[1] >= 1)
+    line.faults[1] = fault
+    # Two rounds of pack 2's replies pass while pack 1's are broken.
+    start = listener.readings_heard[2]
+    await until(listener, lambda: listener.readings_heard[2] >= start + 2)
+    during = listener.readings_heard[1]
+    await until(listener, lambda: listener.readings_heard[2] >= start + 4)
+    if fault is not Fault.GARBAGE:
+        # A broken reply is never decoded (noise before a sound frame is
+        # skipped, and the frame then still counts).
+        assert listener.readings_heard[1] == during
+    del line.faults[1]
+    await until(listener, lambda: listener.readings_heard[1] > during)
+    reading = await listener.read_pack(1)
+    assert reading.voltage == pytest.approx(bank.pack(1).voltage, abs=0.005 + 1e-9)
+    assert line.received == 0
+
+
+async def test_detect_master_on_a_busy_and_a_quiet_line(family: str, bank: SimBank) -> None:
+    _, make_line, polls, baudrate = CASES[family]
+    busy = make_line(bank)
+    quiet = make_line(bank)
+    busy_port, quiet_port = busy.open_pty(), quiet.open_pty()
+    busy.start_master(polls(bank))
+    try:
+        assert await detect_master(SerialSource(busy_port, baudrate=baudrate), window=PATIENCE)
+        assert not await detect_master(SerialSource(quiet_port, baudrate=baudrate), window=0.2)
+        host, port = await busy.serve_rtu_tcp()
+        assert await detect_master(TcpSource(host, port), window=PATIENCE)
+        assert busy.received == 0
+        assert quiet.received == 0
+    finally:
+        await busy.stop()
+        await quiet.stop()
+
+
+async def test_sources_by_wire(tmp_path: os.PathLike[str]) -> None:
+    with pytest.raises(ValueError, match="only raw RTU"):
+        source_for(ConnectionSpec(wire=Wire.MODBUS_TCP, host="127.0.0.1", port=502))
+    listener = open_listener(
+        ConnectionSpec(wire=Wire.MODBUS_RTU_SERIAL, serial_port=f"{tmp_path}/ttyUSB7"), "jk_pb"
+    )
+    assert isinstance(listener.source, SerialSource)
+    assert listener.source.baudrate == 115200
+    with pytest.raises(SerialPortMissing):
+        await listener.connect()
+    with pytest.raises(BusUnavailable):
+        await listener.read_pack(1)
+
+
+async def test_nothing_heard_is_no_reading(bank: SimBank) -> None:
+    line = sim_seplos.make_line(bank)
+    listener = BusListener(SerialSource(line.open_pty(), baudrate=19200), "seplos_v3")
+    await listener.connect()
+    try:
+        with pytest.raises(PackNotResponding, match="not heard"):
+            await listener.read_pack(1)
+        with pytest.raises(BusUnavailable):
+            await listener.poll([1, 2])  # a bus where nobody is heard is down
+    finally:
+        await listener.close()
+        await line.stop()
