@@ -178,7 +178,7 @@ async def test_identity(bank: SimBank, driver: PylontechRs485Driver) -> None:
         manufacturer=pack.manufacturer,
         model=pack.model,
         serial=pack.serial,
-        firmware="1.4",  # the simulator's "V1.4", sent as the bytes 01 04
+        firmware="1.4.0",  # 0x96's main line: the simulator's "V1.4" as 01 04 00
         cell_count=16,
         design_capacity=None,
     )
@@ -208,9 +208,16 @@ V33_REPLY = (
 )
 
 
+def _document_pack(request: bytes) -> bytes:
+    """Answer 0x42 with the document's reply and refuse the rest, as old firmware does."""
+    if request[7:9] == b"42":
+        return V33_REPLY
+    return encode_frame(0x20, 2, 0x46, RTN_CID2_INVALID)
+
+
 @pytest.fixture
 async def document_line() -> AsyncIterator[RawLine]:
-    line = await open_line(lambda _request: V33_REPLY)
+    line = await open_line(_document_pack)
     yield line
     await line.close()
 
@@ -218,7 +225,15 @@ async def document_line() -> AsyncIterator[RawLine]:
 async def test_the_document_example_through_the_driver(document_line: RawLine) -> None:
     pylontech = PylontechRs485Driver.over_tcp(document_line.host, document_line.port)
     reading = await pylontech.read_pack(2)
-    assert document_line.requests == [b"~20024642E00202FD33\r"]
+    # 0x42, then 0x44 and 0x92, which this pack refuses as unknown. From
+    # FD33: CID2 "44" is "42" +2 -> FD31; "92" is "42" with '4' -> '9', +5 -> FD2E.
+    assert document_line.requests == [
+        b"~20024642E00202FD33\r",
+        b"~20024644E00202FD31\r",
+        b"~20024692E00202FD2E\r",
+    ]
+    assert reading.warnings == frozenset()
+    assert reading.charge_current_limit is None
     assert reading.voltage == pytest.approx(50.981)
     assert reading.soc == pytest.approx(70.0)
     await pylontech.close()

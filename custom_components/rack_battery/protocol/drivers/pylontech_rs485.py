@@ -1,11 +1,21 @@
 """Pylontech low-voltage packs over RS485 (Pylon ASCII framing, VER 0x20).
 
 In a parallel bank the first pack is the master at ADR 2 and the others are
-slaves at 3, 4, ...; the master relays every request to the pack addressed.
-Each pack is therefore asked on its own, at its own ADR, and the command
-byte inside INFO repeats that address. When the master cannot reach a slave
-it answers for it with return code 0x91: that pack is offline, the bus is
-not. When the master itself is off, nothing answers at all.
+slaves at 3, 4, ...; a second group m adds 0x10 * m. The master relays
+every request to the pack addressed, so each pack can be asked on its own,
+at its own ADR, with the command byte inside INFO repeating that address.
+When the master cannot reach a slave it answers for it with return code
+0x91: that pack is offline, the bus is not. When the master itself is off,
+nothing answers at all.
+
+A pack is read as 0x42 (values), 0x44 (alarms, FET state) and 0x92 (the
+limits it asks of the inverter): three short transactions at 115200 baud.
+The master can also answer 0x42 and 0x44 for its whole group at once
+(INFO = 0xFF); ``read_whole_bank`` makes a poll try that first, which turns
+2n transactions into two. That reply numbers its packs only by position,
+so it is used only when it holds as many packs as the poll asks for; a
+bank with a pack missing is read pack by pack, where a missing pack has a
+name. Limits are not part of the bank reply and are left out of it.
 
 Pylontech sends no state of charge and no design capacity over RS485; the
 reading derives the state of charge from remaining and total capacity.
@@ -13,89 +23,92 @@ reading derives the state of charge from remaining and total capacity.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Self
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import ClassVar
 
-from ...bank.model import PackIdentity, PackReading
-from ..errors import FrameError
-from ..pylon.analog import decode_analog
-from ..pylon.frame import (
-    CID1_BATTERY,
-    RTN_CID2_INVALID,
-    Frame,
-    ReturnCodeError,
-    check_return_code,
-    decode_frame,
-    encode_frame,
-)
+from ...bank.model import PackIdentity, PackReading, PollReport
+from ..errors import FrameError, PackNotResponding
+from ..pylon.alarms import AlarmState, decode_pylontech_alarms, decode_pylontech_bank_alarms
+from ..pylon.analog import decode_bank_analog
+from ..pylon.frame import RTN_CID2_INVALID, ReturnCodeError
 from ..pylon.identity import decode_manufacturer_info, decode_serial
-from ..pylon.profiles import PYLONTECH, VendorProfile
-from ..transport.ascii_tcp import AsciiTcpTransport
-from .base import BmsDriver
+from ..pylon.management import (
+    SystemParameters,
+    decode_charge_management,
+    decode_firmware,
+    decode_system_parameters,
+)
+from ..pylon.profiles import PYLONTECH
+from .pylon_ascii import CID2_ALARMS, CID2_ANALOG, AsciiTransport, PylonAsciiDriver, with_alarms
 
-CID2_ANALOG = 0x42
+CID2_SYSTEM_PARAMETERS = 0x47
 CID2_MANUFACTURER_INFO = 0x51
+CID2_CHARGE_MANAGEMENT = 0x92
 CID2_SERIAL = 0x93
+CID2_FIRMWARE = 0x96
+# The command byte that asks the master for every pack of its group.
+WHOLE_BANK = 0xFF
+MASTER_OFFSET = 0x02
+GROUP_STRIDE = 0x10
+
+__all__ = ["AsciiTransport", "PylontechRs485Driver"]
 
 
-class AsciiTransport(Protocol):
-    """What the driver needs from a pipe: one request in, one frame out."""
-
-    async def connect(self) -> None:
-        """Open the pipe."""
-
-    async def close(self) -> None:
-        """Close the pipe."""
-
-    async def transact(self, request: bytes) -> bytes:
-        """Send a request and return the frame that answers it."""
-
-
-class PylontechRs485Driver(BmsDriver):
-    """Reads Pylontech packs (US2000, US3000, US5000 and kin) pack by pack."""
+class PylontechRs485Driver(PylonAsciiDriver):
+    """Reads Pylontech packs (US2000, US3000, US5000 and kin)."""
 
     family: ClassVar[str] = "pylontech_rs485"
     addresses: ClassVar[range] = range(2, 10)
+    profile = PYLONTECH
 
-    def __init__(self, transport: AsciiTransport, *, profile: VendorProfile = PYLONTECH) -> None:
-        """Drive the packs behind ``transport`` (which this driver then owns)."""
-        self.transport = transport
-        self.profile = profile
+    def __init__(self, transport: AsciiTransport, *, read_whole_bank: bool = False) -> None:
+        """Drive the packs behind ``transport``; optionally poll the bank in one read."""
+        super().__init__(transport)
+        self.read_whole_bank = read_whole_bank
+        # Set once the master has refused INFO = 0xFF: it is not asked again.
+        self._whole_bank_refused = False
 
-    @classmethod
-    def over_tcp(cls, host: str, port: int, *, timeout: float = 1.0) -> Self:
-        """Return a driver for packs behind a transparent RS485-to-TCP gateway."""
-        return cls(AsciiTcpTransport(host, port, timeout=timeout))
-
-    async def connect(self) -> None:
-        """Open the bus; raise BusUnavailable if it cannot be reached."""
-        await self.transport.connect()
-
-    async def close(self) -> None:
-        """Release the bus."""
-        await self.transport.close()
+    def decode_alarms(self, info: bytes, address: int) -> AlarmState:
+        """Read a Pylontech 0x44 reply."""
+        return decode_pylontech_alarms(info, expect_command=address)
 
     async def read_pack(self, address: int) -> PackReading:
-        """Read one pack's measurements with 0x42, INFO = its address."""
-        reply = await self._ask(address, CID2_ANALOG, bytes([address]))
-        return decode_analog(
-            reply.info, address=address, profile=self.profile, expect_command=address
+        """Read one pack: values, alarms and, where the firmware has it, its limits."""
+        reading = await super().read_pack(address)
+        reply = await self._ask_if_supported(address, CID2_CHARGE_MANAGEMENT, bytes([address]))
+        if reply is None:
+            return reading
+        limits = decode_charge_management(reply.info, expect_command=address)
+        return replace(
+            reading,
+            charge_voltage_limit=limits.charge_voltage_limit,
+            discharge_voltage_limit=limits.discharge_voltage_limit,
+            charge_current_limit=limits.charge_current_limit,
+            discharge_current_limit=limits.discharge_current_limit,
         )
 
-    async def read_identity(self, address: int) -> PackIdentity:
-        """Ask one pack who it is: 0x51 for names, 0x93 for the serial, 0x42 for cells.
+    async def read_system_parameters(self, address: int) -> SystemParameters:
+        """Ask one pack for its alarm and protection thresholds (0x47)."""
+        reply = await self._ask(address, CID2_SYSTEM_PARAMETERS)
+        return decode_system_parameters(reply.info, profile=self.profile)
 
-        Firmware older than the serial-number command refuses 0x93 with
-        "CID2 invalid"; such a pack is still identified, by its slot.
+    async def read_identity(self, address: int) -> PackIdentity:
+        """Ask one pack who it is: 0x51 names, 0x93 serial, 0x96 firmware, 0x42 cells.
+
+        Firmware older than the serial-number or version commands refuses
+        them with "CID2 invalid"; such a pack is still identified, by its
+        slot, with the version 0x51 reports.
         """
         maker = decode_manufacturer_info((await self._ask(address, CID2_MANUFACTURER_INFO)).info)
-        try:
-            reply = await self._ask(address, CID2_SERIAL, bytes([address]))
-        except ReturnCodeError as err:
-            if err.code != RTN_CID2_INVALID:
-                raise
-            serial = None
-        else:
-            serial = decode_serial(reply.info, expect_command=address)
+        reply = await self._ask_if_supported(address, CID2_SERIAL, bytes([address]))
+        serial = None if reply is None else decode_serial(reply.info, expect_command=address)
+        reply = await self._ask_if_supported(address, CID2_FIRMWARE, bytes([address]))
+        firmware = (
+            maker.software_version
+            if reply is None
+            else str(decode_firmware(reply.info, expect_command=address))
+        )
         reading = await self.read_pack(address)
         return PackIdentity(
             address=address,
@@ -103,7 +116,7 @@ class PylontechRs485Driver(BmsDriver):
             manufacturer=maker.manufacturer,
             model=maker.device_name,
             serial=serial,
-            firmware=maker.software_version,
+            firmware=firmware,
             cell_count=len(reading.cell_voltages) or None,
             # Pylontech's "module total capacity" is not documented as the
             # design figure (an aged pack may report less), so it stays a
@@ -111,17 +124,40 @@ class PylontechRs485Driver(BmsDriver):
             design_capacity=None,
         )
 
-    async def _ask(self, address: int, cid2: int, info: bytes = b"") -> Frame:
-        """Send one command to one pack and return its checked reply."""
-        if not 1 <= address <= 0xFE:
-            raise ValueError(f"ADR {address} is outside 1..254 (0 and 255 are reserved)")
-        request = encode_frame(self.profile.ver, address, CID1_BATTERY, cid2, info)
-        reply = decode_frame(await self.transport.transact(request))
-        if reply.adr != address:
-            # Two packs with the same DIP setting, or a late answer for
-            # another pack: either way this is not the asked pack's data.
-            raise FrameError(f"asked ADR {address}, the answer came from ADR {reply.adr}")
-        if reply.cid1 != CID1_BATTERY:
-            raise FrameError(f"answer carries CID1 0x{reply.cid1:02X}, not battery data (0x46)")
-        check_return_code(reply)
-        return reply
+    async def poll(self, addresses: Iterable[int]) -> PollReport:
+        """Read every pack; in one bank read where enabled and the master can."""
+        wanted = list(addresses)
+        if self.read_whole_bank and wanted and not self._whole_bank_refused:
+            readings = await self._read_whole_bank(wanted)
+            if readings is not None:
+                return PollReport(readings={address: readings[address] for address in wanted})
+        return await super().poll(wanted)
+
+    async def _read_whole_bank(self, wanted: list[int]) -> dict[int, PackReading] | None:
+        """Return every wanted pack from the master's two bank replies, or None.
+
+        None means "read pack by pack instead": the master refused, did not
+        answer, sent something unusable, or left out a pack.
+        """
+        master = (min(wanted) & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
+        try:
+            analog = await self._ask(master, CID2_ANALOG, bytes([WHOLE_BANK]))
+            readings = decode_bank_analog(analog.info, first_address=master, profile=self.profile)
+            alarm_reply = await self._ask(master, CID2_ALARMS, bytes([WHOLE_BANK]))
+            states = decode_pylontech_bank_alarms(alarm_reply.info)
+        except ReturnCodeError as err:
+            if err.code == RTN_CID2_INVALID or err.code in range(0x05, 0x07):
+                # Firmware that only answers per pack: stop asking.
+                self._whole_bank_refused = True
+            return None
+        except (PackNotResponding, FrameError):
+            return None
+        if len(states) != len(readings):
+            return None
+        by_address = {
+            reading.address: with_alarms(reading, state)
+            for reading, state in zip(readings, states, strict=True)
+        }
+        if any(address not in by_address for address in wanted):
+            return None
+        return by_address

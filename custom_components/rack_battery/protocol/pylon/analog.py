@@ -96,7 +96,32 @@ def decode_analog(
     command = reader.unsigned(1, "the command byte")
     if expect_command is not None and command != expect_command:
         raise FrameError(f"0x42 reply is for command 0x{command:02X}, asked 0x{expect_command:02X}")
+    return analog_block(reader, address=address, profile=profile)
 
+
+def decode_bank_analog(
+    info: bytes, *, first_address: int, profile: VendorProfile = PYLONTECH
+) -> list[PackReading]:
+    """Return every pack's reading from the master's 0x42 reply to INFO = 0xFF.
+
+    Where a single pack's reply has its command byte, this one has the
+    number of packs, then one block per pack with no address of its own:
+    the blocks are the master and its slaves in address order, so the
+    n-th block is taken to be the pack at ``first_address + n``.
+    """
+    reader = InfoReader(info, "0x42 bank")
+    reader.unsigned(1, "the flag byte")
+    count = reader.unsigned(1, "the pack count")
+    return [
+        analog_block(reader, address=first_address + index, profile=profile, more_blocks=True)
+        for index in range(count)
+    ]
+
+
+def analog_block(
+    reader: InfoReader, *, address: int, profile: VendorProfile, more_blocks: bool = False
+) -> PackReading:
+    """Read one pack's values, from its cell count to its last user-defined item."""
     cell_count = reader.unsigned(1, "the cell count")
     cells = tuple(
         _cell_voltage(reader.unsigned(2, f"cell {index + 1} voltage"), profile)
@@ -124,8 +149,15 @@ def decode_analog(
     soc: float | None = None
     soh: float | None = None
     item_count = reader.unsigned(1, "the user-defined item count")
-    # Items past the profile's list have no known width: they are skipped
-    # with the rest of INFO rather than guessed at.
+    # Items past the profile's list have no known width: in a single pack's
+    # reply they are skipped with the rest of INFO rather than guessed at,
+    # but in a bank reply another pack's block follows, and where it starts
+    # can no longer be known.
+    if more_blocks and item_count > len(profile.user_items):
+        raise FrameError(
+            f"{item_count} user-defined items, {len(profile.user_items)} known: "
+            "the next pack's block cannot be found"
+        )
     for item in profile.user_items[:item_count]:
         raw = reader.unsigned(item.width, f"user-defined item {item.field}")
         unset = _UNSET_24 if item.width == 3 else _UNSET_16
