@@ -1,0 +1,436 @@
+"""Serve a simulated bank as a SunSpec storage device over Modbus TCP.
+
+A battery controller that speaks SunSpec is one Modbus unit with one map:
+the "SunS" marker at 40000, then model 1 (its name plate), 802 (the
+battery as a whole), 803 (the bank, one group per string), one 804 per
+string and one 805 per module, and the end marker. Packs wired in parallel
+are strings to SunSpec, so each simulated pack is a string of one module:
+string i holds module 1, which is pack i of the bank.
+
+Every request is answered from the bank as it is at that moment: the whole
+map is encoded when a request arrives, so a test that steps the bank sees
+the new values on its next read without any background task.
+
+A pack taken off the bus is what a controller does with a module it lost:
+the blocks stay in the map (a map does not shrink while the device runs),
+their measurements read "unimplemented", and the string raises its
+communication-error event. Unit numbers other than the device's get the
+gateway's exception 0x0B, as from a Modbus TCP gateway with nothing behind
+that number.
+
+Point offsets come from the driver's tables, which restate SunSpec's
+published model files; the values are encoded here, on their own, with
+the scale factors this device declares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from custom_components.rack_battery.protocol.drivers.sunspec import (
+    B802,
+    B803,
+    B804,
+    B805,
+    BANK_FIXED,
+    BANK_STRING_GROUP,
+    BATTERY_BASE_LENGTH,
+    C001,
+    G803,
+    G804,
+    G805,
+    MODULE_CELL_GROUP,
+    MODULE_FIXED,
+    STRING_FIXED,
+    STRING_MODULE_GROUP,
+)
+
+from .bank import SimBank, SimPack
+
+BASE: Final = 40000
+MARKER: Final = (0x5375, 0x6E53)  # "SunS"
+COMMON_LENGTH: Final = 66
+READ_HOLDING: Final = 0x03
+MAX_READ: Final = 125
+ADDRESS_SPACE: Final = 0x10000
+UNSET: Final = 0xFFFF
+SIGNED_UNSET: Final = 0x8000
+
+# The scale factors this device declares (exponents of ten).
+V_SF: Final = -2  # 10 mV
+A_SF: Final = -2  # 10 mA
+CELL_SF: Final = -3  # 1 mV
+TEMPERATURE_SF: Final = -1  # 0.1 degC
+PERCENT_SF: Final = -1  # 0.1 %
+CAPACITY_SF: Final = 0  # 1 Ah
+LIMIT_SF: Final = 0  # 1 A
+
+# 802 State: the bank's contactors are closed.
+STATE_CONNECTED: Final = 3
+STATE_DISCONNECTED: Final = 1
+# 803 StrSt / 804 St: bit 0 string enabled, bit 1 its contactor closed.
+ENABLED_AND_CLOSED: Final = 0b11
+ENABLED_ONLY: Final = 0b01
+# Evt1 bit 0: the controller lost a module.
+COMMUNICATION_ERROR: Final = 1 << 0
+
+Action = Callable[
+    [int, int, int, int, list[int], list[int] | list[bool] | None], Awaitable[ExcCodes | None]
+]
+
+
+def _unsigned(value: float, exponent: int) -> int:
+    # 0xFFFF means "unimplemented"; a real value stops short of it.
+    return min(max(round(value / 10.0**exponent), 0), 0xFFFE)
+
+
+def _signed(value: float, exponent: int) -> int:
+    # 0x8000 means "unimplemented"; a real value stops short of it.
+    return min(max(round(value / 10.0**exponent), -0x7FFF), 0x7FFF) & 0xFFFF
+
+
+def _exponent(value: int) -> int:
+    return value & 0xFFFF
+
+
+def _text(value: str, registers: int) -> list[int]:
+    """Encode text as SunSpec holds it: two characters a register, NUL padded."""
+    raw = value.encode("ascii", errors="replace")[: 2 * registers].ljust(2 * registers, b"\0")
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+def _u32(value: int) -> tuple[int, int]:
+    value = min(max(value, 0), 0xFFFF_FFFE)
+    return value >> 16, value & 0xFFFF
+
+
+def _discharge_positive(pack_current: float) -> float:
+    # A SunSpec device counts current leaving the battery as positive; the
+    # simulated pack counts charging as positive.
+    return -pack_current
+
+
+def _put(body: list[int], table: Mapping[str, int], values: Mapping[str, int]) -> None:
+    for name, value in values.items():
+        body[table[name]] = value
+
+
+def _put32(body: list[int], offset: int, value: int) -> None:
+    body[offset], body[offset + 1] = _u32(value)
+
+
+def encode_common(bank: SimBank) -> list[int]:
+    """Model 1: the controller's name plate, from the first pack."""
+    first = bank.packs[0]
+    body = [0] * COMMON_LENGTH
+    for name, text in (
+        ("Mn", first.manufacturer),
+        ("Md", first.model),
+        ("Vr", first.firmware),
+        ("SN", f"{first.serial}-BMS"),
+    ):
+        offset, size = C001[name]
+        body[offset : offset + size] = _text(text, size)
+    body[64] = 1  # DA: the device's Modbus address
+    return body
+
+
+def encode_battery_base(bank: SimBank) -> list[int]:
+    """Model 802: the bank as one battery."""
+    body = [UNSET] * BATTERY_BASE_LENGTH
+    packs = [pack for pack in bank.packs if pack.online]
+    capacity = sum(pack.full_capacity for pack in packs)
+    soc = sum(pack.soc * pack.full_capacity for pack in packs) / capacity if capacity else 0.0
+    cells = [cell for pack in packs for cell in pack.cell_voltages]
+    connected = any(pack.connected for pack in bank.packs)
+    values = {
+        "AHRtg": _unsigned(sum(pack.design_capacity for pack in bank.packs), CAPACITY_SF),
+        "SoC": _unsigned(100.0 * soc, PERCENT_SF),
+        "SoH": _unsigned(sum(p.soh for p in packs) / len(packs) if packs else 0.0, PERCENT_SF),
+        "ChaSt": UNSET,
+        "State": STATE_CONNECTED if connected else STATE_DISCONNECTED,
+        "V": _unsigned(bank.bus_voltage, V_SF),
+        "A": _signed(_discharge_positive(sum(p.current for p in bank.packs)), A_SF),
+        "AChaMax": _unsigned(sum(0.5 * p.design_capacity for p in packs), LIMIT_SF),
+        "ADisChaMax": _unsigned(sum(1.0 * p.design_capacity for p in packs), LIMIT_SF),
+        "AHRtg_SF": _exponent(CAPACITY_SF),
+        "SoC_SF": _exponent(PERCENT_SF),
+        "SoH_SF": _exponent(PERCENT_SF),
+        "V_SF": _exponent(V_SF),
+        "CellV_SF": _exponent(CELL_SF),
+        "A_SF": _exponent(A_SF),
+        "AMax_SF": _exponent(LIMIT_SF),
+    }
+    if cells:
+        values["CellVMax"] = _unsigned(max(cells), CELL_SF)
+        values["CellVMin"] = _unsigned(min(cells), CELL_SF)
+    _put(body, B802, values)
+    _put32(body, B802["NCyc"], max((p.cycles for p in packs), default=0))
+    _put32(body, B802["Evt1"], 0 if len(packs) == len(bank.packs) else COMMUNICATION_ERROR)
+    return body
+
+
+def _status(pack: SimPack) -> int:
+    return ENABLED_AND_CLOSED if pack.connected else ENABLED_ONLY
+
+
+def _events(pack: SimPack) -> int:
+    return 0 if pack.online else COMMUNICATION_ERROR
+
+
+def encode_lithium_bank(bank: SimBank) -> list[int]:
+    """Model 803: the bank, and one group per string (one pack each)."""
+    packs = bank.packs
+    body = [UNSET] * (BANK_FIXED + BANK_STRING_GROUP * len(packs))
+    online = [pack for pack in packs if pack.online]
+    temperatures = [t for pack in online for t in pack.cell_temperatures]
+    voltages = [pack.voltage for pack in online]
+    currents = [_discharge_positive(pack.current) for pack in packs]
+    values = {
+        "NStr": len(packs),
+        "NStrCon": sum(pack.connected for pack in packs),
+        "StrAAvg": _signed(sum(currents) / len(currents), A_SF),
+        "CellV_SF": _exponent(CELL_SF),
+        "ModTmp_SF": _exponent(TEMPERATURE_SF),
+        "A_SF": _exponent(A_SF),
+        "SoH_SF": _exponent(PERCENT_SF),
+        "SoC_SF": _exponent(PERCENT_SF),
+        "V_SF": _exponent(V_SF),
+    }
+    if temperatures:
+        values["ModTmpMax"] = _signed(max(temperatures), TEMPERATURE_SF)
+        values["ModTmpMin"] = _signed(min(temperatures), TEMPERATURE_SF)
+        values["ModTmpAvg"] = _signed(sum(temperatures) / len(temperatures), TEMPERATURE_SF)
+    if voltages:
+        values["StrVMax"] = _unsigned(max(voltages), V_SF)
+        values["StrVMin"] = _unsigned(min(voltages), V_SF)
+    _put(body, B803, values)
+    for index, pack in enumerate(packs):
+        start = BANK_FIXED + index * BANK_STRING_GROUP
+        group = [UNSET] * BANK_STRING_GROUP
+        group[G803["StrNMod"]] = 1
+        _put32(group, G803["StrSt"], _status(pack))
+        _put32(group, G803["StrEvt1"], _events(pack))
+        # The string's own current sensor keeps measuring a lost module.
+        group[G803["StrA"]] = _signed(_discharge_positive(pack.current), A_SF)
+        if pack.online:
+            _put(
+                group,
+                G803,
+                {
+                    "StrSoC": _unsigned(100.0 * pack.soc, PERCENT_SF),
+                    "StrSoH": _unsigned(pack.soh, PERCENT_SF),
+                    "StrCellVMax": _unsigned(max(pack.cell_voltages), CELL_SF),
+                    "StrCellVMin": _unsigned(min(pack.cell_voltages), CELL_SF),
+                    "StrModTmpMax": _signed(max(pack.cell_temperatures), TEMPERATURE_SF),
+                    "StrModTmpMin": _signed(min(pack.cell_temperatures), TEMPERATURE_SF),
+                },
+            )
+        body[start : start + BANK_STRING_GROUP] = group
+    return body
+
+
+def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
+    """Model 804: string ``index`` (1-based), holding one module: ``pack``."""
+    body = [UNSET] * (STRING_FIXED + STRING_MODULE_GROUP)
+    values = {
+        "Idx": index,
+        "NMod": 1,
+        "A": _signed(_discharge_positive(pack.current), A_SF),
+        "SoC_SF": _exponent(PERCENT_SF),
+        "SoH_SF": _exponent(PERCENT_SF),
+        "A_SF": _exponent(A_SF),
+        "V_SF": _exponent(V_SF),
+        "CellV_SF": _exponent(CELL_SF),
+        "ModTmp_SF": _exponent(TEMPERATURE_SF),
+    }
+    _put32(body, B804["St"], _status(pack))
+    _put32(body, B804["Evt1"], _events(pack))
+    group = [UNSET] * STRING_MODULE_GROUP
+    group[G804["ModNCell"]] = len(pack.cell_voltages)
+    if pack.online:
+        values |= {
+            "NCellBal": 0,
+            "SoC": _unsigned(100.0 * pack.soc, PERCENT_SF),
+            "SoH": _unsigned(pack.soh, PERCENT_SF),
+            "V": _unsigned(pack.voltage, V_SF),
+            "CellVMax": _unsigned(max(pack.cell_voltages), CELL_SF),
+            "CellVMin": _unsigned(min(pack.cell_voltages), CELL_SF),
+            "ModTmpMax": _signed(max(pack.cell_temperatures), TEMPERATURE_SF),
+            "ModTmpMin": _signed(min(pack.cell_temperatures), TEMPERATURE_SF),
+        }
+        _put32(body, B804["NCyc"], pack.cycles)
+        _put(
+            group,
+            G804,
+            {
+                "ModSoC": _unsigned(100.0 * pack.soc, PERCENT_SF),
+                "ModSoH": _unsigned(pack.soh, PERCENT_SF),
+                "ModCellVMax": _unsigned(max(pack.cell_voltages), CELL_SF),
+                "ModCellVMin": _unsigned(min(pack.cell_voltages), CELL_SF),
+                "ModCellTmpMax": _signed(max(pack.cell_temperatures), TEMPERATURE_SF),
+                "ModCellTmpMin": _signed(min(pack.cell_temperatures), TEMPERATURE_SF),
+                "ModCellTmpAvg": _signed(
+                    sum(pack.cell_temperatures) / len(pack.cell_temperatures), TEMPERATURE_SF
+                ),
+            },
+        )
+    _put(body, B804, values)
+    body[STRING_FIXED:] = group
+    return body
+
+
+def cell_temperature(pack: SimPack, cell: int) -> float:
+    """Return the temperature of one cell: the reading of the sensor of its group of four."""
+    sensors = pack.cell_temperatures
+    return sensors[min(cell * len(sensors) // len(pack.cell_voltages), len(sensors) - 1)]
+
+
+def encode_lithium_module(string_index: int, pack: SimPack) -> list[int]:
+    """Model 805: module 1 of string ``string_index``, which is ``pack``, cell by cell."""
+    cells = pack.cell_voltages
+    body = [UNSET] * (MODULE_FIXED + MODULE_CELL_GROUP * len(cells))
+    values = {
+        "StrIdx": string_index,
+        "ModIdx": 1,
+        "NCell": len(cells),
+        "SoC_SF": _exponent(PERCENT_SF),
+        "SoH_SF": _exponent(PERCENT_SF),
+        "V_SF": _exponent(V_SF),
+        "CellV_SF": _exponent(CELL_SF),
+        "Tmp_SF": _exponent(TEMPERATURE_SF),
+    }
+    serial_at = B805["SN"]
+    body[serial_at : serial_at + 16] = _text(pack.serial, 16)
+    if pack.online:
+        values |= {
+            "SoC": _unsigned(100.0 * pack.soc, PERCENT_SF),
+            "SoH": _unsigned(pack.soh, PERCENT_SF),
+            "V": _unsigned(pack.voltage, V_SF),
+            "CellVMax": _unsigned(max(cells), CELL_SF),
+            "CellVMin": _unsigned(min(cells), CELL_SF),
+            "NCellBal": 0,
+        }
+        _put32(body, B805["NCyc"], pack.cycles)
+        for cell, volts in enumerate(cells):
+            start = MODULE_FIXED + cell * MODULE_CELL_GROUP
+            body[start + G805["CellV"]] = _unsigned(volts, CELL_SF)
+            body[start + G805["CellTmp"]] = _signed(cell_temperature(pack, cell), TEMPERATURE_SF)
+            _put32(body, start + G805["CellSt"], 0)
+    _put(body, B805, values)
+    return body
+
+
+def encode_map(bank: SimBank) -> list[int]:
+    """Return the whole map from the marker at 40000 to the end marker."""
+    models: list[tuple[int, list[int]]] = [
+        (1, encode_common(bank)),
+        (802, encode_battery_base(bank)),
+        (803, encode_lithium_bank(bank)),
+    ]
+    models += [(804, encode_lithium_string(i, p)) for i, p in enumerate(bank.packs, start=1)]
+    models += [(805, encode_lithium_module(i, p)) for i, p in enumerate(bank.packs, start=1)]
+    image = list(MARKER)
+    for model_id, body in models:
+        image += [model_id, len(body), *body]
+    image += [0xFFFF, 0]
+    return image
+
+
+@dataclass(kw_only=True)
+class RunningServer:
+    """A listening simulator; ``port`` is the port actually bound."""
+
+    host: str
+    port: int
+    bank: SimBank
+    unit: int
+    _server: ModbusTcpServer = field(repr=False)
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection, as a device losing power would."""
+        listener = self._server.transport
+        await self._server.shutdown()  # type: ignore[no-untyped-call]
+        if isinstance(listener, asyncio.Server):
+            await listener.wait_closed()
+
+
+def _device_action(bank: SimBank) -> Action:
+    async def answer(  # noqa: PLR0917 - pymodbus calls an action with six positionals
+        function_code: int,
+        start_address: int,
+        request_address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if function_code != READ_HOLDING:
+            # Nothing here may be written: the simulator models reading only.
+            return ExcCodes.ILLEGAL_FUNCTION
+        if count > MAX_READ:
+            return ExcCodes.ILLEGAL_VALUE
+        image = encode_map(bank)
+        registers[: len(image)] = image
+        return None
+
+    return answer
+
+
+async def _nobody_there(  # noqa: PLR0917 - pymodbus calls an action with six positionals
+    function_code: int,
+    start_address: int,
+    request_address: int,
+    count: int,
+    registers: list[int],
+    values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Answer for a unit number with no device behind it, as a gateway would."""
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
+async def start_server(
+    bank: SimBank, host: str = "127.0.0.1", port: int = 0, *, unit: int = 1
+) -> RunningServer:
+    """Serve ``bank`` as one SunSpec device, Modbus unit ``unit`` (port 0 picks a free one).
+
+    The map starts at 40000; reads at any other base (0, 50000) get
+    exception 0x02, as from a device that keeps its map at the standard
+    place only.
+    """
+    if not 1 <= unit <= 247:
+        raise ValueError(f"unit {unit} is not a Modbus unit (1..247)")
+    if not bank.packs:
+        raise ValueError("a SunSpec battery needs at least one pack")
+    size = len(encode_map(bank))
+    # Unit 0 stands in for every unit number not listed (pymodbus' rule).
+    devices = [
+        SimDevice(
+            0,
+            # The whole address range, so the action answers wherever a request points.
+            simdata=[SimData(0, count=ADDRESS_SPACE, datatype=DataType.REGISTERS)],
+            action=_nobody_there,
+        ),
+        SimDevice(
+            unit,
+            simdata=[SimData(BASE, count=size, datatype=DataType.REGISTERS)],
+            action=_device_action(bank),
+        ),
+    ]
+    server = ModbusTcpServer(devices, address=(host, port))
+    # What serve_forever(background=True) does, minus turning every failure
+    # into a RuntimeError: listen() returns False where binding failed.
+    if not await server.listen():
+        raise OSError(f"cannot listen on {host}:{port}")
+    listener = server.transport
+    if not isinstance(listener, asyncio.Server) or not listener.sockets:
+        await server.shutdown()  # type: ignore[no-untyped-call]
+        raise OSError(f"cannot listen on {host}:{port}")
+    bound_port = int(listener.sockets[0].getsockname()[1])
+    return RunningServer(host=host, port=bound_port, bank=bank, unit=unit, _server=server)
