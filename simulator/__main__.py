@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from dataclasses import dataclass
+import importlib
 import logging
 import signal
 from typing import Protocol
@@ -76,6 +77,40 @@ def _start_pylontech_ascii() -> StartServer:
     return start_server
 
 
+def _start_pace_ascii() -> StartServer:
+    from .pace_ascii import start_server  # noqa: PLC0415
+
+    return start_server
+
+
+def _start_seplos_v2() -> StartServer:
+    from .seplos_v2 import start_server  # noqa: PLC0415
+
+    return start_server
+
+
+class PtyLine(Protocol):
+    """What a personality serving on a pseudo-terminal returns."""
+
+    @property
+    def path(self) -> str:
+        """Return the tty a driver opens as its serial port."""
+
+    async def stop(self) -> None:
+        """Stop answering and close the pair."""
+
+
+StartPty = Callable[[SimBank], Awaitable[PtyLine]]
+
+
+def _pty_of(module: str) -> Callable[[], StartPty]:
+    def load() -> StartPty:
+        start_pty: StartPty = importlib.import_module(f"simulator.{module}").start_pty
+        return start_pty
+
+    return load
+
+
 @dataclass(frozen=True, kw_only=True)
 class Personality:
     """A wire format the bank can speak, and how a real bus of it is laid out."""
@@ -88,6 +123,8 @@ class Personality:
     # what transparent RS485-to-TCP gateways (Elfin EW11 and kin) ship with.
     default_port: int
     loader: Callable[[], StartServer]
+    # Serves on a pseudo-terminal instead (``--serial``), where the wire has one.
+    pty_loader: Callable[[], StartPty] | None = None
 
 
 PERSONALITIES: dict[str, Personality] = {
@@ -102,8 +139,35 @@ PERSONALITIES: dict[str, Personality] = {
         first_address=2,
         default_port=8899,
         loader=_start_pylontech_ascii,
+        pty_loader=_pty_of("pylontech_ascii"),
+    ),
+    "pace-ascii": Personality(
+        description="PACE RS485 ASCII (VER 0x25)",
+        first_address=1,
+        default_port=8899,
+        loader=_start_pace_ascii,
+        pty_loader=_pty_of("pace_ascii"),
+    ),
+    "seplos-v2": Personality(
+        description="Seplos V2 RS485",
+        first_address=1,
+        default_port=8899,
+        loader=_start_seplos_v2,
+        pty_loader=_pty_of("seplos_v2"),
     ),
 }
+
+
+class _PtyServer:
+    """A pseudo-terminal line, shown where a TCP server shows host:port."""
+
+    def __init__(self, line: PtyLine) -> None:
+        self._line = line
+        self.host = "serial"
+        self.port = line.path
+
+    async def stop(self) -> None:
+        await self._line.stop()
 
 
 def _positive_float(text: str) -> float:
@@ -165,6 +229,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="HH:MM",
         help="time of day the bank's clock starts at; matters for solar-day (default 00:00)",
     )
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="serve on a pseudo-terminal and print its path, instead of TCP (ASCII protocols)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
     if not 1 <= args.packs <= 15:
@@ -173,6 +242,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--aged {bad[0]} is not a pack of {args.packs} (0..{args.packs - 1})")
     if args.port is None:
         args.port = PERSONALITIES[args.protocol].default_port
+    if args.serial and PERSONALITIES[args.protocol].pty_loader is None:
+        parser.error(f"--serial is not offered for {args.protocol}")
     return args
 
 
@@ -248,8 +319,12 @@ async def serve(args: argparse.Namespace) -> None:
     bank.clock = args.start_time
     bank.step(0.0)
 
-    start_server = personality.loader()
-    server = await start_server(bank, args.host, args.port)
+    server: Server | _PtyServer
+    if args.serial and personality.pty_loader is not None:
+        server = _PtyServer(await personality.pty_loader()(bank))
+    else:
+        start_server = personality.loader()
+        server = await start_server(bank, args.host, args.port)
     last = personality.first_address + args.packs - 1
     aged = ", @".join(str(personality.first_address + index) for index in sorted(set(args.aged)))
     # One plain line on stdout, flushed, so a script waiting for it sees it

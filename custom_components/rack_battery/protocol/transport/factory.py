@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 from ..connection import ConnectionSpec, Wire
+from .ascii_serial import AsciiSerialTransport
 from .ascii_tcp import AsciiTcpTransport
+from .can import DEFAULT_BITRATE, CanTransport
+from .modbus_rtu import ModbusRtuTcpTransport, ModbusSerialTransport
 from .modbus_tcp import ModbusTcpTransport
 
-type Transport = ModbusTcpTransport | AsciiTcpTransport
+type Transport = (
+    ModbusTcpTransport
+    | ModbusRtuTcpTransport
+    | ModbusSerialTransport
+    | AsciiTcpTransport
+    | AsciiSerialTransport
+    | CanTransport
+)
+
+# What a serial wire runs at when the spec does not say (the common default
+# of RS485 BMS ports; families override it with their own).
+DEFAULT_SERIAL_BAUDRATE = 9600
 
 
 def open_transport(spec: ConnectionSpec, *, timeout: float) -> Transport:
     """Return a transport for the spec, not yet connected."""
     if spec.wire is Wire.MODBUS_TCP and spec.host and spec.port:
         return ModbusTcpTransport(spec.host, spec.port, timeout=timeout)
+    if spec.wire is Wire.MODBUS_RTU_TCP and spec.host and spec.port:
+        return ModbusRtuTcpTransport(spec.host, spec.port, timeout=timeout)
+    if spec.wire is Wire.MODBUS_RTU_SERIAL and spec.serial_port:
+        return ModbusSerialTransport(
+            spec.serial_port,
+            baudrate=spec.baudrate or DEFAULT_SERIAL_BAUDRATE,
+            timeout=timeout,
+        )
     if spec.wire is Wire.ASCII_TCP and spec.host and spec.port:
         return AsciiTcpTransport(spec.host, spec.port, timeout=timeout)
+    if spec.wire is Wire.ASCII_SERIAL and spec.serial_port:
+        return AsciiSerialTransport(
+            spec.serial_port,
+            baudrate=spec.baudrate or DEFAULT_SERIAL_BAUDRATE,
+            timeout=timeout,
+        )
+    if spec.wire is Wire.CAN and spec.can_interface and spec.can_channel:
+        # ``baudrate`` is the CAN bit rate here (500 kbit/s for the batteries).
+        return CanTransport(
+            spec.can_interface,
+            spec.can_channel,
+            bitrate=spec.baudrate or DEFAULT_BITRATE,
+            timeout=timeout,
+        )
     raise ValueError(f"no transport for {spec.wire} at {spec.where}")
