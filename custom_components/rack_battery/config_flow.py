@@ -1,11 +1,19 @@
-"""Config flow: pick the wire, point at the gateway, scan for the packs."""
+"""Config flow: pick the wire, say where the bus is, scan it, confirm the packs.
+
+Every wire the catalog has a family for gets a menu entry and a form, built
+from the catalog: adding a family or a wire needs no code here. The scan
+walks every address a family allows, which on a serial line costs a full
+timeout per empty address, so it runs as a progress step and the user then
+confirms what was found.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 import ipaddress
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -13,18 +21,50 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
     TextSelector,
 )
+from homeassistant.helpers.typing import DiscoveryInfoType
+from serial.tools.list_ports import comports
 import voluptuous as vol
 
 from .bank.model import PackIdentity
-from .const import CONF_FAMILY, CONF_PACKS, DOMAIN, LOGGER, RESPONSE_TIMEOUT
-from .protocol.catalog import FAMILIES, families_on, open_driver
-from .protocol.connection import DEFAULT_PORTS, ConnectionSpec, Wire
-from .protocol.errors import BusUnavailable
+from .buses import bus_registry, claimed_addresses
+from .const import CONF_FAMILY, CONF_PACKS, DOMAIN, LOGGER
+from .options_flow import RackBatteryOptionsFlow
+from .protocol.bus import Bus
+from .protocol.catalog import FAMILIES, families_on
+from .protocol.connection import DEFAULT_PORTS, SERIAL_WIRES, TCP_WIRES, ConnectionSpec, Wire
+from .protocol.discovery import Discovery, discover
+from .protocol.errors import (
+    BusUnavailable,
+    FrameError,
+    PackNotResponding,
+    SerialPortBusy,
+    SerialPortDenied,
+    SerialPortMissing,
+)
+from .rescan import DISCOVERY_ENTRY_ID, DISCOVERY_PACK, DISCOVERY_REPLACES
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
+
+# The first family choice: try every family that speaks on the wire.
+AUTO: Final = "auto"
+CONF_SERIAL_PORT: Final = "serial_port"
+CONF_BAUDRATE: Final = "baudrate"
+CONF_CAN_INTERFACE: Final = "can_interface"
+CONF_CAN_CHANNEL: Final = "can_channel"
+# python-can interfaces a rack battery's CAN port is usually reached by: the
+# kernel's own (a CAN HAT, a USB adapter with a kernel driver), a serial-line
+# CAN adapter, and CAN carried over TCP by a socketcand daemon.
+CAN_INTERFACES: Final = ("socketcan", "slcan", "socketcand")
+# Rack batteries talk to inverters at 500 kbit/s (Pylontech's CAN protocol).
+DEFAULT_CAN_BITRATE: Final = 500_000
+BAUDRATES: Final = ("9600", "19200", "38400", "57600", "115200")
 
 # A host name as RFC 1123 allows it: labels of letters, digits and inner
 # hyphens, separated by dots.
@@ -41,23 +81,141 @@ def _valid_host(host: str) -> bool:
     return True
 
 
-async def scan_bank(spec: ConnectionSpec, family: str) -> list[PackIdentity]:
-    """Connect to the bus and return the packs that answer.
+def bus_error(err: BusUnavailable) -> str:
+    """Return the form error that tells the user what is wrong with the bus."""
+    if isinstance(err, SerialPortMissing):
+        return "serial_port_missing"
+    if isinstance(err, SerialPortBusy):
+        return "serial_port_busy"
+    if isinstance(err, SerialPortDenied):
+        return "serial_port_denied"
+    return "cannot_connect"
 
-    Raises BusUnavailable when the bus cannot be reached.
+
+def bank_unique_id(spec: ConnectionSpec, family: str, packs: list[PackIdentity]) -> str:
+    """Return what names a bank: its bus, its family and its first pack's address.
+
+    A bus can carry several banks (two families, or one family's addresses
+    split between two entries), so the bus alone no longer names one.
     """
-    driver = open_driver(spec, family, timeout=RESPONSE_TIMEOUT)
-    await driver.connect()
-    try:
-        return await driver.scan()
-    finally:
-        await driver.close()
+    return f"{spec.bus_key}#{family}#{min(pack.address for pack in packs)}"
+
+
+def describe_pack(identity: PackIdentity) -> str:
+    """Return one line about a pack, for the result screen."""
+    details = [
+        text
+        for text in (
+            identity.model,
+            f"serial {identity.serial}" if identity.serial else None,
+            f"firmware {identity.firmware}" if identity.firmware else None,
+            f"{identity.cell_count} cells" if identity.cell_count else None,
+            f"{identity.design_capacity:g} Ah" if identity.design_capacity else None,
+        )
+        if text
+    ]
+    return f"{identity.address}: " + (", ".join(details) or "no identity given")
+
+
+def bus_schema(wire: Wire, *, serial_ports: list[SelectOptionDict], baudrate: int) -> vol.Schema:
+    """Return the fields that say where a bus on this wire is."""
+    if wire in TCP_WIRES:
+        return vol.Schema(
+            {
+                vol.Required(CONF_HOST): TextSelector(),
+                vol.Required(CONF_PORT, default=DEFAULT_PORTS[wire]): NumberSelector(
+                    NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX)
+                ),
+            }
+        )
+    if wire in SERIAL_WIRES:
+        return vol.Schema(
+            {
+                vol.Required(CONF_SERIAL_PORT): SelectSelector(
+                    SelectSelectorConfig(
+                        options=serial_ports, custom_value=True, mode=SelectSelectorMode.DROPDOWN
+                    )
+                ),
+                vol.Required(CONF_BAUDRATE, default=str(baudrate)): SelectSelector(
+                    SelectSelectorConfig(
+                        options=list(BAUDRATES), custom_value=True, mode=SelectSelectorMode.DROPDOWN
+                    )
+                ),
+            }
+        )
+    return vol.Schema(
+        {
+            vol.Required(CONF_CAN_INTERFACE, default=CAN_INTERFACES[0]): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(CAN_INTERFACES),
+                    translation_key=CONF_CAN_INTERFACE,
+                    mode=SelectSelectorMode.LIST,
+                )
+            ),
+            vol.Required(CONF_CAN_CHANNEL): TextSelector(),
+            vol.Required(CONF_BAUDRATE, default=DEFAULT_CAN_BITRATE): NumberSelector(
+                NumberSelectorConfig(min=10_000, max=1_000_000, mode=NumberSelectorMode.BOX)
+            ),
+        }
+    )
+
+
+def spec_from_input(wire: Wire, user_input: dict[str, Any]) -> ConnectionSpec | str:
+    """Return the spec the form describes, or the error of the field that is wrong."""
+    if wire in TCP_WIRES:
+        host = str(user_input[CONF_HOST]).strip()
+        if not _valid_host(host):
+            return "invalid_host"
+        return ConnectionSpec(wire=wire, host=host, port=int(user_input[CONF_PORT]))
+    if wire in SERIAL_WIRES:
+        try:
+            baudrate = int(str(user_input[CONF_BAUDRATE]).strip())
+        except ValueError:
+            return "invalid_baudrate"
+        if baudrate <= 0:
+            return "invalid_baudrate"
+        return ConnectionSpec(
+            wire=wire, serial_port=str(user_input[CONF_SERIAL_PORT]).strip(), baudrate=baudrate
+        )
+    return ConnectionSpec(
+        wire=wire,
+        can_interface=str(user_input[CONF_CAN_INTERFACE]),
+        can_channel=str(user_input[CONF_CAN_CHANNEL]).strip(),
+        baudrate=int(user_input[CONF_BAUDRATE]),
+    )
+
+
+def _error_field(wire: Wire, error: str) -> str:
+    """Return the field a form error belongs to."""
+    if error == "invalid_host":
+        return CONF_HOST
+    if error == "invalid_baudrate":
+        return CONF_BAUDRATE
+    if error.startswith("serial_port") and wire in SERIAL_WIRES:
+        return CONF_SERIAL_PORT
+    return "base"
 
 
 class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up a bank of parallel packs."""
 
     VERSION = 1
+
+    @staticmethod
+    def async_get_options_flow(config_entry: ConfigEntry) -> RackBatteryOptionsFlow:
+        """Return the flow that sets what the bank's rules judge by."""
+        return RackBatteryOptionsFlow()
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._wire = Wire.MODBUS_TCP
+        self._spec: ConnectionSpec | None = None
+        self._families: list[str] = []
+        self._last_input: dict[str, Any] | None = None
+        self._scan_task: asyncio.Task[Discovery | None] | None = None
+        self._scan_error: str | None = None
+        self._found: Discovery | None = None
+        self._new_pack: tuple[str, PackIdentity, PackIdentity | None] | None = None
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the bank's bus reaches Home Assistant."""
@@ -69,68 +227,349 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Set up a bank behind a Modbus TCP gateway."""
-        return await self._async_step_tcp(Wire.MODBUS_TCP, user_input)
+        return await self._async_step_bus(Wire.MODBUS_TCP, user_input)
+
+    async def async_step_modbus_rtu_tcp(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up a bank behind a transparent gateway forwarding Modbus RTU."""
+        return await self._async_step_bus(Wire.MODBUS_RTU_TCP, user_input)
+
+    async def async_step_modbus_rtu_serial(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up a bank on a USB RS485 adapter speaking Modbus RTU."""
+        return await self._async_step_bus(Wire.MODBUS_RTU_SERIAL, user_input)
 
     async def async_step_ascii_tcp(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Set up a bank behind a transparent RS485-to-TCP gateway."""
-        return await self._async_step_tcp(Wire.ASCII_TCP, user_input)
+        return await self._async_step_bus(Wire.ASCII_TCP, user_input)
 
-    async def _async_step_tcp(
+    async def async_step_ascii_serial(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Set up a bank on a USB RS485 adapter speaking the Pylon protocol."""
+        return await self._async_step_bus(Wire.ASCII_SERIAL, user_input)
+
+    async def async_step_can(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Set up a bank on a CAN interface."""
+        return await self._async_step_bus(Wire.CAN, user_input)
+
+    async def _async_step_bus(
         self, wire: Wire, user_input: dict[str, Any] | None
     ) -> ConfigFlowResult:
-        """Ask for the gateway and the family, then scan the bus for packs."""
+        """Ask where the bus is and which family, check the bus opens, then scan."""
+        self._wire = wire
+        families = [family.key for family in families_on(wire)]
         errors: dict[str, str] = {}
-        placeholders = {"host": "", "port": ""}
-        if user_input is not None:
-            host = user_input[CONF_HOST].strip()
-            port = int(user_input[CONF_PORT])
+        if user_input is None and self._scan_error is not None:
+            # Back from a scan that failed: show why, over what was entered.
+            errors[_error_field(wire, self._scan_error)] = self._scan_error
+            self._scan_error = None
+            user_input = self._last_input
+        elif user_input is not None:
+            self._last_input = user_input
+            spec = spec_from_input(wire, user_input)
             family = user_input[CONF_FAMILY]
-            placeholders = {"host": host, "port": str(port)}
-            if not _valid_host(host):
-                errors[CONF_HOST] = "invalid_host"
+            if isinstance(spec, str):
+                errors[_error_field(wire, spec)] = spec
+            elif error := await self._async_open(spec):
+                errors[_error_field(wire, error)] = error
             else:
-                await self.async_set_unique_id(f"{host.lower()}:{port}")
-                self._abort_if_unique_id_configured()
-                try:
-                    spec = ConnectionSpec(wire=wire, host=host, port=port)
-                    packs = await scan_bank(spec, family)
-                except BusUnavailable as err:
-                    LOGGER.debug("Cannot reach %s:%s: %s", host, port, err)
-                    errors["base"] = "cannot_connect"
-                else:
-                    if not packs:
-                        errors["base"] = "no_packs_found"
-                    else:
-                        return self.async_create_entry(
-                            title=f"{FAMILIES[family].manufacturer} bank",
-                            data={
-                                **spec.as_dict(),
-                                CONF_FAMILY: family,
-                                CONF_PACKS: [asdict(pack) for pack in packs],
-                            },
-                        )
+                self._spec = spec
+                self._families = families if family == AUTO else [family]
+                return await self.async_step_scan()
 
-        families = families_on(wire)
-        schema = vol.Schema(
+        serial_ports: list[SelectOptionDict] = []
+        if wire in SERIAL_WIRES:
+            serial_ports = await self.hass.async_add_executor_job(_serial_ports)
+        default_baudrate = FAMILIES[families[0]].default_baudrate or 9600
+        schema = bus_schema(wire, serial_ports=serial_ports, baudrate=default_baudrate).extend(
             {
-                vol.Required(CONF_HOST): TextSelector(),
-                vol.Required(CONF_PORT, default=DEFAULT_PORTS[wire]): NumberSelector(
-                    NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX)
-                ),
-                vol.Required(CONF_FAMILY, default=families[0].key): SelectSelector(
+                vol.Required(CONF_FAMILY, default=AUTO): SelectSelector(
                     SelectSelectorConfig(
-                        options=[family.key for family in families],
+                        options=[AUTO, *families],
                         translation_key=CONF_FAMILY,
                         mode=SelectSelectorMode.LIST,
                     )
                 ),
             }
         )
+        where = ""
+        if user_input is not None and not isinstance(
+            spec := spec_from_input(wire, user_input), str
+        ):
+            where = spec.where
         return self.async_show_form(
             step_id=wire.value,
             data_schema=self.add_suggested_values_to_schema(schema, user_input),
             errors=errors,
-            description_placeholders=placeholders,
+            description_placeholders={"where": where},
         )
+
+    async def _async_open(self, spec: ConnectionSpec) -> str | None:
+        """Check the bus opens, returning the error if it does not.
+
+        Opening is quick (a TCP connect, a serial port), so it is done here,
+        and a wrong host or a missing port is told on the form at once rather
+        than after a scan.
+        """
+        buses = bus_registry(self.hass)
+        bus = buses.borrow(spec, self.flow_id)
+        try:
+            await bus.transport(spec).connect()
+        except BusUnavailable as err:
+            LOGGER.debug("Cannot open %s: %s", spec.where, err)
+            return bus_error(err)
+        finally:
+            await buses.give_back(bus, self.flow_id)
+        return None
+
+    async def async_step_scan(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Walk the bus's addresses, showing progress, then show what answered."""
+        assert self._spec is not None
+        if self._scan_task is None:
+            self._scan_task = self.hass.async_create_task(self._async_scan(self._spec))
+        if not self._scan_task.done():
+            return self.async_show_progress(
+                step_id="scan",
+                progress_action="scan",
+                progress_task=self._scan_task,
+                description_placeholders={"where": self._spec.where},
+            )
+        task, self._scan_task = self._scan_task, None
+        try:
+            found = task.result()
+        except BusUnavailable as err:
+            LOGGER.debug("Lost %s while scanning: %s", self._spec.where, err)
+            self._scan_error = bus_error(err)
+            return self.async_show_progress_done(next_step_id=self._wire.value)
+        if found is None:
+            if claimed_addresses(self._async_current_entries(), self._spec):
+                # Everything that answers on this bus already belongs to a
+                # bank. A progress step may not end in an abort itself.
+                return self.async_show_progress_done(next_step_id="all_set_up")
+            self._scan_error = "no_packs_found"
+            return self.async_show_progress_done(next_step_id=self._wire.value)
+        self._found = found
+        return self.async_show_progress_done(next_step_id="confirm")
+
+    async def async_step_all_set_up(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """End a scan that found only packs of banks already set up."""
+        return self.async_abort(reason="already_configured")
+
+    async def _async_scan(self, spec: ConnectionSpec) -> Discovery | None:
+        """Scan on the shared bus, leaving out addresses other banks already hold."""
+        buses = bus_registry(self.hass)
+        bus: Bus = buses.borrow(spec, self.flow_id)
+        update = getattr(self, "async_update_progress", None)  # Home Assistant 2025.6+
+        try:
+            return await discover(
+                bus,
+                spec,
+                self._families,
+                skip=claimed_addresses(self._async_current_entries(), spec),
+                progress=update,
+            )
+        finally:
+            await buses.give_back(bus, self.flow_id)
+
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """List the packs found; the user picks which belong to this bank."""
+        assert self._spec is not None
+        assert self._found is not None
+        found = {str(pack.address): pack for pack in self._found.packs}
+        family = FAMILIES[self._found.family]
+        if user_input is not None:
+            packs = [found[address] for address in user_input[CONF_PACKS] if address in found]
+            if packs:
+                packs.sort(key=lambda pack: pack.address)
+                await self.async_set_unique_id(bank_unique_id(self._spec, family.key, packs))
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(
+                    title=self._title(family.manufacturer, packs),
+                    data={
+                        **self._spec.as_dict(),
+                        CONF_FAMILY: family.key,
+                        CONF_PACKS: [asdict(pack) for pack in packs],
+                    },
+                )
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_PACKS, default=list(found)): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[
+                            SelectOptionDict(value=key, label=describe_pack(pack))
+                            for key, pack in found.items()
+                        ],
+                        multiple=True,
+                        mode=SelectSelectorMode.LIST,
+                    )
+                )
+            }
+        )
+        return self.async_show_form(
+            step_id="confirm",
+            data_schema=schema,
+            errors={"base": "no_pack_chosen"} if user_input is not None else {},
+            description_placeholders={
+                "family": family.name,
+                "where": self._spec.where,
+                "count": str(len(found)),
+                "packs": "\n".join(f"- {describe_pack(pack)}" for pack in found.values()),
+            },
+        )
+
+    def _title(self, manufacturer: str, packs: list[PackIdentity]) -> str:
+        """Return the bank's name, told apart from another bank of the same make."""
+        title = f"{manufacturer} bank"
+        if any(entry.title == title for entry in self._async_current_entries()):
+            first, last = packs[0].address, packs[-1].address
+            title = f"{title} {first}" if first == last else f"{title} {first}-{last}"
+        return title
+
+    async def async_step_integration_discovery(
+        self, discovery_info: DiscoveryInfoType
+    ) -> ConfigFlowResult:
+        """Offer a pack that a rescan found to the bank whose bus it is on."""
+        entry = self.hass.config_entries.async_get_entry(discovery_info[DISCOVERY_ENTRY_ID])
+        if entry is None:
+            return self.async_abort(reason="bank_gone")
+        pack = PackIdentity(**discovery_info[DISCOVERY_PACK])
+        replaces = discovery_info.get(DISCOVERY_REPLACES)
+        # One offer per pack, however many rescans find it before the user looks.
+        await self.async_set_unique_id(f"{entry.unique_id}#pack#{pack.key}")
+        self._abort_if_unique_id_configured()
+        self._new_pack = (entry.entry_id, pack, PackIdentity(**replaces) if replaces else None)
+        self.context["title_placeholders"] = {
+            "bank": entry.title,
+            "address": str(pack.address),
+        }
+        return await self.async_step_add_pack()
+
+    async def async_step_add_pack(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before adding the pack to its bank; the bank then reloads."""
+        assert self._new_pack is not None
+        entry_id, pack, replaces = self._new_pack
+        entry = self.hass.config_entries.async_get_entry(entry_id)
+        if entry is None:
+            return self.async_abort(reason="bank_gone")
+        if user_input is not None:
+            packs = [p for p in entry.data[CONF_PACKS] if p["address"] != pack.address]
+            packs.append(asdict(pack))
+            packs.sort(key=lambda p: int(p["address"]))
+            return self.async_update_reload_and_abort(
+                entry, data_updates={CONF_PACKS: packs}, reason="pack_added"
+            )
+        return self.async_show_form(
+            step_id="add_pack" if replaces is None else "replace_pack",
+            description_placeholders={
+                "bank": entry.title,
+                "address": str(pack.address),
+                "pack": describe_pack(pack),
+                "old_serial": (replaces.serial or "") if replaces else "",
+            },
+        )
+
+    async def async_step_replace_pack(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask before taking a swapped pack in under its address."""
+        return await self.async_step_add_pack(user_input)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Move an existing bank to another host, port or serial port.
+
+        The bank keeps its packs and devices; the new bus must answer for at
+        least one of them with the same serial, so that a typo cannot put
+        another bank's numbers under this bank's packs.
+        """
+        entry = self._get_reconfigure_entry()
+        old = ConnectionSpec.from_dict(entry.data)
+        wire = old.wire
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            spec = spec_from_input(wire, user_input)
+            if isinstance(spec, str):
+                errors[_error_field(wire, spec)] = spec
+            elif error := await self._async_check_same_bank(entry, spec):
+                errors[_error_field(wire, error)] = error
+            else:
+                packs = [PackIdentity(**pack) for pack in entry.data[CONF_PACKS]]
+                data = {key: value for key, value in entry.data.items() if key not in old.as_dict()}
+                return self.async_update_reload_and_abort(
+                    entry,
+                    unique_id=bank_unique_id(spec, entry.data[CONF_FAMILY], packs),
+                    data={**data, **spec.as_dict()},
+                )
+        serial_ports: list[SelectOptionDict] = []
+        if wire in SERIAL_WIRES:
+            serial_ports = await self.hass.async_add_executor_job(_serial_ports)
+        schema = bus_schema(wire, serial_ports=serial_ports, baudrate=old.baudrate or 9600)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or _spec_input(old)),
+            errors=errors,
+            description_placeholders={"where": old.where},
+        )
+
+    async def _async_check_same_bank(self, entry: ConfigEntry, spec: ConnectionSpec) -> str | None:
+        """Return an error unless one of the bank's packs answers on the new bus as itself."""
+        buses = bus_registry(self.hass)
+        family = entry.data[CONF_FAMILY]
+        bus = buses.borrow(spec, self.flow_id)
+        try:
+            known = [PackIdentity(**pack) for pack in entry.data[CONF_PACKS]]
+            driver = FAMILIES[family].driver(bus.transport(spec))
+            await driver.connect()
+            answered = False
+            for pack in known:
+                async with bus.turn():
+                    try:
+                        identity = await driver.read_identity(pack.address)
+                    except (PackNotResponding, FrameError):
+                        continue
+                answered = True
+                if identity.serial == pack.serial:
+                    return None
+            return "another_bank" if answered else "no_packs_found"
+        except BusUnavailable as err:
+            return bus_error(err)
+        finally:
+            await buses.give_back(bus, self.flow_id)
+
+
+def _spec_input(spec: ConnectionSpec) -> dict[str, Any]:
+    """Return a spec as the form's fields, to prefill the reconfigure form."""
+    values = spec.as_dict()
+    values.pop("wire")
+    if CONF_BAUDRATE in values and spec.wire in SERIAL_WIRES:
+        values[CONF_BAUDRATE] = str(values[CONF_BAUDRATE])
+    return values
+
+
+def _serial_ports() -> list[SelectOptionDict]:
+    """Return the serial ports of this machine (blocking: run in the executor).
+
+    The description and maker tell two USB adapters apart, since a ttyUSB
+    number says nothing about which adapter it is.
+    """
+    options: list[SelectOptionDict] = []
+    for port in comports():
+        label = " - ".join(
+            text
+            for text in (port.device, port.description, port.manufacturer)
+            if text and text != "n/a"
+        )
+        options.append(SelectOptionDict(value=port.device, label=label))
+    return options

@@ -9,6 +9,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 import pytest
 
 from custom_components.rack_battery.const import DOMAIN
@@ -61,6 +62,14 @@ def closed_port() -> int:
     return port
 
 
+async def finish_scan(hass: HomeAssistant, result: Any) -> Any:
+    """Let a scan's progress step run to its end and return the step after it."""
+    assert result["type"] is FlowResultType.SHOW_PROGRESS, result
+    assert result["step_id"] == "scan"
+    await hass.async_block_till_done()
+    return await hass.config_entries.flow.async_configure(result["flow_id"])
+
+
 async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> ConfigEntry:
     """Add the simulated bank through the config flow and return its entry."""
     result: Any = await hass.config_entries.flow.async_init(DOMAIN, context={"source": "user"})
@@ -70,6 +79,11 @@ async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> Co
     family = "pace_modbus" if wire == "modbus_tcp" else "pylontech_rs485"
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"host": bus.host, "port": bus.port, "family": family}
+    )
+    result = await finish_scan(hass, result)
+    assert result["step_id"] == "confirm", result
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"packs": [str(pack.address) for pack in bus.bank.packs]}
     )
     await hass.async_block_till_done()
     entry = hass.config_entries.async_get_entry(result["result"].entry_id)

@@ -1,0 +1,115 @@
+"""Find a bank on a bus: which family answers, and which packs are there.
+
+Nothing on an RS485 line announces itself: the only way to learn what is
+there is to ask every address that a family allows and see who answers. An
+address nobody holds costs a full response timeout (a gateway may answer at
+once with "target silent", a serial line never does), so a scan is slow by
+nature, and reports its progress as it goes.
+
+Each identity read takes its own turn on the bus, so banks already running
+on the same bus keep polling while a scan walks the addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from ..bank.model import PackIdentity
+from .bus import Bus
+from .catalog import FAMILIES
+from .connection import ConnectionSpec
+from .drivers.base import BmsDriver
+from .errors import FrameError, PackNotResponding
+
+# Told the share of the scan done so far, from 0 to 1.
+type ProgressCallback = Callable[[float], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Discovery:
+    """What a scan found: the family that answered and its packs, by address."""
+
+    family: str
+    packs: tuple[PackIdentity, ...]
+
+
+def driver_on(bus: Bus, spec: ConnectionSpec, family: str) -> BmsDriver:
+    """Return a family's driver over the bus's shared transport for the spec's wire."""
+    info = FAMILIES[family]
+    if spec.wire not in info.wires:
+        raise ValueError(f"{info.name} does not speak on {spec.wire}")
+    return info.driver(bus.transport(spec))
+
+
+async def read_identity(bus: Bus, driver: BmsDriver, address: int) -> PackIdentity | None:
+    """Ask one address who is there, in a turn of its own; None if nobody answers.
+
+    A garbled reply counts as nobody: a pack of another family can answer a
+    request it does not understand with something that is no identity.
+    """
+    async with bus.turn():
+        try:
+            return await driver.read_identity(address)
+        except (PackNotResponding, FrameError):
+            return None
+
+
+async def find_packs(
+    bus: Bus,
+    spec: ConnectionSpec,
+    family: str,
+    *,
+    skip: Collection[int] = (),
+    progress: ProgressCallback | None = None,
+) -> list[PackIdentity]:
+    """Ask every address a family allows, except ``skip``, and return who answered.
+
+    Raises BusUnavailable when the bus itself cannot be reached.
+    """
+    driver = driver_on(bus, spec, family)
+    await driver.connect()
+    addresses = [address for address in driver.addresses if address not in skip]
+    found: list[PackIdentity] = []
+    for done, address in enumerate(addresses, 1):
+        if (identity := await read_identity(bus, driver, address)) is not None:
+            found.append(identity)
+        if progress is not None:
+            progress(done / len(addresses))
+    return found
+
+
+async def discover(
+    bus: Bus,
+    spec: ConnectionSpec,
+    families: Sequence[str],
+    *,
+    skip: Collection[int] = (),
+    progress: ProgressCallback | None = None,
+) -> Discovery | None:
+    """Try each family in turn and return the first whose packs answer.
+
+    Families are tried in the order given, and a family that finds packs
+    ends the search: a bus carries one bank's protocol, and asking the rest
+    would only cost their full address ranges in timeouts. Progress counts
+    every address of every family that might still have to be asked.
+    """
+    sizes = [
+        len([address for address in driver_on(bus, spec, family).addresses if address not in skip])
+        for family in families
+    ]
+    total = sum(sizes) or 1
+    before = 0
+    for family, size in zip(families, sizes, strict=True):
+        offset = before
+
+        def report(share: float, offset: int = offset, size: int = size) -> None:
+            if progress is not None:
+                progress((offset + share * size) / total)
+
+        if packs := await find_packs(bus, spec, family, skip=skip, progress=report):
+            if progress is not None:
+                progress(1.0)
+            return Discovery(family=family, packs=tuple(packs))
+        before += size
+    return None
