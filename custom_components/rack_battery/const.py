@@ -15,3 +15,8 @@ CONF_PACKS: Final = "packs"
 SCAN_INTERVAL: Final = timedelta(seconds=10)
 # How long one pack may take to answer before it counts as silent.
 RESPONSE_TIMEOUT: Final = 1.0
+
+# Fired on the bus for every finding raised, changed or cleared (README).
+EVENT_FINDING: Final = "rack_battery_finding"
+# Where each rule is explained, under a heading named by its key.
+RULES_URL: Final = "https://github.com/rack-battery-bank/rack-battery-bank/blob/main/docs/rules.md"

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import override
+from datetime import datetime, timedelta
+from typing import Any, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
+from .bank.analysis import (
+    AnalysisResult,
+    BankAnalyzer,
+    MaintenanceRecord,
+    MaintenanceSchedule,
+    MaintenanceTask,
+    Thresholds,
+    Value,
+)
 from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
 from .const import DOMAIN, LOGGER, SCAN_INTERVAL
+from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
+from .store import ANALYSIS, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 
+# Open findings are saved whenever they change; the resistance trend grows a
+# point a day and is saved with them, or at least this often.
+TREND_SAVE_INTERVAL = timedelta(hours=1)
 
-class BankCoordinator(DataUpdateCoordinator[BankSnapshot]):
+
+@dataclass(frozen=True, kw_only=True)
+class BankData:
+    """One poll of the bank, and what the rules made of it."""
+
+    snapshot: BankSnapshot
+    analysis: AnalysisResult
+
+
+class BankCoordinator(DataUpdateCoordinator[BankData]):
     """Polls every pack of one bank and reports which answered.
 
     A poll comes back partial: each pack is read on its own, so one pack that
@@ -34,11 +60,24 @@ class BankCoordinator(DataUpdateCoordinator[BankSnapshot]):
         entry: RackBatteryConfigEntry,
         driver: BmsDriver,
         packs: dict[int, PackIdentity],
+        *,
+        bus: Bus,
     ) -> None:
-        """Initialize the coordinator."""
+        """Initialize the coordinator over a bus borrowed from the registry."""
         self.driver = driver
         self.packs = packs
+        self.bus = bus
+        self._running: asyncio.Task[BankData] | None = None
         self._silent: set[int] = set()
+        self.store = BankStore(hass, entry.entry_id)
+        # Replaced in _async_setup by one with the stored schedule and state.
+        self.maintenance = MaintenanceSchedule(created=dt_util.utcnow())
+        self.analyzer = BankAnalyzer(
+            Thresholds.from_dict(entry.options), maintenance=self.maintenance
+        )
+        self._saved_revision = 0
+        self._saved_at: datetime | None = None
+        self._loaded = False
         super().__init__(
             hass,
             LOGGER,
@@ -48,7 +87,95 @@ class BankCoordinator(DataUpdateCoordinator[BankSnapshot]):
         )
 
     @override
-    async def _async_update_data(self) -> BankSnapshot:
+    async def _async_setup(self) -> None:
+        """Read back the maintenance schedule and the open findings."""
+        thresholds = Thresholds.from_dict(self.config_entry.options)
+        restored = await self.store.async_load(now=dt_util.utcnow(), thresholds=thresholds)
+        self.maintenance = restored.schedule
+        self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
+        lost = self.analyzer.restore_state(restored.analysis)
+        log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
+        self._loaded = True
+        self.config_entry.async_on_unload(
+            self.config_entry.add_update_listener(_async_entry_updated)
+        )
+
+    def apply_options(self, options: Mapping[str, Any]) -> None:
+        """Judge the bank by new settings from the next poll on, without a reload.
+
+        A reload would drop every short history the rules keep (voltage
+        swings, load steps), and findings would take their debounce again.
+        """
+        self.analyzer.thresholds = Thresholds.from_dict(options)
+
+    async def async_record_maintenance(
+        self, task: MaintenanceTask, when: datetime, result: Mapping[str, Value]
+    ) -> MaintenanceRecord:
+        """Record work the user did, save it, and let the rules see it at once."""
+        record = self.maintenance.record(task, when, result)
+        self._save_later(dt_util.utcnow())
+        await self.async_refresh()
+        return record
+
+    def stored_data(self) -> dict[str, Any]:
+        """Return what the bank keeps across restarts."""
+        return {
+            MAINTENANCE: self.maintenance.to_dict(),
+            ANALYSIS: self.analyzer.export_state(),
+        }
+
+    def _save_later(self, now: datetime) -> None:
+        self._saved_revision = self.maintenance.revision
+        self._saved_at = now
+        self.store.async_delay_save(self.stored_data)
+
+    @override
+    async def async_shutdown(self) -> None:
+        """Stop polling, and write what the bank keeps before it goes."""
+        await super().async_shutdown()
+        # A coordinator that never read its store must not write over it.
+        if self._loaded:
+            await self.store.async_save(self.stored_data())
+
+    def _analyze(self, snapshot: BankSnapshot) -> BankData:
+        """Run the rules over a poll; save when what is kept has changed."""
+        now = snapshot.taken_at
+        analysis = self.analyzer.update(snapshot, self.packs, now)
+        if (
+            analysis.raised
+            or analysis.cleared
+            or analysis.changed
+            or self.maintenance.revision != self._saved_revision
+            or self._saved_at is None
+            or now - self._saved_at >= TREND_SAVE_INTERVAL
+        ):
+            self._save_later(now)
+        return BankData(snapshot=snapshot, analysis=analysis)
+
+    @override
+    async def _async_update_data(self) -> BankData:
+        """Poll the bank, or join the poll already running.
+
+        DataUpdateCoordinator schedules the next poll only after one ends, but
+        a refresh asked for meanwhile (a manual update, another caller) runs
+        at once; on a slow bus a second poll would queue behind the first and
+        polls would pile up. So it shares the running poll's result instead.
+        """
+        if (running := self._running) is not None:
+            return await asyncio.shield(running)
+        self._running = running = asyncio.ensure_future(self._poll_bank())
+        try:
+            return await running
+        finally:
+            self._running = None
+
+    async def _poll_bank(self) -> BankData:
+        """Poll the bank in one turn on the bus, then run the rules over it."""
+        async with self.bus.turn():
+            snapshot = await self._poll_bank_in_turn()
+        return self._analyze(snapshot)
+
+    async def _poll_bank_in_turn(self) -> BankSnapshot:
         """Poll the bank, reporting which packs answered."""
         try:
             report = await self.driver.poll(self.packs)
@@ -102,6 +229,13 @@ class BankCoordinator(DataUpdateCoordinator[BankSnapshot]):
         for address in report.readings.keys() & self._silent:
             self._silent.discard(address)
             LOGGER.info("%s: pack %s is answering again", self.name, address)
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> None:
+    """Apply changed options to the running bank."""
+    coordinator = entry.runtime_data.coordinator
+    coordinator.apply_options(entry.options)
+    await coordinator.async_request_refresh()
 
 
 @dataclass(kw_only=True)

@@ -21,7 +21,7 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return the entry, the packs it knows and the last poll's report."""
     coordinator = entry.runtime_data.coordinator
-    snapshot = coordinator.data
+    snapshot = coordinator.data.snapshot
     return {
         "entry": async_redact_data(dict(entry.data), TO_REDACT),
         "last_update_success": coordinator.last_update_success,
@@ -32,4 +32,6 @@ async def async_get_config_entry_diagnostics(
             },
             "failed": {str(address): reason for address, reason in snapshot.failed.items()},
         },
+        "open_findings": [finding.as_dict() for finding in coordinator.data.analysis.open],
+        "maintenance": coordinator.maintenance.to_dict(),
     }

@@ -14,6 +14,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from .bank.analysis import Finding
 from .bank.model import BankSnapshot, PackIdentity, PackReading
 from .const import DOMAIN
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
@@ -41,18 +42,28 @@ def bank_device_info(entry: RackBatteryConfigEntry) -> DeviceInfo:
     )
 
 
+# Home Assistant 2026.8 links a sub-device to its parent by the parent's
+# device id and deprecates naming the parent by identifier; 2025.4 knows only
+# the identifier. Use whichever the running version offers.
+_LINK_BY_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
+
+
 def pack_device_info(entry: RackBatteryConfigEntry, identity: PackIdentity) -> DeviceInfo:
     """Return the device of one pack, hanging off its bank."""
     family = FAMILIES[identity.family]
-    return DeviceInfo(
+    info = DeviceInfo(
         identifiers={(DOMAIN, pack_device_key(entry, identity))},
         manufacturer=identity.manufacturer or family.manufacturer,
         model=identity.model,
         name=f"{entry.title} pack {identity.address}",
         serial_number=identity.serial,
         sw_version=identity.firmware,
-        via_device=(DOMAIN, entry.entry_id),
     )
+    if _LINK_BY_DEVICE_ID:
+        info["via_device_id"] = entry.runtime_data.bank_device_id  # type: ignore[typeddict-unknown-key,unused-ignore]
+    else:
+        info["via_device"] = (DOMAIN, entry.entry_id)
+    return info
 
 
 class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
@@ -81,10 +92,22 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     @property
     def subject(self) -> BankSnapshot | PackReading | None:
         """Return what this entity reports on: the bank, or its pack's reading."""
-        snapshot = self.coordinator.data
+        snapshot = self.coordinator.data.snapshot
         if self.address is None:
             return snapshot
         return snapshot.readings.get(self.address)
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Return the open findings about this entity's pack, or all of the bank's.
+
+        The bank's own entities take in its packs' findings too: a bank with
+        a pack in trouble is a bank in trouble.
+        """
+        analysis = self.coordinator.data.analysis
+        if self.address is None:
+            return analysis.open
+        return analysis.for_pack(self.address)
 
     @property
     @override

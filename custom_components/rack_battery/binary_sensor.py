@@ -1,0 +1,156 @@
+"""Binary sensors: a problem flag per pack and for the bank, BMS alarms and FET states.
+
+"Problem" is what the bank's rules found (see findings.py): on while a
+finding at warning or worse is open. "BMS alarm" is what the pack's own BMS
+reports: a limit approached (warning) or acted on (protection). The two are
+kept apart on purpose: a BMS alarm comes and goes with the load, the rules
+look at the bank over minutes and across packs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, override
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+    BinarySensorEntityDescription,
+)
+from homeassistant.const import EntityCategory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .bank.analysis import Finding, Severity
+from .bank.model import PackReading
+from .coordinator import RackBatteryConfigEntry
+from .entity import RackBatteryEntity
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RackBatteryBinarySensorEntityDescription(BinarySensorEntityDescription):
+    """Describes a binary sensor by what it reads.
+
+    ``value_fn`` and ``attributes_fn`` are handed the pack's reading, or,
+    for a sensor ``about_findings``, the open findings of its pack or bank.
+    Such a sensor stays available while its pack is silent: a pack that
+    keeps dropping off the bus is exactly when its problem must show.
+    """
+
+    value_fn: Callable[[Any], bool | None]
+    attributes_fn: Callable[[Any], Mapping[str, Any]] | None = None
+    about_findings: bool = False
+
+
+def _has_problem(findings: tuple[Finding, ...]) -> bool:
+    return any(finding.severity.rank >= Severity.WARNING.rank for finding in findings)
+
+
+def _findings_attributes(findings: tuple[Finding, ...]) -> dict[str, Any]:
+    return {
+        "findings": [
+            {
+                "id": finding.id,
+                "rule": finding.rule,
+                "severity": finding.severity.value,
+                "address": finding.address,
+                "since": finding.since.isoformat(),
+            }
+            for finding in findings
+        ]
+    }
+
+
+def _alarm_attributes(pack: PackReading) -> dict[str, Any]:
+    return {"warnings": sorted(pack.warnings), "protections": sorted(pack.protections)}
+
+
+PROBLEM = RackBatteryBinarySensorEntityDescription(
+    key="problem",
+    device_class=BinarySensorDeviceClass.PROBLEM,
+    about_findings=True,
+    value_fn=_has_problem,
+    attributes_fn=_findings_attributes,
+)
+
+PACK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (
+    PROBLEM,
+    RackBatteryBinarySensorEntityDescription(
+        key="bms_alarm",
+        translation_key="bms_alarm",
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        value_fn=lambda pack: bool(pack.warnings or pack.protections),
+        attributes_fn=_alarm_attributes,
+    ),
+    RackBatteryBinarySensorEntityDescription(
+        key="charge_enabled",
+        translation_key="charge_enabled",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda pack: pack.charge_enabled,
+    ),
+    RackBatteryBinarySensorEntityDescription(
+        key="discharge_enabled",
+        translation_key="discharge_enabled",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda pack: pack.discharge_enabled,
+    ),
+)
+
+BANK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (PROBLEM,)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: RackBatteryConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up the binary sensors of the bank and of every pack."""
+    coordinator = entry.runtime_data.coordinator
+    entities: list[RackBatteryBinarySensor] = [
+        RackBatteryBinarySensor(entry, description) for description in BANK_BINARY_SENSORS
+    ]
+    entities.extend(
+        RackBatteryBinarySensor(entry, description, address)
+        for address in coordinator.packs
+        for description in PACK_BINARY_SENSORS
+    )
+    async_add_entities(entities)
+
+
+class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):
+    """A binary sensor of the bank or of one pack."""
+
+    entity_description: RackBatteryBinarySensorEntityDescription
+
+    def _source(self) -> Any:
+        if self.entity_description.about_findings:
+            return self.findings
+        return self.subject
+
+    @property
+    @override
+    def available(self) -> bool:
+        """Return whether there is something to show."""
+        if self.entity_description.about_findings:
+            return self.coordinator.last_update_success
+        return super().available
+
+    @property
+    @override
+    def is_on(self) -> bool | None:
+        """Return the state read from the pack or from the open findings."""
+        if (source := self._source()) is None:
+            return None
+        return self.entity_description.value_fn(source)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        """Return the open findings, or the BMS's active alarm names."""
+        attributes_fn = self.entity_description.attributes_fn
+        if attributes_fn is None or (source := self._source()) is None:
+            return None
+        return attributes_fn(source)
