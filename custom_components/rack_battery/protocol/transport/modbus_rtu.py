@@ -18,45 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from typing import ClassVar
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.framer import FramerType
 import serial
 
 from ..errors import BusUnavailable, SerialPortBusy, SerialPortDenied, SerialPortMissing
-from .modbus_tcp import ModbusTransport
+from .modbus_tcp import ModbusTcpTransport, ModbusTransport
 
 _MISSING = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO})
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 _BUSY = frozenset({errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-class ModbusRtuTcpTransport(ModbusTransport):
-    """Raw Modbus RTU frames through a transparent TCP-to-RS485 gateway."""
+class ModbusRtuTcpTransport(ModbusTcpTransport):
+    """Raw Modbus RTU frames through a transparent TCP-to-RS485 gateway.
 
-    def __init__(
-        self, host: str, port: int, *, timeout: float = 1.0, frame_gap: float = 0.0
-    ) -> None:
-        """Remember where the gateway is; nothing is opened until needed."""
-        super().__init__(timeout=timeout, frame_gap=frame_gap)
-        self.host = host
-        self.port = port
+    Cheap Ethernet and Wi-Fi RS485 gateways forward bytes as they are, so the
+    stream carries RTU frames with their CRC instead of Modbus TCP headers.
+    """
 
-    @property
-    def where(self) -> str:
-        """Return host:port, for messages."""
-        return f"{self.host}:{self.port}"
-
-    def _new_client(self) -> ModbusBaseClient:
-        return AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            framer=FramerType.RTU,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
+    framer: ClassVar[FramerType] = FramerType.RTU
 
 
 class ModbusSerialTransport(ModbusTransport):

@@ -30,11 +30,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 import sys
-from typing import Final
+from typing import ClassVar, Final
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from ..errors import BusUnavailable, FrameError, PackNotResponding
@@ -259,9 +260,17 @@ class ModbusTcpTransport(ModbusTransport):
         """Return host:port, for messages."""
         return f"{self.host}:{self.port}"
 
+    # How requests are framed inside the TCP stream: Modbus TCP's own header.
+    framer: ClassVar[FramerType] = FramerType.SOCKET
+
     def _new_client(self) -> ModbusBaseClient:
         return AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=self.timeout, retries=0, reconnect_delay=0
+            self.host,
+            port=self.port,
+            framer=self.framer,
+            timeout=self.timeout,
+            retries=0,
+            reconnect_delay=0,
         )
 
 
