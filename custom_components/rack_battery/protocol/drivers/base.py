@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from ...bank.model import PackIdentity, PackReading, PollReport
 from ..errors import BusUnavailable, FrameError, PackNotResponding
@@ -67,3 +67,29 @@ class BmsDriver(ABC):
             except (PackNotResponding, FrameError):
                 continue
         return found
+
+
+class Link(Protocol):
+    """What every transport offers a driver: a way in and a way out."""
+
+    async def connect(self) -> None:
+        """Open the bus; raise BusUnavailable if it cannot be reached."""
+
+    async def close(self) -> None:
+        """Release the bus."""
+
+
+class LinkedDriver[LinkT: Link](BmsDriver):
+    """A driver that reads its packs through one transport, perhaps shared."""
+
+    def __init__(self, transport: LinkT) -> None:
+        """Use a transport that may be shared with other banks on the same bus."""
+        self.transport = transport
+
+    async def connect(self) -> None:
+        """Open the bus; raise BusUnavailable if it cannot be reached."""
+        await self.transport.connect()
+
+    async def close(self) -> None:
+        """Release the bus."""
+        await self.transport.close()

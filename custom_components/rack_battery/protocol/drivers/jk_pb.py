@@ -31,7 +31,7 @@ from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
 from ..errors import FrameError
 from ..transport.modbus_tcp import ModbusTransport
-from .base import BmsDriver
+from .base import LinkedDriver
 
 FAMILY: Final = "jk_pb"
 BAUDRATE: Final = 115200
@@ -271,23 +271,11 @@ def decode_heard(address: int, heard: Heard) -> PackReading | None:
     return decode_live(address, bytes(image))
 
 
-class JkPbDriver(BmsDriver):
+class JkPbDriver(LinkedDriver[ModbusTransport]):
     """Reads JK-PB packs, DIP addresses 1 to 15, over any Modbus transport."""
 
     family: ClassVar[str] = FAMILY
     addresses: ClassVar[range] = range(1, 16)
-
-    def __init__(self, transport: ModbusTransport) -> None:
-        """Use a transport that may be shared with other banks on the same bus."""
-        self.transport = transport
-
-    async def connect(self) -> None:
-        """Open the bus."""
-        await self.transport.connect()
-
-    async def close(self) -> None:
-        """Release the bus."""
-        await self.transport.close()
 
     async def _read_bytes(self, address: int, base: int, size: int) -> bytes:
         image = b""

@@ -29,7 +29,7 @@ from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
 from ..errors import FrameError
 from ..transport.modbus_tcp import ModbusExceptionError, ModbusTcpTransport, ModbusTransport
-from .base import BmsDriver
+from .base import LinkedDriver
 
 
 class Register(IntEnum):
@@ -312,7 +312,7 @@ def decode_identity(
     )
 
 
-class PaceModbusDriver(BmsDriver):
+class PaceModbusDriver(LinkedDriver[ModbusTransport]):
     """Reads PACE packs, Modbus units 1 to 15, through one Modbus TCP connection.
 
     The map has no register that switches a pack's MOSFETs; isolating a
@@ -321,10 +321,6 @@ class PaceModbusDriver(BmsDriver):
 
     family: ClassVar[str] = FAMILY
     addresses: ClassVar[range] = range(1, 16)
-
-    def __init__(self, transport: ModbusTransport) -> None:
-        """Use a transport that may be shared with other banks on the same gateway."""
-        self.transport = transport
 
     @classmethod
     def over_tcp(
@@ -342,14 +338,6 @@ class PaceModbusDriver(BmsDriver):
         (the simulator, a gateway that spaces frames itself).
         """
         return cls(ModbusTcpTransport(host, port, timeout=timeout, frame_gap=frame_gap))
-
-    async def connect(self) -> None:
-        """Open the connection to the gateway; raise BusUnavailable if it cannot."""
-        await self.transport.connect()
-
-    async def close(self) -> None:
-        """Close the connection to the gateway."""
-        await self.transport.close()
 
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack's measurements in a single request."""

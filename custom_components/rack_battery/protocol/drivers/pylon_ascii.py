@@ -34,20 +34,14 @@ from ..pylon.frame import (
 from ..pylon.profiles import VendorProfile
 from ..transport.ascii_serial import AsciiSerialTransport
 from ..transport.ascii_tcp import AsciiTcpTransport
-from .base import BmsDriver
+from .base import Link, LinkedDriver
 
 CID2_ANALOG = 0x42
 CID2_ALARMS = 0x44
 
 
-class AsciiTransport(Protocol):
+class AsciiTransport(Link, Protocol):
     """What the driver needs from a pipe: one request in, one frame out."""
-
-    async def connect(self) -> None:
-        """Open the pipe."""
-
-    async def close(self) -> None:
-        """Close the pipe."""
 
     async def transact(self, request: bytes) -> bytes:
         """Send a request and return the frame that answers it."""
@@ -65,7 +59,7 @@ def with_alarms(reading: PackReading, state: AlarmState) -> PackReading:
     )
 
 
-class PylonAsciiDriver(BmsDriver):
+class PylonAsciiDriver(LinkedDriver["AsciiTransport"]):
     """Reads packs that speak the Pylon framing in one vendor's dialect."""
 
     profile: ClassVar[VendorProfile]
@@ -73,8 +67,8 @@ class PylonAsciiDriver(BmsDriver):
     lowest_address: ClassVar[int] = 1
 
     def __init__(self, transport: AsciiTransport) -> None:
-        """Drive the packs behind ``transport`` (which this driver then owns)."""
-        self.transport = transport
+        """Drive the packs behind ``transport``."""
+        super().__init__(transport)
         # (address, CID2) pairs a pack has refused as unknown.
         self._unsupported: set[tuple[int, int]] = set()
 
@@ -87,14 +81,6 @@ class PylonAsciiDriver(BmsDriver):
     def over_serial(cls, port: str, *, baudrate: int = 9600, timeout: float = 1.0) -> Self:
         """Return a driver for packs on a serial port (a USB RS485 adapter)."""
         return cls(AsciiSerialTransport(port, baudrate=baudrate, timeout=timeout))
-
-    async def connect(self) -> None:
-        """Open the bus; raise BusUnavailable if it cannot be reached."""
-        await self.transport.connect()
-
-    async def close(self) -> None:
-        """Release the bus."""
-        await self.transport.close()
 
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack: 0x42 for its values, 0x44 for its alarms and FETs."""

@@ -32,7 +32,7 @@ from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
 from ..errors import FrameError, PackNotResponding
 from ..transport.modbus_tcp import ModbusTransport
-from .base import BmsDriver
+from .base import LinkedDriver
 
 FAMILY: Final = "seplos_v3"
 BAUDRATE: Final = 19200
@@ -350,23 +350,11 @@ def decode_heard(address: int, heard: Heard) -> PackReading | None:
     )
 
 
-class SeplosV3Driver(BmsDriver):
+class SeplosV3Driver(LinkedDriver[ModbusTransport]):
     """Reads Seplos V3 packs, units 0 (the master) to 15, over any Modbus transport."""
 
     family: ClassVar[str] = FAMILY
     addresses: ClassVar[range] = range(0, 16)
-
-    def __init__(self, transport: ModbusTransport) -> None:
-        """Use a transport that may be shared with other banks on the same bus."""
-        self.transport = transport
-
-    async def connect(self) -> None:
-        """Open the bus."""
-        await self.transport.connect()
-
-    async def close(self) -> None:
-        """Release the bus."""
-        await self.transport.close()
 
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack: two register reads and one coil read."""

@@ -42,7 +42,7 @@ from typing import ClassVar, Final, Self
 from ...bank.model import PackIdentity, PackReading
 from ..errors import FrameError, PackNotResponding
 from ..transport.modbus_tcp import ModbusTcpTransport, ModbusTransport
-from .base import BmsDriver
+from .base import LinkedDriver
 
 # "SunS" as two big-endian registers.
 MARKER: Final = (0x5375, 0x6E53)
@@ -722,7 +722,7 @@ class _Layout:
         return ()
 
 
-class SunSpecDriver(BmsDriver):
+class SunSpecDriver(LinkedDriver[ModbusTransport]):
     """Reads a SunSpec storage device, one Modbus unit, through any Modbus transport.
 
     A pack is a module of model 805 (address 1..N in the order of the map)
@@ -741,7 +741,7 @@ class SunSpecDriver(BmsDriver):
 
     def __init__(self, transport: ModbusTransport, *, unit: int = DEFAULT_UNIT) -> None:
         """Use a transport (which may be shared) and the device's Modbus unit id."""
-        self.transport = transport
+        super().__init__(transport)
         self.unit = unit
         self._layout: _Layout | None = None
         self._no_map: tuple[float, FrameError | PackNotResponding] | None = None
@@ -753,14 +753,10 @@ class SunSpecDriver(BmsDriver):
         """Return a driver with a Modbus TCP connection of its own."""
         return cls(ModbusTcpTransport(host, port, timeout=timeout), unit=unit)
 
-    async def connect(self) -> None:
-        """Open the connection; raise BusUnavailable if it cannot be opened."""
-        await self.transport.connect()
-
     async def close(self) -> None:
         """Close the connection and forget the map (the device may change before next time)."""
         self._layout = self._no_map = None
-        await self.transport.close()
+        await super().close()
 
     async def _read(self, address: int, count: int) -> list[int]:
         return await self.transport.read_holding_registers(self.unit, address, count)
