@@ -25,7 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .bank.analysis import Finding, Severity
 from .bank.model import PackReading
 from .coordinator import RackBatteryConfigEntry
-from .entity import RackBatteryEntity
+from .entity import RackBatteryEntity, entities_for_bank
 
 PARALLEL_UPDATES = 0
 
@@ -108,16 +108,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the binary sensors of the bank and of every pack."""
-    coordinator = entry.runtime_data.coordinator
-    entities: list[RackBatteryBinarySensor] = [
-        RackBatteryBinarySensor(entry, description) for description in BANK_BINARY_SENSORS
-    ]
-    entities.extend(
-        RackBatteryBinarySensor(entry, description, address)
-        for address in coordinator.packs
-        for description in PACK_BINARY_SENSORS
+    async_add_entities(
+        entities_for_bank(entry, RackBatteryBinarySensor, BANK_BINARY_SENSORS, PACK_BINARY_SENSORS)
     )
-    async_add_entities(entities)
 
 
 class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):

@@ -8,6 +8,7 @@ wired to is all there is, and the identifier says so (``slot_3``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import override
 
 from homeassistant.helpers.device_registry import DeviceInfo
@@ -118,3 +119,20 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
         them as current would lie about the pack.
         """
         return super().available and self.subject is not None
+
+
+def entities_for_bank[EntityT: RackBatteryEntity, DescriptionT: EntityDescription](
+    entry: RackBatteryConfigEntry,
+    entity_class: Callable[[RackBatteryConfigEntry, DescriptionT, int | None], EntityT],
+    bank: Iterable[DescriptionT],
+    pack: Iterable[DescriptionT],
+) -> list[EntityT]:
+    """Return a platform's entities: the bank's, then each pack's."""
+    entities = [entity_class(entry, description, None) for description in bank]
+    pack_descriptions = list(pack)
+    entities.extend(
+        entity_class(entry, description, address)
+        for address in entry.runtime_data.coordinator.packs
+        for description in pack_descriptions
+    )
+    return entities

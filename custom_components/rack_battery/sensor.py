@@ -32,7 +32,7 @@ from homeassistant.helpers.typing import StateType
 
 from .bank.model import BankSnapshot, PackReading
 from .coordinator import RackBatteryConfigEntry
-from .entity import RackBatteryEntity
+from .entity import RackBatteryEntity, entities_for_bank
 
 PARALLEL_UPDATES = 0
 
@@ -173,16 +173,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the sensors of the bank and of every pack."""
-    coordinator = entry.runtime_data.coordinator
-    entities: list[RackBatterySensor] = [
-        RackBatterySensor(entry, description) for description in BANK_SENSORS
-    ]
-    entities.extend(
-        RackBatterySensor(entry, description, address)
-        for address in coordinator.packs
-        for description in PACK_SENSORS
-    )
-    async_add_entities(entities)
+    async_add_entities(entities_for_bank(entry, RackBatterySensor, BANK_SENSORS, PACK_SENSORS))
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):
