@@ -72,6 +72,11 @@ class SimPack:
     online: bool = True
     # Power path: both FETs on. An isolated pack carries no current.
     connected: bool = True
+    # Conditions its BMS reports, by the shared names of
+    # custom_components.rack_battery.protocol.alarms: a limit approached
+    # (warning), or one the BMS acted on (protection).
+    warnings: set[str] = field(default_factory=set)
+    protections: set[str] = field(default_factory=set)
     current: float = 0.0  # A, positive while charging (as a BMS reports it)
     _throughput: float = field(default=0.0, repr=False)  # Ah discharged
     # A connection that makes and breaks contact (see simulator.faults): the

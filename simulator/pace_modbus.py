@@ -25,7 +25,7 @@ driver's decoder.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,7 +38,9 @@ from custom_components.rack_battery.protocol.drivers.pace_modbus import (
     CELL_SLOTS,
     CHARGE_FET_ON_BIT,
     DISCHARGE_FET_ON_BIT,
+    PROTECTION_FLAGS,
     TEXT_REGISTERS,
+    WARNING_FLAGS,
     Register,
 )
 
@@ -86,6 +88,11 @@ def _untext(registers: Sequence[int]) -> str:
     return raw.strip(b"\x00\xff ").decode("ascii", errors="replace")
 
 
+def _flags(active: set[str], bits: Mapping[int, str]) -> int:
+    """Return the register whose bits stand for the active conditions."""
+    return sum(1 << bit for bit, name in bits.items() if name in active)
+
+
 def encode_pack(pack: SimPack, settings: dict[int, int] | None = None) -> list[int]:
     """Return the whole register map (0..179) of a pack as its BMS would report it."""
     image = [0] * MAP_SIZE
@@ -106,6 +113,8 @@ def encode_pack(pack: SimPack, settings: dict[int, int] | None = None) -> list[i
     elif current:
         status |= 1 << DISCHARGING_BIT
     image[Register.STATUS] = status
+    image[Register.WARNING] = _flags(pack.warnings, WARNING_FLAGS)
+    image[Register.PROTECTION] = _flags(pack.protections, PROTECTION_FLAGS)
     for index, volts in enumerate(pack.cell_voltages[:CELL_SLOTS]):
         image[Register.FIRST_CELL + index] = _unsigned(volts, 1000)
     for index, celsius in enumerate(pack.cell_temperatures):

@@ -258,7 +258,7 @@ async def test_fet_and_alarm_sensors_follow_the_pack(
     freezer: FrozenDateTimeFactory,
     quiet_bus: SimulatedBus,  # noqa: F811
 ) -> None:
-    """A pack whose BMS opens its FETs shows charging and discharging as not allowed."""
+    """A pack whose BMS opens its FETs or raises alarms shows it on its own sensors."""
     await setup_entry(hass, bank_entry(quiet_bus))
     prefix = "binary_sensor.pace_bank_pack_2"
     assert hass.states.get(f"{prefix}_charging_allowed").state == STATE_ON  # type: ignore[union-attr]
@@ -274,6 +274,19 @@ async def test_fet_and_alarm_sensors_follow_the_pack(
     await poll(hass, freezer)
     assert hass.states.get(f"{prefix}_charging_allowed").state == STATE_OFF  # type: ignore[union-attr]
     assert hass.states.get(f"{prefix}_discharging_allowed").state == STATE_OFF  # type: ignore[union-attr]
+
+    # The BMS warns of a high cell and has cut charging for a hot MOSFET.
+    quiet_bus.bank.pack(2).warnings = {"cell_overvoltage"}
+    quiet_bus.bank.pack(2).protections = {"mosfet_overtemperature"}
+    await poll(hass, freezer)
+    alarm = hass.states.get(f"{prefix}_bms_alarm")
+    assert alarm is not None
+    assert alarm.state == STATE_ON
+    assert alarm.attributes["warnings"] == ["cell_overvoltage"]
+    assert alarm.attributes["protections"] == ["mosfet_overtemperature"]
+    assert hass.states.get("binary_sensor.pace_bank_pack_1_bms_alarm").state == STATE_OFF  # type: ignore[union-attr]
+    # An alarm is the pack's state, not something to repair.
+    assert repairs(hass) == set()
     assert hass.states.get("event.pace_bank_findings").state == STATE_UNKNOWN  # type: ignore[union-attr]
 
 
