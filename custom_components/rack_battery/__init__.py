@@ -12,18 +12,22 @@ from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr
 
 from .bank.model import PackIdentity
-from .buses import bus_registry
+from .buses import CONF_LISTEN_ONLY, bus_registry
 from .const import CONF_FAMILY, CONF_PACKS, DOMAIN
 from .coordinator import BankCoordinator, RackBatteryConfigEntry, RackBatteryRuntimeData
 from .entity import bank_device_info
 from .findings import async_forget_bank, async_start_announcing
 from .protocol.connection import ConnectionSpec
 from .protocol.discovery import driver_on
+from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable
+from .protocol.listen import BusListener, open_listener
 from .rescan import async_remove_pack_device, async_start_rescanning
 from .store import BankStore
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+# How long setup listens for a listen-only bank's packs before its first poll.
+FIRST_HEARD_WAIT = 10.0
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> bool:
@@ -31,14 +35,27 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
 
     The driver does not open a connection of its own: it runs over the bus's
     shared transport, borrowed from the registry, so banks on one gateway or
-    serial port share one connection and take turns on it.
+    serial port share one connection and take turns on it. A listen-only
+    bank instead reads the line through a source of its own (it never sends,
+    so it needs no turn), and keeps the bus only for its bookkeeping.
     """
     spec = ConnectionSpec.from_dict(entry.data)
     buses = bus_registry(hass)
     bus = buses.borrow(spec, entry.entry_id)
-    driver = driver_on(bus, spec, entry.data[CONF_FAMILY])
+    packs = {
+        identity.address: identity
+        for identity in (PackIdentity(**pack) for pack in entry.data[CONF_PACKS])
+    }
+    listening = bool(entry.data.get(CONF_LISTEN_ONLY))
+    if listening:
+        driver: BmsDriver = open_listener(spec, entry.data[CONF_FAMILY])
+    else:
+        driver = driver_on(bus, spec, entry.data[CONF_FAMILY])
     try:
         await driver.connect()
+        if isinstance(driver, BusListener):
+            # The master polls at its own pace: give it time to ask each pack.
+            await driver.hear(within=FIRST_HEARD_WAIT, addresses=packs)
     except BusUnavailable as err:
         await buses.give_back(bus, entry.entry_id)
         raise ConfigEntryNotReady(
@@ -47,10 +64,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
             translation_placeholders={"error": str(err)},
         ) from err
 
-    packs = {
-        identity.address: identity
-        for identity in (PackIdentity(**pack) for pack in entry.data[CONF_PACKS])
-    }
     coordinator = BankCoordinator(hass, entry, driver, packs, bus=bus)
     try:
         await coordinator.async_config_entry_first_refresh()
@@ -68,7 +81,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # After the platforms, so that every finding can name its pack's device.
     await async_start_announcing(hass, entry)
-    async_start_rescanning(hass, entry)
+    if not listening:
+        # A rescan asks the bus, which a listen-only bank must never do.
+        async_start_rescanning(hass, entry)
     return True
 
 
@@ -88,7 +103,8 @@ async def _async_release(hass: HomeAssistant, holder: str, coordinator: BankCoor
     then closes the bus's transports.
     """
     bus = coordinator.bus
-    if bus.holders <= {holder}:
+    if bus.holders <= {holder} or isinstance(coordinator.driver, BusListener):
+        # A listener's source is its own, whoever else is on the bus.
         await coordinator.driver.close()
     await bus_registry(hass).give_back(bus, holder)
 

@@ -19,6 +19,8 @@ from .protocol.bus import BusRegistry
 from .protocol.connection import ConnectionSpec
 
 BUSES: HassKey[BusRegistry] = HassKey(DOMAIN)
+# Entry data key: the bank is read by listening to its master pack's polls.
+CONF_LISTEN_ONLY = "listen_only"
 
 
 def bus_registry(hass: HomeAssistant) -> BusRegistry:

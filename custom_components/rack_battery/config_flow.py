@@ -32,7 +32,7 @@ from serial.tools.list_ports import comports
 import voluptuous as vol
 
 from .bank.model import PackIdentity
-from .buses import bus_registry, claimed_addresses
+from .buses import CONF_LISTEN_ONLY, bus_registry, claimed_addresses
 from .const import CONF_FAMILY, CONF_PACKS, DOMAIN, LOGGER
 from .options_flow import RackBatteryOptionsFlow
 from .protocol.bus import Bus
@@ -47,6 +47,7 @@ from .protocol.errors import (
     SerialPortDenied,
     SerialPortMissing,
 )
+from .protocol.listen import detect_master, open_listener, source_for
 from .rescan import DISCOVERY_ENTRY_ID, DISCOVERY_PACK, DISCOVERY_REPLACES
 
 if TYPE_CHECKING:
@@ -65,6 +66,12 @@ CAN_INTERFACES: Final = ("socketcan", "slcan", "socketcand")
 # Rack batteries talk to inverters at 500 kbit/s (Pylontech's CAN protocol).
 DEFAULT_CAN_BITRATE: Final = 500_000
 BAUDRATES: Final = ("9600", "19200", "38400", "57600", "115200")
+# Raw RTU lines may already have a master pack polling them (JK-PB at DIP 0,
+# Seplos V3 at unit 0): before asking anything, the flow listens this long.
+RTU_WIRES: Final = frozenset({Wire.MODBUS_RTU_SERIAL, Wire.MODBUS_RTU_TCP})
+MASTER_WINDOW: Final = 2.0
+# Listening for the packs ends after the master has gone round them, or after this.
+LISTEN_WINDOW: Final = 30.0
 
 # A host name as RFC 1123 allows it: labels of letters, digits and inner
 # hyphens, separated by dots.
@@ -216,6 +223,10 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self._scan_error: str | None = None
         self._found: Discovery | None = None
         self._new_pack: tuple[str, PackIdentity, PackIdentity | None] | None = None
+        self._master_heard = False
+        self._listen_only = False
+        self._listen_task: asyncio.Task[Discovery | None] | None = None
+        self._listen_error: str | None = None
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the bank's bus reaches Home Assistant."""
@@ -346,6 +357,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             LOGGER.debug("Lost %s while scanning: %s", self._spec.where, err)
             self._scan_error = bus_error(err)
             return self.async_show_progress_done(next_step_id=self._wire.value)
+        if self._master_heard:
+            # Another master polls this line: asking would talk over it.
+            return self.async_show_progress_done(next_step_id="master_found")
         if found is None:
             if claimed_addresses(self._async_current_entries(), self._spec):
                 # Everything that answers on this bus already belongs to a
@@ -365,6 +379,13 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
     async def _async_scan(self, spec: ConnectionSpec) -> Discovery | None:
         """Scan on the shared bus, leaving out addresses other banks already hold."""
         buses = bus_registry(self.hass)
+        # A bank of ours already polls this line without colliding, so no
+        # other master is on it; and its traffic is not a master's.
+        if spec.wire in RTU_WIRES and buses.get(spec) is None:
+            baudrate = FAMILIES[self._families[0]].default_baudrate
+            if await detect_master(source_for(spec, baudrate=baudrate), window=MASTER_WINDOW):
+                self._master_heard = True
+                return None
         bus: Bus = buses.borrow(spec, self.flow_id)
         update = getattr(self, "async_update_progress", None)  # Home Assistant 2025.6+
         try:
@@ -398,6 +419,7 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                         **self._spec.as_dict(),
                         CONF_FAMILY: family.key,
                         CONF_PACKS: [asdict(pack) for pack in packs],
+                        **({CONF_LISTEN_ONLY: True} if self._listen_only else {}),
                     },
                 )
         schema = vol.Schema(
@@ -425,6 +447,84 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                 "packs": "\n".join(f"- {describe_pack(pack)}" for pack in found.values()),
             },
         )
+
+    async def async_step_master_found(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Explain that a master pack polls the line, and offer to listen to it instead."""
+        assert self._spec is not None
+        families = [family.key for family in families_on(self._wire) if family.listen_only]
+        errors: dict[str, str] = {}
+        if self._listen_error is not None:
+            errors["base"], self._listen_error = self._listen_error, None
+        elif user_input is not None:
+            self._families = [user_input[CONF_FAMILY]]
+            self._listen_only = True
+            return await self.async_step_listen()
+        default = next((key for key in self._families if key in families), families[0])
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_FAMILY, default=default): SelectSelector(
+                    SelectSelectorConfig(
+                        options=families,
+                        translation_key=CONF_FAMILY,
+                        mode=SelectSelectorMode.LIST,
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="master_found",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={"where": self._spec.where},
+        )
+
+    async def async_step_listen(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Listen to the master's polls, showing progress, then show the packs heard."""
+        assert self._spec is not None
+        if self._listen_task is None:
+            self._listen_task = self.hass.async_create_task(
+                self._async_listen(self._spec, self._families[0])
+            )
+        if not self._listen_task.done():
+            return self.async_show_progress(
+                step_id="listen",
+                progress_action="listen",
+                progress_task=self._listen_task,
+                description_placeholders={"where": self._spec.where},
+            )
+        task, self._listen_task = self._listen_task, None
+        try:
+            found = task.result()
+        except BusUnavailable as err:
+            LOGGER.debug("Cannot listen on %s: %s", self._spec.where, err)
+            self._listen_error = bus_error(err)
+            return self.async_show_progress_done(next_step_id="master_found")
+        if found is None:
+            self._listen_error = "nothing_heard"
+            return self.async_show_progress_done(next_step_id="master_found")
+        self._found = found
+        return self.async_show_progress_done(next_step_id="confirm")
+
+    async def _async_listen(self, spec: ConnectionSpec, family: str) -> Discovery | None:
+        """Hear which packs answer the master, leaving out those other banks hold."""
+        listener = open_listener(spec, family)
+        await listener.connect()
+        try:
+            heard = await listener.hear(within=LISTEN_WINDOW)
+            skip = claimed_addresses(self._async_current_entries(), spec)
+            packs: list[PackIdentity] = []
+            for address in heard:
+                if address in skip:
+                    continue
+                try:
+                    packs.append(await listener.read_identity(address))
+                except (PackNotResponding, BusUnavailable):
+                    continue
+        finally:
+            await listener.close()
+        return Discovery(family=family, packs=tuple(packs)) if packs else None
 
     def _title(self, manufacturer: str, packs: list[PackIdentity]) -> str:
         """Return the bank's name, told apart from another bank of the same make."""
@@ -525,8 +625,10 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def _async_check_same_bank(self, entry: ConfigEntry, spec: ConnectionSpec) -> str | None:
         """Return an error unless one of the bank's packs answers on the new bus as itself."""
-        buses = bus_registry(self.hass)
         family = entry.data[CONF_FAMILY]
+        if entry.data.get(CONF_LISTEN_ONLY):
+            return await self._async_hear_same_bank(entry, spec)
+        buses = bus_registry(self.hass)
         bus = buses.borrow(spec, self.flow_id)
         try:
             known = [PackIdentity(**pack) for pack in entry.data[CONF_PACKS]]
@@ -547,6 +649,23 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             return bus_error(err)
         finally:
             await buses.give_back(bus, self.flow_id)
+
+    async def _async_hear_same_bank(self, entry: ConfigEntry, spec: ConnectionSpec) -> str | None:
+        """Return an error unless the master is heard polling one of a listen-only bank's packs.
+
+        Listening carries no serial numbers, so the pack's address is all
+        there is to go by; asking for one would talk over the master.
+        """
+        listener = open_listener(spec, entry.data[CONF_FAMILY])
+        try:
+            await listener.connect()
+            known = [int(pack["address"]) for pack in entry.data[CONF_PACKS]]
+            heard = await listener.hear(within=LISTEN_WINDOW, addresses=known)
+        except BusUnavailable as err:
+            return bus_error(err)
+        finally:
+            await listener.close()
+        return None if set(heard) & set(known) else "no_packs_found"
 
 
 def _spec_input(spec: ConnectionSpec) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
@@ -220,6 +220,7 @@ class BusListener(BmsDriver):
 
     def _on_lost(self) -> None:
         self._open = False
+        self.activity.set()  # wake whoever waits to hear something: nothing will come
 
     def _pack(self, unit: int) -> _Pack:
         return self._packs.setdefault(unit, _Pack(heard={}))
@@ -290,6 +291,32 @@ class BusListener(BmsDriver):
     def packs_heard(self) -> list[int]:
         """Return the addresses of the packs with a reading, in order."""
         return sorted(unit for unit, pack in self._packs.items() if pack.reading is not None)
+
+    async def hear(
+        self, *, within: float, rounds: int = 3, addresses: Collection[int] | None = None
+    ) -> list[int]:
+        """Listen until the master has gone round its packs, or time is up; return who was heard.
+
+        Nobody announces how many packs the master polls, so a round is
+        over once some pack has been read ``rounds`` times: every pack the
+        master asks had its turn in between. Given ``addresses``, listening
+        also ends as soon as each of them has been heard once.
+        """
+        start = Counter(self.readings_heard)
+
+        def enough() -> bool:
+            if addresses is not None and all(self.readings_heard[a] > 0 for a in addresses):
+                return True
+            return any(heard - start[unit] >= rounds for unit, heard in self.readings_heard.items())
+
+        try:
+            async with asyncio.timeout(within):
+                while self._open and not enough():
+                    self.activity.clear()
+                    await self.activity.wait()
+        except TimeoutError:
+            pass
+        return self.packs_heard()
 
 
 async def detect_master(source: ByteSource, *, window: float = 2.0) -> bool:
