@@ -291,6 +291,7 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 self._spec = spec
                 self._families = families if family == AUTO else [family]
+                self._scan_task = None  # a new scan for what was just entered
                 return await self.async_step_scan()
 
         serial_ports: list[SelectOptionDict] = []
@@ -350,9 +351,11 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                 progress_task=self._scan_task,
                 description_placeholders={"where": self._spec.where},
             )
-        task, self._scan_task = self._scan_task, None
+        # The task stays: Home Assistant may call this step again once the
+        # scan has ended (newer versions do so by themselves), and the answer
+        # must be the same one, not a second scan.
         try:
-            found = task.result()
+            found = self._scan_task.result()
         except BusUnavailable as err:
             LOGGER.debug("Lost %s while scanning: %s", self._spec.where, err)
             self._scan_error = bus_error(err)
@@ -460,6 +463,7 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         elif user_input is not None:
             self._families = [user_input[CONF_FAMILY]]
             self._listen_only = True
+            self._listen_task = None  # a new listen for what was just chosen
             return await self.async_step_listen()
         default = next((key for key in self._families if key in families), families[0])
         schema = vol.Schema(
@@ -494,9 +498,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                 progress_task=self._listen_task,
                 description_placeholders={"where": self._spec.where},
             )
-        task, self._listen_task = self._listen_task, None
+        # Kept, as with the scan: calling this step again must not listen again.
         try:
-            found = task.result()
+            found = self._listen_task.result()
         except BusUnavailable as err:
             LOGGER.debug("Cannot listen on %s: %s", self._spec.where, err)
             self._listen_error = bus_error(err)
