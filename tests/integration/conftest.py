@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 import socket
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 import pytest
 
 from custom_components.rack_battery.const import DOMAIN
@@ -66,8 +67,33 @@ async def finish_scan(hass: HomeAssistant, result: Any) -> Any:
     """Let a scan's progress step run to its end and return the step after it."""
     assert result["type"] is FlowResultType.SHOW_PROGRESS, result
     assert result["step_id"] == "scan"
-    await hass.async_block_till_done()
+    await wait_for_progress(hass, result["flow_id"], "scan")
     return await hass.config_entries.flow.async_configure(result["flow_id"])
+
+
+async def wait_for_progress(hass: HomeAssistant, flow_id: str, step_id: str) -> None:
+    """Wait until a flow's progress step has ended.
+
+    Home Assistant moves the flow on by itself when the step's task is done,
+    and tells the frontend so with an event; that event is what is awaited.
+    Waiting for Home Assistant to be idle is not enough: its wait passes
+    over a task that is handling a timeout (as a scan does at every empty
+    address) on newer versions.
+    """
+    moved_on = asyncio.Event()
+
+    @callback
+    def progressed(event: Event) -> None:
+        if event.data["flow_id"] == flow_id:
+            moved_on.set()
+
+    unsubscribe = hass.bus.async_listen(EVENT_DATA_ENTRY_FLOW_PROGRESSED, progressed)
+    try:
+        if hass.config_entries.flow.async_get(flow_id)["step_id"] == step_id:
+            await moved_on.wait()
+    finally:
+        unsubscribe()
+    await hass.async_block_till_done()
 
 
 async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> ConfigEntry:

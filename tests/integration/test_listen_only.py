@@ -26,7 +26,7 @@ from simulator import jk_pb as sim_jk, seplos_v3 as sim_seplos
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
 
-from .conftest import finish_scan
+from .conftest import finish_scan, wait_for_progress
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -115,7 +115,7 @@ async def _set_up_by_listening(hass: HomeAssistant, mastered: MasteredLine) -> A
     )
     assert result["type"] is FlowResultType.SHOW_PROGRESS
     assert result["progress_action"] == "listen"
-    await hass.async_block_till_done()
+    await wait_for_progress(hass, result["flow_id"], "listen")
     result = await hass.config_entries.flow.async_configure(result["flow_id"])
     assert result["step_id"] == "confirm", result
     # The master's own data never crosses the line: packs 1 and 2 are heard.

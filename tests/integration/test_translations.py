@@ -9,9 +9,7 @@ from custom_components.rack_battery.protocol.catalog import FAMILIES, families_o
 from custom_components.rack_battery.protocol.connection import Wire
 
 STRINGS = json.loads(
-    (
-        Path(__file__).parents[2] / "custom_components/rack_battery/translations/en.json"
-    ).read_text()
+    (Path(__file__).parents[2] / "custom_components/rack_battery/translations/en.json").read_text()
 )
 
 
