@@ -269,11 +269,17 @@ def add_bank(ha: HomeAssistant, wire: str, host: str, port: int, family: str) ->
         )
     if flow.get("type") != "form":
         raise BootstrapError(f"Unexpected step in the {DOMAIN} config flow: {flow}")
-    result = ha.call(
-        "POST",
-        f"/api/config/config_entries/flow/{flow['flow_id']}",
-        json_body={"host": host, "port": port, "family": family},
-    )
+    path = f"/api/config/config_entries/flow/{flow['flow_id']}"
+    result = ha.call("POST", path, json_body={"host": host, "port": port, "family": family})
+    # The flow scans the bus in a progress step, then lists the packs found.
+    for _ in range(60):
+        if result.get("type") not in ("progress", "progress_done"):
+            break
+        if result.get("type") == "progress":
+            time.sleep(1.0)
+        result = ha.call("POST", path, json_body={})
+    if result.get("type") == "form" and result.get("step_id") == "confirm":
+        result = ha.call("POST", path, json_body={"packs": _packs_offered(result)})
     if result.get("type") != "create_entry":
         # Leave no half-finished flow behind in the UI's notifications.
         ha.request("DELETE", f"/api/config/config_entries/flow/{flow['flow_id']}")
@@ -283,6 +289,14 @@ def add_bank(ha: HomeAssistant, wire: str, host: str, port: int, family: str) ->
             "Is the simulator running (config/simulator.log)?"
         )
     return cast(dict[str, Any], result["result"])
+
+
+def _packs_offered(form: dict[str, Any]) -> list[str]:
+    """Return every pack the confirm screen lists (all are ticked by default)."""
+    for field in form.get("data_schema", []):
+        if field.get("name") == "packs":
+            return [str(address) for address in field.get("default", [])]
+    raise BootstrapError(f"The {DOMAIN} confirm screen lists no packs: {form}")
 
 
 def wait_loaded(ha: HomeAssistant, entry_id: str, tries: int = 30) -> str:
