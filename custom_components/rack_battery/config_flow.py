@@ -272,6 +272,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self, wire: Wire, user_input: dict[str, Any] | None
     ) -> ConfigFlowResult:
         """Ask where the bus is and which family, check the bus opens, then scan."""
+        # Coming back from a progress step, the frontend posts an empty form:
+        # that is a request to show this step, not an answer to it.
+        user_input = user_input or None
         self._wire = wire
         families = [family.key for family in families_on(wire)]
         errors: dict[str, str] = {}
@@ -406,6 +409,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """List the packs found; the user picks which belong to this bank."""
+        # Coming back from a progress step, the frontend posts an empty form:
+        # that is a request to show this step, not an answer to it.
+        user_input = user_input or None
         assert self._spec is not None
         assert self._found is not None
         found = {str(pack.address): pack for pack in self._found.packs}
@@ -455,6 +461,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Explain that a master pack polls the line, and offer to listen to it instead."""
+        # Coming back from a progress step, the frontend posts an empty form:
+        # that is a request to show this step, not an answer to it.
+        user_input = user_input or None
         assert self._spec is not None
         families = [family.key for family in families_on(self._wire) if family.listen_only]
         errors: dict[str, str] = {}

@@ -26,7 +26,7 @@ from simulator import pace_modbus
 from simulator.bank import make_bank
 from simulator.wiretap import Wiretap, start_wiretap
 
-from .conftest import SimulatedBus, finish_scan
+from .conftest import SimulatedBus, finish_scan, wait_for_progress
 
 # Fired by Home Assistant 2025.6 and later as a scan moves on.
 PROGRESS_UPDATE = "data_entry_flow_progress_update"
@@ -378,3 +378,36 @@ async def test_reconfigure_moves_the_bank_and_keeps_its_devices(
     assert after == devices
     assert tap.open_connections == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_frontend_moving_on_from_the_scan_shows_the_next_screen(
+    hass: HomeAssistant, pace_bus: SimulatedBus
+) -> None:
+    """After a progress step the frontend posts an empty form; it is not an answer.
+
+    That is how the UI moves on from a finished scan: to the list of packs
+    found, or back to the bus form with what went wrong.
+    """
+    result = await _start(hass, "modbus_tcp")
+    flow_id = result["flow_id"]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
+    )
+    await wait_for_progress(hass, flow_id, "scan")
+    result = await hass.config_entries.flow.async_configure(flow_id, {})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "confirm"
+    assert result["errors"] == {}
+
+    # A scan that finds nothing leads back to the bus form, saying so.
+    for pack in pace_bus.bank.packs:
+        pace_bus.bank.take_off_bus(pack.address)
+    again = await _start(hass, "modbus_tcp")
+    await hass.config_entries.flow.async_configure(
+        again["flow_id"], {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
+    )
+    await wait_for_progress(hass, again["flow_id"], "scan")
+    again = await hass.config_entries.flow.async_configure(again["flow_id"], {})
+    assert again["type"] is FlowResultType.FORM
+    assert again["step_id"] == "modbus_tcp"
+    assert again["errors"] == {"base": "no_packs_found"}
