@@ -24,14 +24,12 @@ driver's decoder.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from custom_components.rack_battery.protocol.drivers.pace_modbus import (
@@ -45,6 +43,7 @@ from custom_components.rack_battery.protocol.drivers.pace_modbus import (
 )
 
 from .bank import SimBank, SimPack
+from .modbus_server import Action, ModbusServing, listen, nobody_there
 
 # The map ends with the pack serial at 170..179.
 MAP_SIZE: Final = Register.PACK_SN + TEXT_REGISTERS
@@ -57,10 +56,6 @@ WRITE_MULTIPLE: Final = 0x10
 # Status bits for the direction of the current.
 CHARGING_BIT: Final = 8
 DISCHARGING_BIT: Final = 9
-
-Action = Callable[
-    [int, int, int, int, list[int], list[int] | list[bool] | None], Awaitable[ExcCodes | None]
-]
 
 
 def _unsigned(value: float, per_unit: int) -> int:
@@ -130,13 +125,9 @@ def encode_pack(pack: SimPack, settings: dict[int, int] | None = None) -> list[i
 
 
 @dataclass(kw_only=True)
-class RunningServer:
-    """A listening simulator; ``port`` is the port actually bound."""
+class RunningServer(ModbusServing):
+    """A listening PACE gateway; packs can be made silent one by one."""
 
-    host: str
-    port: int
-    bank: SimBank
-    _server: ModbusTcpServer = field(repr=False)
     _silent: set[int] = field(repr=False)
 
     def set_silent(self, address: int, silent: bool = True) -> None:
@@ -150,13 +141,6 @@ class RunningServer:
             self._silent.add(address)
         else:
             self._silent.discard(address)
-
-    async def stop(self) -> None:
-        """Stop listening and drop every connection, as a gateway losing power would."""
-        listener = self._server.transport
-        await self._server.shutdown()  # type: ignore[no-untyped-call]
-        if isinstance(listener, asyncio.Server):
-            await listener.wait_closed()
 
 
 def _pack_action(bank: SimBank, address: int, silent: set[int]) -> Action:
@@ -207,18 +191,6 @@ def _apply_write(pack: SimPack, settings: dict[int, int], address: int, values: 
     pack.serial = _untext(image[Register.PACK_SN : Register.PACK_SN + TEXT_REGISTERS])
 
 
-async def _nobody_there(  # noqa: PLR0917 - pymodbus calls an action with six positionals
-    function_code: int,
-    start_address: int,
-    request_address: int,
-    count: int,
-    registers: list[int],
-    values: list[int] | list[bool] | None,
-) -> ExcCodes | None:
-    """Answer for a unit number with no pack behind it, as the gateway would."""
-    return ExcCodes.GATEWAY_NO_RESPONSE
-
-
 def _device(unit: int, action: Action) -> SimDevice:
     return SimDevice(
         unit,
@@ -235,22 +207,12 @@ async def start_server(bank: SimBank, host: str = "127.0.0.1", port: int = 0) ->
     that stands in for every unit number not listed.
     """
     silent: set[int] = set()
-    devices = [_device(0, _nobody_there)]
+    devices = [_device(0, nobody_there)]
     for pack in bank.packs:
         if not 1 <= pack.address <= 247:
             raise ValueError(f"pack address {pack.address} is not a Modbus unit (1..247)")
         devices.append(_device(pack.address, _pack_action(bank, pack.address, silent)))
-    # ignore_missing_devices makes pymodbus answer nothing when an action
-    # raises NoSuchIdException, which is how a silent pack is played.
-    server = ModbusTcpServer(devices, address=(host, port), ignore_missing_devices=True)
-    # What serve_forever(background=True) does, minus turning every failure
-    # into a RuntimeError: listen() returns False where binding failed with
-    # an OSError (port taken, no such address), which pymodbus only logs.
-    if not await server.listen():
-        raise OSError(f"cannot listen on {host}:{port}")
-    listener = server.transport
-    if not isinstance(listener, asyncio.Server) or not listener.sockets:
-        await server.shutdown()  # type: ignore[no-untyped-call]
-        raise OSError(f"cannot listen on {host}:{port}")
-    bound_port = int(listener.sockets[0].getsockname()[1])
+    # A silent pack is played by raising NoSuchIdException, which pymodbus
+    # then leaves unanswered.
+    server, bound_port = await listen(devices, host, port, ignore_missing_devices=True)
     return RunningServer(host=host, port=bound_port, bank=bank, _server=server, _silent=silent)

@@ -25,13 +25,11 @@ the scale factors this device declares.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from custom_components.rack_battery.protocol.drivers.sunspec import (
@@ -53,6 +51,7 @@ from custom_components.rack_battery.protocol.drivers.sunspec import (
 )
 
 from .bank import SimBank, SimPack
+from .modbus_server import Action, ModbusServing, listen, nobody_there
 
 BASE: Final = 40000
 MARKER: Final = (0x5375, 0x6E53)  # "SunS"
@@ -80,10 +79,6 @@ ENABLED_AND_CLOSED: Final = 0b11
 ENABLED_ONLY: Final = 0b01
 # Evt1 bit 0: the controller lost a module.
 COMMUNICATION_ERROR: Final = 1 << 0
-
-Action = Callable[
-    [int, int, int, int, list[int], list[int] | list[bool] | None], Awaitable[ExcCodes | None]
-]
 
 
 def _unsigned(value: float, exponent: int) -> int:
@@ -345,21 +340,10 @@ def encode_map(bank: SimBank) -> list[int]:
 
 
 @dataclass(kw_only=True)
-class RunningServer:
-    """A listening simulator; ``port`` is the port actually bound."""
+class RunningServer(ModbusServing):
+    """A listening SunSpec device at one unit number."""
 
-    host: str
-    port: int
-    bank: SimBank
     unit: int
-    _server: ModbusTcpServer = field(repr=False)
-
-    async def stop(self) -> None:
-        """Stop listening and drop every connection, as a device losing power would."""
-        listener = self._server.transport
-        await self._server.shutdown()  # type: ignore[no-untyped-call]
-        if isinstance(listener, asyncio.Server):
-            await listener.wait_closed()
 
 
 def _device_action(bank: SimBank) -> Action:
@@ -383,18 +367,6 @@ def _device_action(bank: SimBank) -> Action:
     return answer
 
 
-async def _nobody_there(  # noqa: PLR0917 - pymodbus calls an action with six positionals
-    function_code: int,
-    start_address: int,
-    request_address: int,
-    count: int,
-    registers: list[int],
-    values: list[int] | list[bool] | None,
-) -> ExcCodes | None:
-    """Answer for a unit number with no device behind it, as a gateway would."""
-    return ExcCodes.GATEWAY_NO_RESPONSE
-
-
 async def start_server(
     bank: SimBank, host: str = "127.0.0.1", port: int = 0, *, unit: int = 1
 ) -> RunningServer:
@@ -415,7 +387,7 @@ async def start_server(
             0,
             # The whole address range, so the action answers wherever a request points.
             simdata=[SimData(0, count=ADDRESS_SPACE, datatype=DataType.REGISTERS)],
-            action=_nobody_there,
+            action=nobody_there,
         ),
         SimDevice(
             unit,
@@ -423,14 +395,5 @@ async def start_server(
             action=_device_action(bank),
         ),
     ]
-    server = ModbusTcpServer(devices, address=(host, port))
-    # What serve_forever(background=True) does, minus turning every failure
-    # into a RuntimeError: listen() returns False where binding failed.
-    if not await server.listen():
-        raise OSError(f"cannot listen on {host}:{port}")
-    listener = server.transport
-    if not isinstance(listener, asyncio.Server) or not listener.sockets:
-        await server.shutdown()  # type: ignore[no-untyped-call]
-        raise OSError(f"cannot listen on {host}:{port}")
-    bound_port = int(listener.sockets[0].getsockname()[1])
+    server, bound_port = await listen(devices, host, port)
     return RunningServer(host=host, port=bound_port, bank=bank, unit=unit, _server=server)

@@ -97,7 +97,8 @@ def _imbalance_parasitic(values: Values, bank: SimBank) -> None:
 def _swing(values: Values, bank: SimBank) -> None:
     # The loose terminal's noise is 1.2 V either way: a swing of at least a
     # volt, at most both extremes.
-    assert 1.0 <= values["swing"] <= 2.4 + 0.05
+    assert values["swing"] >= 1.0
+    assert values["swing"] <= 2.4 + 0.05
     assert values["window_minutes"] == 10.0
 
 
