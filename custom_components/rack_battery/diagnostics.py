@@ -28,10 +28,19 @@ async def async_get_config_entry_diagnostics(
         "snapshot": {
             "taken_at": snapshot.taken_at.isoformat(),
             "readings": {
-                str(address): asdict(reading) for address, reading in snapshot.readings.items()
+                str(address): _plain(asdict(reading))
+                for address, reading in snapshot.readings.items()
             },
             "failed": {str(address): reason for address, reason in snapshot.failed.items()},
         },
         "open_findings": [finding.as_dict() for finding in coordinator.data.analysis.open],
         "maintenance": coordinator.maintenance.to_dict(),
+    }
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Return a reading as JSON can carry it: sets of alarm names become sorted lists."""
+    return {
+        key: sorted(value) if isinstance(value, frozenset) else value
+        for key, value in values.items()
     }
