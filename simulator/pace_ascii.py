@@ -25,11 +25,9 @@ from .pylon_line import (
     RunningServer,
     answer as line_answer,
     ascii_bytes,
-    cells_info,
-    s16,
+    measurements_info,
     serve_pty,
     serve_tcp,
-    temperatures_info,
     u16,
 )
 
@@ -50,10 +48,7 @@ def analog_info(pack: SimPack, profile: VendorProfile = PACE) -> bytes:
     """Return the INFO of a 0x42 reply describing ``pack`` right now."""
     return (
         bytes((_INFO_FLAG, pack.address))
-        + cells_info(pack, profile)
-        + temperatures_info(_temperatures(pack), profile)
-        + s16(pack.current / profile.current_scale)
-        + u16(pack.voltage / profile.voltage_scale)
+        + measurements_info(pack, _temperatures(pack), profile)
         + u16(pack.remaining_capacity / profile.capacity_scale)
         + bytes((3,))
         + u16(pack.full_capacity / profile.capacity_scale)

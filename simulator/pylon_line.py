@@ -383,3 +383,19 @@ def temperatures_info(temperatures: Sequence[float], profile: VendorProfile) -> 
     for celsius in temperatures:
         info += kelvin(celsius, profile)
     return bytes(info)
+
+
+def measurements_info(
+    pack: SimPack, temperatures: Sequence[float], profile: VendorProfile
+) -> bytes:
+    """Return what every vendor's 0x42 INFO opens with after the flag and address.
+
+    Cells, temperatures, current and pack voltage, in the vendor's units;
+    the capacities and counts that follow differ from vendor to vendor.
+    """
+    return (
+        cells_info(pack, profile)
+        + temperatures_info(temperatures, profile)
+        + s16(pack.current / profile.current_scale)
+        + u16(pack.voltage / profile.voltage_scale)
+    )

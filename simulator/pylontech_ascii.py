@@ -34,12 +34,11 @@ from .pylon_line import (
     RunningServer,
     answer as line_answer,
     ascii_bytes,
-    cells_info,
     kelvin,
+    measurements_info,
     s16,
     serve_pty,
     serve_tcp,
-    temperatures_info,
     u16,
     u24,
 )
@@ -79,10 +78,7 @@ def _temperatures(pack: SimPack) -> tuple[float, ...]:
 
 
 def _analog_block(pack: SimPack, profile: VendorProfile) -> bytes:
-    info = bytearray(cells_info(pack, profile))
-    info += temperatures_info(_temperatures(pack), profile)
-    info += s16(pack.current / profile.current_scale)
-    info += u16(pack.voltage / profile.voltage_scale)
+    info = bytearray(measurements_info(pack, _temperatures(pack), profile))
     remaining = pack.remaining_capacity / profile.capacity_scale
     full = pack.full_capacity / profile.capacity_scale
     if pack.design_capacity <= _SMALL_PACK_AH:
