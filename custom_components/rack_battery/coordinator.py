@@ -71,7 +71,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self._silent: set[int] = set()
         self.store = BankStore(hass, entry.entry_id)
         # Replaced in _async_setup by one with the stored schedule and state.
-        self.maintenance = MaintenanceSchedule(created=dt_util.utcnow())
+        self.maintenance = MaintenanceSchedule(
+            created=dt_util.utcnow(), tz=dt_util.get_default_time_zone()
+        )
         self.analyzer = BankAnalyzer(
             Thresholds.from_dict(entry.options), maintenance=self.maintenance
         )
@@ -90,7 +92,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
     async def _async_setup(self) -> None:
         """Read back the maintenance schedule and the open findings."""
         thresholds = Thresholds.from_dict(self.config_entry.options)
-        restored = await self.store.async_load(now=dt_util.utcnow(), thresholds=thresholds)
+        restored = await self.store.async_load(
+            now=dt_util.utcnow(), thresholds=thresholds, tz=dt_util.get_default_time_zone()
+        )
         self.maintenance = restored.schedule
         self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
         lost = self.analyzer.restore_state(restored.analysis)

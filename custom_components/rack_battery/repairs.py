@@ -78,15 +78,16 @@ class MaintenanceRepairFlow(RepairsFlow):
                 )
             )
         fields[vol.Optional(CONF_NOTE)] = TextSelector()
-        last = coordinator.maintenance.last(self.task)
+        schedule = coordinator.maintenance
+        last = schedule.last(self.task)
         return self.async_show_form(
             step_id="init",
             data_schema=vol.Schema(fields),
             errors=errors,
             description_placeholders={
                 "bank": entry.title,
-                "last_done": last.when.date().isoformat() if last else "-",
-                "due": coordinator.maintenance.next_due(self.task).date().isoformat(),
+                "last_done": schedule.local_date(last.when).isoformat() if last else "-",
+                "due": schedule.local_date(schedule.next_due(self.task)).isoformat(),
             },
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -54,7 +54,9 @@ class BankStore:
             hass, STORAGE_VERSION, storage_key(entry_id), minor_version=STORAGE_MINOR_VERSION
         )
 
-    async def async_load(self, *, now: datetime, thresholds: Thresholds) -> Restored:
+    async def async_load(
+        self, *, now: datetime, thresholds: Thresholds, tz: tzinfo
+    ) -> Restored:
         """Read the store back, keeping what can be read; never raises.
 
         A store that cannot be parsed at all is set aside by Home Assistant
@@ -75,7 +77,7 @@ class BankStore:
         elif raw is not None:
             dropped.append(f"store: not a mapping ({type(raw).__name__}), started anew")
         schedule, lost = MaintenanceSchedule.from_dict(
-            data.get(MAINTENANCE), now=now, thresholds=thresholds
+            data.get(MAINTENANCE), now=now, thresholds=thresholds, tz=tz
         )
         dropped.extend(f"{MAINTENANCE}.{item}" for item in lost)
         return Restored(schedule=schedule, analysis=data.get(ANALYSIS), dropped=dropped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -83,6 +84,40 @@ def test_recording_a_task_moves_its_due_date() -> None:
     assert finding.values["last_done"] == done.date().isoformat()
     with pytest.raises(ValueError, match="polishing"):
         schedule.record("polishing", done)
+
+
+def test_due_dates_count_calendar_days_across_a_change_of_clocks() -> None:
+    """Work done just after midnight in May, in California, is due on the
+    same date 182 days later, although the clocks went back in between and
+    182 days of 24 hours would end at 23:10 the evening before. The finding
+    names the owner's dates, not Greenwich's."""
+    pacific = ZoneInfo("America/Los_Angeles")
+    done = datetime(2027, 5, 28, 0, 10, tzinfo=pacific)
+    schedule = MaintenanceSchedule(created=done - 10 * DAY, tz=pacific)
+    schedule.record(Task.CAPACITY_TEST, done.astimezone(UTC))
+    due = schedule.next_due(Task.CAPACITY_TEST)
+    assert due == datetime(2027, 11, 26, 0, 10, tzinfo=pacific)
+    assert due.astimezone(UTC) - done.astimezone(UTC) == 182 * DAY + timedelta(hours=1)
+    assert schedule.local_date(due).isoformat() == "2027-11-26"
+    (finding,) = [
+        f
+        for f in schedule.due(datetime(2027, 11, 26, 9, 0, tzinfo=pacific))
+        if f.rule == "maintenance_capacity_test"
+    ]
+    assert finding.values["due"] == "2027-11-26"
+    # 00:10 in California is 08:10 in Greenwich, the day before or not:
+    # the last-done date is the Californian one.
+    assert finding.values["last_done"] == "2027-05-28"
+    # A day earlier it is not due yet.
+    assert "maintenance_capacity_test" not in due_ids(
+        schedule, datetime(2027, 11, 25, 23, 50, tzinfo=pacific)
+    )
+    # Read back from storage, it counts in the same zone again.
+    restored, dropped = MaintenanceSchedule.from_dict(
+        json.loads(json.dumps(schedule.to_dict())), now=due, tz=pacific
+    )
+    assert dropped == []
+    assert restored.next_due(Task.CAPACITY_TEST) == due
 
 
 def test_intervals_come_from_the_thresholds() -> None:

@@ -69,7 +69,12 @@ async def test_due_work_is_a_repair_fixed_by_recording_it(
 ) -> None:
     """Half a year on, the capacity test and the terminal check are due; the
     fix flow records the test, and its next date counts from today. It all
-    survives unloading and setting the bank up again."""
+    survives unloading and setting the bank up again.
+
+    The bank is set up at 23:00 in California in November, so the fix lands
+    just after midnight in May, in summer time: the next due date must
+    still be 182 calendar days on, not the evening before."""
+    freezer.move_to("2026-11-26T07:00:30+00:00")
     assert await async_setup_component(hass, "repairs", {})
     entry = await setup_entry(hass, bank_entry(quiet_bus))
     assert repairs(hass) == set()

@@ -18,7 +18,9 @@ calendar catch it early:
 
 A task falls due its interval after it was last done, or after the
 schedule was created if it never was, so a new installation is not nagged
-on day one. The schedule goes to and from a plain dict for Home
+on day one. Intervals are calendar days in the bank owner's time zone: work
+done just after midnight in May is due on the same date 182 days later, not
+on the evening before because the clocks went back in between. The schedule goes to and from a plain dict for Home
 Assistant's storage; a corrupt or partial dict loses only what cannot be
 read, and says what that was.
 """
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 import math
 from types import MappingProxyType
@@ -108,9 +110,15 @@ class MaintenanceSchedule:
         *,
         created: datetime,
         thresholds: Thresholds | None = None,
+        tz: tzinfo = UTC,
     ) -> None:
-        """Start a schedule on the day the bank was set up."""
+        """Start a schedule on the day the bank was set up.
+
+        ``tz`` is the time zone whose calendar the intervals count in, and
+        whose dates the findings name.
+        """
         self.created = _aware(created)
+        self.tz = tz
         self.thresholds = thresholds or Thresholds()
         self._history: dict[MaintenanceTask, list[MaintenanceRecord]] = {
             task: [] for task in MaintenanceTask
@@ -161,7 +169,13 @@ class MaintenanceSchedule:
         task = MaintenanceTask(task)
         last = self.last(task)
         start = last.when if last is not None else self.created
-        return start + self.intervals[task]
+        # Adding to a time in a zone adds wall-clock time: the same hour of
+        # the day on the date the interval gives, across a change of clocks.
+        return start.astimezone(self.tz) + self.intervals[task]
+
+    def local_date(self, when: datetime) -> date:
+        """Return the date a moment falls on in the schedule's time zone."""
+        return _aware(when).astimezone(self.tz).date()
 
     def history(self, task: MaintenanceTask | str | None = None) -> list[MaintenanceRecord]:
         """Return the records of one task, or of all, oldest first."""
@@ -201,8 +215,8 @@ class MaintenanceSchedule:
                     since=due,
                     values={
                         "task": task.value,
-                        "due": due.date().isoformat(),
-                        "last_done": last.when.date().isoformat() if last else "",
+                        "due": self.local_date(due).isoformat(),
+                        "last_done": self.local_date(last.when).isoformat() if last else "",
                         "interval_days": round(interval / timedelta(days=1)),
                         "overdue_days": overdue.days,
                     },
@@ -264,7 +278,12 @@ class MaintenanceSchedule:
 
     @classmethod
     def from_dict(
-        cls, data: object, *, now: datetime, thresholds: Thresholds | None = None
+        cls,
+        data: object,
+        *,
+        now: datetime,
+        thresholds: Thresholds | None = None,
+        tz: tzinfo = UTC,
     ) -> RestoredSchedule:
         """Read a stored schedule back, keeping whatever can be read.
 
@@ -277,7 +296,7 @@ class MaintenanceSchedule:
         if not isinstance(data, Mapping):
             if data is not None:
                 dropped.append(f"store: not a mapping ({type(data).__name__}), started anew")
-            return RestoredSchedule(cls(created=now, thresholds=thresholds), dropped)
+            return RestoredSchedule(cls(created=now, thresholds=thresholds, tz=tz), dropped)
         version = data.get("version")
         if version != STORAGE_VERSION:
             dropped.append(f"version: {version!r} is not {STORAGE_VERSION}, read as far as known")
@@ -285,7 +304,7 @@ class MaintenanceSchedule:
         if created is None:
             dropped.append(f"created: {data.get('created')!r} unreadable, now used instead")
             created = now
-        schedule = cls(created=created, thresholds=thresholds)
+        schedule = cls(created=created, thresholds=thresholds, tz=tz)
         history = data.get("history", [])
         if not isinstance(history, list):
             dropped.append(f"history: not a list ({type(history).__name__})")
