@@ -77,6 +77,8 @@ class SimPack:
     # (warning), or one the BMS acted on (protection).
     warnings: set[str] = field(default_factory=set)
     protections: set[str] = field(default_factory=set)
+    # Cells (numbered from 1) whose balancing resistor the BMS has switched on.
+    balancing_cells: set[int] = field(default_factory=set)
     current: float = 0.0  # A, positive while charging (as a BMS reports it)
     _throughput: float = field(default=0.0, repr=False)  # Ah discharged
     # A connection that makes and breaks contact (see simulator.faults): the

@@ -110,6 +110,7 @@ def encode_pack(pack: SimPack, settings: dict[int, int] | None = None) -> list[i
     image[Register.STATUS] = status
     image[Register.WARNING] = _flags(pack.warnings, WARNING_FLAGS)
     image[Register.PROTECTION] = _flags(pack.protections, PROTECTION_FLAGS)
+    image[Register.BALANCING] = sum(1 << (cell - 1) for cell in pack.balancing_cells)
     for index, volts in enumerate(pack.cell_voltages[:CELL_SLOTS]):
         image[Register.FIRST_CELL + index] = _unsigned(volts, 1000)
     for index, celsius in enumerate(pack.cell_temperatures):

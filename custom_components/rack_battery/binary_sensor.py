@@ -99,6 +99,15 @@ PACK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (
     ),
 )
 
+# Only for packs whose BMS says whether it balances: on a bank seen through
+# one summary (CAN, SunSpec) it would stay unknown forever.
+BALANCING = RackBatteryBinarySensorEntityDescription(
+    key="balancing",
+    translation_key="balancing",
+    entity_category=EntityCategory.DIAGNOSTIC,
+    value_fn=lambda pack: pack.balancing,
+)
+
 BANK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (PROBLEM,)
 
 
@@ -108,8 +117,20 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the binary sensors of the bank and of every pack."""
+    readings = entry.runtime_data.coordinator.data.snapshot.readings
+
+    def balancing(address: int) -> tuple[RackBatteryBinarySensorEntityDescription, ...]:
+        reading = readings.get(address)
+        return (BALANCING,) if reading is not None and reading.balancing is not None else ()
+
     async_add_entities(
-        entities_for_bank(entry, RackBatteryBinarySensor, BANK_BINARY_SENSORS, PACK_BINARY_SENSORS)
+        entities_for_bank(
+            entry,
+            RackBatteryBinarySensor,
+            BANK_BINARY_SENSORS,
+            PACK_BINARY_SENSORS,
+            per_pack=balancing,
+        )
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, override
 
@@ -22,18 +22,20 @@ from .bank.analysis import (
     Thresholds,
     Value,
 )
+from .bank.energy import EnergyMeter
 from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
 from .const import DOMAIN, LOGGER, SCAN_INTERVAL
 from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
-from .store import ANALYSIS, MAINTENANCE, BankStore, log_dropped
+from .store import ANALYSIS, ENERGY, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 
-# Open findings are saved whenever they change; the resistance trend grows a
-# point a day and is saved with them, or at least this often.
-TREND_SAVE_INTERVAL = timedelta(hours=1)
+# Open findings are saved whenever they change; the resistance trend (a point
+# a day) and the energy totals (a little every poll) are saved with them, or
+# at least this often, so a crash loses at most this much of either.
+SAVE_INTERVAL = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self.analyzer = BankAnalyzer(
             Thresholds.from_dict(entry.options), maintenance=self.maintenance
         )
+        self.energy = EnergyMeter()
         self._saved_revision = 0
         self._saved_at: datetime | None = None
         self._loaded = False
@@ -96,6 +99,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             now=dt_util.utcnow(), thresholds=thresholds, tz=dt_util.get_default_time_zone()
         )
         self.maintenance = restored.schedule
+        self.energy = restored.energy
         self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
         lost = self.analyzer.restore_state(restored.analysis)
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
@@ -126,6 +130,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         return {
             MAINTENANCE: self.maintenance.to_dict(),
             ANALYSIS: self.analyzer.export_state(),
+            ENERGY: self.energy.to_dict(),
         }
 
     def _save_later(self, now: datetime) -> None:
@@ -142,8 +147,14 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             await self.store.async_save(self.stored_data())
 
     def _analyze(self, snapshot: BankSnapshot) -> BankData:
-        """Run the rules over a poll; save when what is kept has changed."""
+        """Count the energy and run the rules over a poll; save when what is kept has changed."""
         now = snapshot.taken_at
+        self.energy.update(snapshot)
+        snapshot = replace(
+            snapshot,
+            energy_charged=self.energy.charged,
+            energy_discharged=self.energy.discharged,
+        )
         analysis = self.analyzer.update(snapshot, self.packs, now)
         if (
             analysis.raised
@@ -151,7 +162,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             or analysis.changed
             or self.maintenance.revision != self._saved_revision
             or self._saved_at is None
-            or now - self._saved_at >= TREND_SAVE_INTERVAL
+            or now - self._saved_at >= SAVE_INTERVAL
         ):
             self._save_later(now)
         return BankData(snapshot=snapshot, analysis=analysis)

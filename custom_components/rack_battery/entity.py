@@ -126,13 +126,17 @@ def entities_for_bank[EntityT: RackBatteryEntity, DescriptionT: EntityDescriptio
     entity_class: Callable[[RackBatteryConfigEntry, DescriptionT, int | None], EntityT],
     bank: Iterable[DescriptionT],
     pack: Iterable[DescriptionT],
+    *,
+    per_pack: Callable[[int], Iterable[DescriptionT]] | None = None,
 ) -> list[EntityT]:
-    """Return a platform's entities: the bank's, then each pack's."""
+    """Return a platform's entities: the bank's, then each pack's.
+
+    ``per_pack`` adds descriptions that depend on the pack at an address,
+    such as one sensor per cell.
+    """
     entities = [entity_class(entry, description, None) for description in bank]
     pack_descriptions = list(pack)
-    entities.extend(
-        entity_class(entry, description, address)
-        for address in entry.runtime_data.coordinator.packs
-        for description in pack_descriptions
-    )
+    for address in entry.runtime_data.coordinator.packs:
+        descriptions = [*pack_descriptions, *(per_pack(address) if per_pack else ())]
+        entities.extend(entity_class(entry, description, address) for description in descriptions)
     return entities

@@ -3,6 +3,12 @@
 Power and current are positive while the bank charges, as every supported
 BMS reports them; Home Assistant's energy dashboard takes a battery's power
 the other way round, so pick "power is positive when charging" where it asks.
+The bank's "Energy charged" and "Energy discharged" are the battery's "energy
+going in" and "energy going out" in that dashboard.
+
+A pack's single cells and temperature probes are entities of their own, but
+disabled until the user wants them: 16 cells and 4 probes on 8 packs are
+160 entities that most banks never need next to the lowest and highest.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ from homeassistant.const import (
     EntityCategory,
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
+    UnitOfEnergy,
     UnitOfPower,
     UnitOfTemperature,
+    UnitOfTime,
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .bank.model import BankSnapshot, PackReading
-from .coordinator import RackBatteryConfigEntry
+from .coordinator import BankCoordinator, RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank
 
 PARALLEL_UPDATES = 0
@@ -156,6 +164,130 @@ PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
     ),
 )
 
+
+def _limit(
+    key: str, unit: str, device_class: SensorDeviceClass
+) -> RackBatterySensorEntityDescription[PackReading]:
+    """Describe a limit the pack's BMS asks of the charger or inverter."""
+    return RackBatterySensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=device_class,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=unit,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=attrgetter(key),
+    )
+
+
+PACK_DIAGNOSTIC_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
+    RackBatterySensorEntityDescription(
+        key="mosfet_temperature",
+        translation_key="mosfet_temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda pack: pack.mosfet_temperature,
+    ),
+    _limit("charge_voltage_limit", UnitOfElectricPotential.VOLT, SensorDeviceClass.VOLTAGE),
+    _limit("discharge_voltage_limit", UnitOfElectricPotential.VOLT, SensorDeviceClass.VOLTAGE),
+    _limit("charge_current_limit", UnitOfElectricCurrent.AMPERE, SensorDeviceClass.CURRENT),
+    _limit("discharge_current_limit", UnitOfElectricCurrent.AMPERE, SensorDeviceClass.CURRENT),
+)
+
+
+def _item(values: tuple[float | None, ...], index: int) -> float | None:
+    return values[index] if index < len(values) else None
+
+
+def cell_voltage_sensor(cell: int) -> RackBatterySensorEntityDescription[PackReading]:
+    """Describe the voltage of one cell, counted from 1 as on the pack's display."""
+    return RackBatterySensorEntityDescription(
+        key=f"cell_voltage_{cell}",
+        translation_key="cell_voltage",
+        translation_placeholders={"cell": str(cell)},
+        device_class=SensorDeviceClass.VOLTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_display_precision=3,
+        entity_registry_enabled_default=False,
+        value_fn=lambda pack: _item(pack.cell_voltages, cell - 1),
+    )
+
+
+def temperature_sensor(probe: int) -> RackBatterySensorEntityDescription[PackReading]:
+    """Describe one of the pack's temperature probes, counted from 1."""
+    return RackBatterySensorEntityDescription(
+        key=f"temperature_{probe}",
+        translation_key="temperature",
+        translation_placeholders={"probe": str(probe)},
+        device_class=SensorDeviceClass.TEMPERATURE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        suggested_display_precision=1,
+        entity_registry_enabled_default=False,
+        value_fn=lambda pack: _item(pack.temperatures, probe - 1),
+    )
+
+
+def pack_specific_sensors(
+    coordinator: BankCoordinator, address: int
+) -> list[RackBatterySensorEntityDescription[PackReading]]:
+    """Describe what this pack has: its cells, its probes, the limits its BMS sends.
+
+    The cell count is the pack's identity where the BMS states it; the
+    probes, and whether the BMS reports a MOSFET temperature or limits at
+    all, are seen in the first reading, so a family that never sends a
+    value gets no entity that would stay unknown forever. A pack silent at
+    setup gets these at the next reload.
+    """
+    reading = coordinator.data.snapshot.readings.get(address)
+    cells = coordinator.packs[address].cell_count or (len(reading.cell_voltages) if reading else 0)
+    probes = len(reading.temperatures) if reading else 0
+    return [
+        *(cell_voltage_sensor(cell) for cell in range(1, cells + 1)),
+        *(temperature_sensor(probe) for probe in range(1, probes + 1)),
+        *(
+            description
+            for description in PACK_DIAGNOSTIC_SENSORS
+            if reading is not None and description.value_fn(reading) is not None
+        ),
+    ]
+
+
+def _hours(
+    key: str, value_fn: Callable[[BankSnapshot], StateType]
+) -> RackBatterySensorEntityDescription[BankSnapshot]:
+    return RackBatterySensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.DURATION,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTime.HOURS,
+        suggested_display_precision=1,
+        value_fn=value_fn,
+    )
+
+
+def _energy(
+    key: str, value_fn: Callable[[BankSnapshot], StateType]
+) -> RackBatterySensorEntityDescription[BankSnapshot]:
+    return RackBatterySensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        value_fn=value_fn,
+    )
+
+
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
     *_shared(),
     RackBatterySensorEntityDescription(
@@ -164,6 +296,27 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda bank: bank.packs_online,
     ),
+    RackBatterySensorEntityDescription(
+        key="voltage_spread",
+        translation_key="voltage_spread",
+        device_class=SensorDeviceClass.VOLTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_display_precision=2,
+        value_fn=lambda bank: bank.voltage_spread,
+    ),
+    RackBatterySensorEntityDescription(
+        key="soc_spread",
+        translation_key="soc_spread",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=0,
+        value_fn=lambda bank: bank.soc_spread,
+    ),
+    _hours("time_to_empty", lambda bank: bank.time_to_empty),
+    _hours("time_to_full", lambda bank: bank.time_to_full),
+    _energy("energy_charged", lambda bank: bank.energy_charged),
+    _energy("energy_discharged", lambda bank: bank.energy_discharged),
 )
 
 
@@ -173,7 +326,16 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the sensors of the bank and of every pack."""
-    async_add_entities(entities_for_bank(entry, RackBatterySensor, BANK_SENSORS, PACK_SENSORS))
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(
+        entities_for_bank(
+            entry,
+            RackBatterySensor,
+            BANK_SENSORS,
+            PACK_SENSORS,
+            per_pack=lambda address: pack_specific_sensors(coordinator, address),
+        )
+    )
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):

@@ -1,4 +1,4 @@
-"""What a bank keeps across restarts: its maintenance schedule and the analyzer's state.
+"""What a bank keeps across restarts: maintenance, the analyzer's state, energy totals.
 
 One file per config entry in Home Assistant's storage. The maintenance
 history is the user's own record of work done on the bank (dates, measured
@@ -19,6 +19,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 
 from .bank.analysis import MaintenanceSchedule, Thresholds
+from .bank.energy import EnergyMeter
 from .const import DOMAIN, LOGGER
 
 STORAGE_VERSION = 1
@@ -29,6 +30,7 @@ SAVE_DELAY = 30.0
 
 MAINTENANCE = "maintenance"
 ANALYSIS = "analysis"
+ENERGY = "energy"
 
 
 def storage_key(entry_id: str) -> str:
@@ -42,6 +44,7 @@ class Restored:
 
     schedule: MaintenanceSchedule
     analysis: object
+    energy: EnergyMeter
     dropped: list[str] = field(default_factory=list)
 
 
@@ -54,9 +57,7 @@ class BankStore:
             hass, STORAGE_VERSION, storage_key(entry_id), minor_version=STORAGE_MINOR_VERSION
         )
 
-    async def async_load(
-        self, *, now: datetime, thresholds: Thresholds, tz: tzinfo
-    ) -> Restored:
+    async def async_load(self, *, now: datetime, thresholds: Thresholds, tz: tzinfo) -> Restored:
         """Read the store back, keeping what can be read; never raises.
 
         A store that cannot be parsed at all is set aside by Home Assistant
@@ -80,7 +81,11 @@ class BankStore:
             data.get(MAINTENANCE), now=now, thresholds=thresholds, tz=tz
         )
         dropped.extend(f"{MAINTENANCE}.{item}" for item in lost)
-        return Restored(schedule=schedule, analysis=data.get(ANALYSIS), dropped=dropped)
+        energy, lost = EnergyMeter.from_dict(data.get(ENERGY))
+        dropped.extend(f"{ENERGY}.{item}" for item in lost)
+        return Restored(
+            schedule=schedule, analysis=data.get(ANALYSIS), energy=energy, dropped=dropped
+        )
 
     def async_delay_save(self, data_fn: Callable[[], dict[str, Any]]) -> None:
         """Save a little later, once for a burst of changes."""

@@ -151,7 +151,10 @@ async def test_devices_hang_off_the_bank(hass: HomeAssistant, pace_bus: Simulate
         assert device.name == f"PACE bank pack {pack.address}"
     entities = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     sensors = [entity for entity in entities if entity.domain == "sensor"]
-    assert len(sensors) == 6 + 4 * len(PACK_KEYS)
+    # Single cells, probes and limits are there, but disabled until wanted.
+    enabled = [entity for entity in sensors if entity.disabled_by is None]
+    assert len(enabled) == 12 + 4 * len(PACK_KEYS)
+    assert len(sensors) - len(enabled) == 4 * (16 + 5 + 1)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -115,6 +115,12 @@ class PollReport:
     failed: Mapping[int, str] = field(default_factory=dict)
 
 
+# Below this bank current (A) the bank counts as resting, and no time to
+# empty or to full is given: a BMS's own draw and the sensor's offset are of
+# this order.
+RESTING_CURRENT = 1.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class BankSnapshot:
     """The bank at one moment: the packs that answered and those that did not."""
@@ -122,6 +128,10 @@ class BankSnapshot:
     taken_at: datetime
     readings: Mapping[int, PackReading]
     failed: Mapping[int, str]
+    # The energy meter's running totals as of this snapshot, in kWh; None
+    # where nothing counts them.
+    energy_charged: float | None = None
+    energy_discharged: float | None = None
 
     @property
     def packs_online(self) -> int:
@@ -183,3 +193,48 @@ class BankSnapshot:
             return weighted / total
         known = self._known("soc")
         return sum(known) / len(known) if known else None
+
+    @property
+    def voltage_spread(self) -> float | None:
+        """Return how far apart the pack voltages are, in V.
+
+        Packs on one bus can differ only by their cable drop; anything more
+        is packs apart in charge, or a poor connection. None below two packs.
+        """
+        return _spread(self._known("voltage"))
+
+    @property
+    def soc_spread(self) -> float | None:
+        """Return how far apart the packs' states of charge are, in points."""
+        return _spread(self._known("soc"))
+
+    @property
+    def time_to_empty(self) -> float | None:
+        """Return the hours the bank lasts at its present discharge current.
+
+        None while the bank is not discharging by more than
+        ``RESTING_CURRENT``: at rest the answer would be days of nothing.
+        """
+        current = self.current
+        remaining = self.remaining_capacity
+        if current is None or remaining is None or current > -RESTING_CURRENT:
+            return None
+        return remaining / -current
+
+    @property
+    def time_to_full(self) -> float | None:
+        """Return the hours to full at the present charge current.
+
+        An estimate that runs short near the top: the charger tapers the
+        current off for the last few percent. None unless charging.
+        """
+        current = self.current
+        remaining = self.remaining_capacity
+        full = self.full_capacity
+        if current is None or remaining is None or full is None or current < RESTING_CURRENT:
+            return None
+        return max(full - remaining, 0.0) / current
+
+
+def _spread(values: list[float]) -> float | None:
+    return max(values) - min(values) if len(values) >= 2 else None

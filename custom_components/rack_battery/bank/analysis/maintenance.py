@@ -20,9 +20,11 @@ A task falls due its interval after it was last done, or after the
 schedule was created if it never was, so a new installation is not nagged
 on day one. Intervals are calendar days in the bank owner's time zone: work
 done just after midnight in May is due on the same date 182 days later, not
-on the evening before because the clocks went back in between. The schedule goes to and from a plain dict for Home
-Assistant's storage; a corrupt or partial dict loses only what cannot be
-read, and says what that was.
+on the evening before because the clocks went back in between.
+
+The schedule goes to and from a plain dict for Home Assistant's storage; a
+corrupt or partial dict loses only what cannot be read, and says what that
+was.
 """
 
 from __future__ import annotations
