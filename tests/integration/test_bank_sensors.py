@@ -43,9 +43,7 @@ async def test_spreads_and_time_left(
     pace_bus.bank.step(60)
     await _poll(hass, freezer)
     missing = sum(pack.full_capacity - pack.remaining_capacity for pack in packs)
-    assert _state(hass, "sensor.pace_bank_time_to_full") == pytest.approx(
-        missing / 25.0, rel=0.005
-    )
+    assert _state(hass, "sensor.pace_bank_time_to_full") == pytest.approx(missing / 25.0, rel=0.005)
     assert _raw(hass, "sensor.pace_bank_time_to_empty") == STATE_UNKNOWN
     assert await hass.config_entries.async_unload(entry.entry_id)
 
