@@ -15,7 +15,9 @@ the driver opens the slave end's tty by name).
 line or for one pack: silence, a wrong checksum, noise instead of a reply,
 noise before or after a sound reply, a frame with bytes lost from its
 middle, and a reply that claims another address. A pack dropping off the
-bus is the bank's own ``take_off_bus``.
+bus is the bank's own ``take_off_bus``. ``refuse_bank_reads`` stands for
+a master whose firmware answers pack by pack only and refuses the group
+read (command byte 0xFF) as an unknown command.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class LineFaults:
 
     line: set[Fault] = field(default_factory=set)
     packs: dict[int, set[Fault]] = field(default_factory=dict)
+    # The master refuses command byte 0xFF with "CID2 invalid".
+    refuse_bank_reads: bool = False
 
     def inject(self, fault: Fault, address: int | None = None) -> None:
         """Turn a fault on, for one pack or (address None) for every reply."""
@@ -210,9 +214,15 @@ def answer(
             and frame.cid2 in dialect.bank_answers
             and pack is master
         ):
-            # The master answers for every pack it can reach.
-            reachable = [each for each in bank.packs if each.online]
-            info = dialect.bank_answers[frame.cid2](reachable, dialect.profile)
+            if faults is not None and faults.refuse_bank_reads:
+                code = RTN_CID2_INVALID
+            else:
+                # The master answers for every pack it can reach, and only
+                # for those: a block has no address and no "absent" mark,
+                # so a slave it cannot reach is left out of the count and
+                # the blocks after it move up a place.
+                reachable = [each for each in bank.packs if each.online]
+                info = dialect.bank_answers[frame.cid2](reachable, dialect.profile)
         elif pack.online:
             code, info = _respond(pack, frame, dialect)
         else:

@@ -8,7 +8,10 @@ for every pack, relaying to the slaves. So a slave taken off the bus gets a
 bus leaves the whole line silent. Requests for addresses where no pack sits,
 and garbage, get no answer either: nothing on the line recognises them as
 its own. The master also answers 0x42 and 0x44 for every pack it reaches
-when asked with command byte 0xFF.
+when asked with command byte 0xFF: the count it sends is of the packs it
+reached, so a slave taken off the bus is not counted (the vendor documents
+give each of the M blocks a pack's data and no address, and have no way to
+mark one as missing).
 
 Values are encoded from the bank's state at the moment each request
 arrives, in the units of the Pylontech profile. The answering machinery and

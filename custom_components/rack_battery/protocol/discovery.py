@@ -4,10 +4,13 @@ Nothing on an RS485 line announces itself: the only way to learn what is
 there is to ask every address that a family allows and see who answers. An
 address nobody holds costs a full response timeout (a gateway may answer at
 once with "target silent", a serial line never does), so a scan is slow by
-nature, and reports its progress as it goes.
+nature, and reports its progress as it goes. Where a family's bus can say
+which addresses hold packs (a Pylontech master counts its group), the
+driver narrows the scan to those first (``BmsDriver.scan_addresses``).
 
-Each identity read takes its own turn on the bus, so banks already running
-on the same bus keep polling while a scan walks the addresses.
+That question and each identity read take a turn of their own on the bus,
+so banks already running on the same bus keep polling while a scan walks
+the addresses.
 """
 
 from __future__ import annotations
@@ -55,6 +58,32 @@ async def read_identity(bus: Bus, driver: BmsDriver, address: int) -> PackIdenti
             return None
 
 
+async def scan_plan(bus: Bus, driver: BmsDriver, *, skip: Collection[int] = ()) -> list[int]:
+    """Return the addresses a scan should ask, except ``skip``, in a turn of its own.
+
+    Raises BusUnavailable when the bus itself cannot be reached.
+    """
+    async with bus.turn():
+        addresses = await driver.scan_addresses()
+    return [address for address in addresses if address not in skip]
+
+
+async def _identify(
+    bus: Bus,
+    driver: BmsDriver,
+    addresses: Sequence[int],
+    progress: ProgressCallback | None,
+) -> list[PackIdentity]:
+    """Ask each address who is there and return those who answered."""
+    found: list[PackIdentity] = []
+    for done, address in enumerate(addresses, 1):
+        if (identity := await read_identity(bus, driver, address)) is not None:
+            found.append(identity)
+        if progress is not None:
+            progress(done / len(addresses))
+    return found
+
+
 async def find_packs(
     bus: Bus,
     spec: ConnectionSpec,
@@ -63,20 +92,14 @@ async def find_packs(
     skip: Collection[int] = (),
     progress: ProgressCallback | None = None,
 ) -> list[PackIdentity]:
-    """Ask every address a family allows, except ``skip``, and return who answered.
+    """Ask every address worth asking for a family, except ``skip``; return who answered.
 
     Raises BusUnavailable when the bus itself cannot be reached.
     """
     driver = driver_on(bus, spec, family)
     await driver.connect()
-    addresses = [address for address in driver.addresses if address not in skip]
-    found: list[PackIdentity] = []
-    for done, address in enumerate(addresses, 1):
-        if (identity := await read_identity(bus, driver, address)) is not None:
-            found.append(identity)
-        if progress is not None:
-            progress(done / len(addresses))
-    return found
+    addresses = await scan_plan(bus, driver, skip=skip)
+    return await _identify(bus, driver, addresses, progress)
 
 
 async def discover(
@@ -91,25 +114,34 @@ async def discover(
 
     Families are tried in the order given, and a family that finds packs
     ends the search: a bus carries one bank's protocol, and asking the rest
-    would only cost their full address ranges in timeouts. Progress counts
-    every address of every family that might still have to be asked.
+    would only cost their full address ranges in timeouts.
+
+    Progress counts addresses still to be asked. A family not reached yet
+    counts every address it allows; once its driver has said which are
+    worth asking, it counts those, and the share left is divided anew, so
+    progress only moves forward and ends at 1.
     """
-    sizes = [
+    bounds = [
         len([address for address in driver_on(bus, spec, family).addresses if address not in skip])
         for family in families
     ]
-    total = sum(sizes) or 1
-    before = 0
-    for family, size in zip(families, sizes, strict=True):
-        offset = before
+    reached = 0.0
+    found: Discovery | None = None
+    for index, family in enumerate(families):
+        driver = driver_on(bus, spec, family)
+        await driver.connect()
+        addresses = await scan_plan(bus, driver, skip=skip)
+        later = sum(bounds[index + 1 :])
+        span = (1.0 - reached) * len(addresses) / ((len(addresses) + later) or 1)
 
-        def report(share: float, offset: int = offset, size: int = size) -> None:
+        def report(share: float, start: float = reached, span: float = span) -> None:
             if progress is not None:
-                progress((offset + share * size) / total)
+                progress(start + share * span)
 
-        if packs := await find_packs(bus, spec, family, skip=skip, progress=report):
-            if progress is not None:
-                progress(1.0)
-            return Discovery(family=family, packs=tuple(packs))
-        before += size
-    return None
+        if packs := await _identify(bus, driver, addresses, report):
+            found = Discovery(family=family, packs=tuple(packs))
+            break
+        reached += span
+    if progress is not None:
+        progress(1.0)
+    return found

@@ -8,7 +8,7 @@ the whole poll.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import ClassVar, Protocol
 
 from ...bank.model import PackIdentity, PackReading, PollReport
@@ -58,10 +58,25 @@ class BmsDriver(ABC):
             )
         return PollReport(readings=readings, failed=failed)
 
+    async def scan_addresses(self) -> Sequence[int]:
+        """Return the addresses worth asking in a scan, in scanning order.
+
+        An address nobody holds stays silent and costs a full response
+        timeout, so a family whose bus can say where its packs are (a master
+        that counts its slaves) narrows the scan here. This may talk on the
+        bus; a caller sharing the bus gives it a turn of its own. It never
+        leaves out an address a scan of every address would have found a
+        pack at; without such knowledge it returns every allowed address.
+        """
+        return self.addresses
+
     async def scan(self, addresses: Iterable[int] | None = None) -> list[PackIdentity]:
-        """Find the packs present on the bus, in address order."""
+        """Find the packs present on the bus, in address order.
+
+        Without ``addresses`` the scan asks those :meth:`scan_addresses` names.
+        """
         found: list[PackIdentity] = []
-        for address in self.addresses if addresses is None else addresses:
+        for address in await self.scan_addresses() if addresses is None else addresses:
             try:
                 found.append(await self.read_identity(address))
             except (PackNotResponding, FrameError):

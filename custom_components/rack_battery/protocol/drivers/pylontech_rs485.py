@@ -17,13 +17,17 @@ so it is used only when it holds as many packs as the poll asks for; a
 bank with a pack missing is read pack by pack, where a missing pack has a
 name. Limits are not part of the bank reply and are left out of it.
 
+A scan uses the same reply for its count: the master says how many packs
+it reached, so a scan asks only as far as it must instead of waiting out a
+response timeout at every empty address of the range.
+
 Pylontech sends no state of charge and no design capacity over RS485; the
 reading derives the state of charge from remaining and total capacity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
@@ -124,6 +128,56 @@ class PylontechRs485Driver(PylonAsciiDriver):
             design_capacity=None,
         )
 
+    async def scan_addresses(self) -> Sequence[int]:
+        """Return the addresses that hold a pack the master can reach.
+
+        Asked for its whole group (0x42 with INFO = 0xFF) the master answers
+        with the number of packs it reached and a block for each. Those
+        blocks carry no address, and a slave the master cannot reach is left
+        out rather than marked, so the count alone does not say where a gap
+        is: with 2, 3 and 5 answering and 4 off the bus the count is 3, and
+        asking 2 to 4 would miss 5. So, from the master up, each address is
+        asked on its own (0x42, one short transaction) until as many packs
+        have answered as the master counted. An offline slave costs nothing
+        to pass, since the master says 0x91 for it at once; an address no
+        pack holds is silent, and the walk stops before it reaches one. In
+        a bank without gaps the answer is the master's address and the
+        M - 1 after it.
+
+        A master that refuses the group read (firmware that answers pack by
+        pack), does not answer it, or answers with something unusable
+        leaves every allowed address to be asked, as a scan without the
+        count would.
+        """
+        if self._whole_bank_refused:
+            return self.addresses
+        master = (self.addresses[0] & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
+        try:
+            reply = await self._ask(master, CID2_ANALOG, bytes([WHOLE_BANK]))
+            count = len(decode_bank_analog(reply.info, first_address=master, profile=self.profile))
+        except ReturnCodeError as err:
+            self._note_whole_bank_refusal(err)
+            return self.addresses
+        except (PackNotResponding, FrameError):
+            return self.addresses
+        if master not in self.addresses or count == 0:
+            # The master counts itself; a count of none is no count at all.
+            return self.addresses
+        present = [master]
+        for address in self.addresses:
+            if len(present) >= count:
+                break
+            if address <= master:
+                continue
+            try:
+                await self._ask(address, CID2_ANALOG, bytes([address]))
+            except PackNotResponding:
+                continue  # 0x91 for an offline slave, or nobody there
+            except FrameError:
+                pass  # something is there: the identity read will judge it
+            present.append(address)
+        return present
+
     async def poll(self, addresses: Iterable[int]) -> PollReport:
         """Read every pack; in one bank read where enabled and the master can."""
         wanted = list(addresses)
@@ -146,9 +200,7 @@ class PylontechRs485Driver(PylonAsciiDriver):
             alarm_reply = await self._ask(master, CID2_ALARMS, bytes([WHOLE_BANK]))
             states = decode_pylontech_bank_alarms(alarm_reply.info)
         except ReturnCodeError as err:
-            if err.code == RTN_CID2_INVALID or err.code in range(0x05, 0x07):
-                # Firmware that only answers per pack: stop asking.
-                self._whole_bank_refused = True
+            self._note_whole_bank_refusal(err)
             return None
         except (PackNotResponding, FrameError):
             return None
@@ -161,3 +213,13 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if any(address not in by_address for address in wanted):
             return None
         return by_address
+
+    def _note_whole_bank_refusal(self, err: ReturnCodeError) -> None:
+        """Stop asking for the whole group once the master has refused it.
+
+        Firmware that only answers pack by pack refuses INFO = 0xFF as an
+        unknown command, a format error or invalid data; it will not change
+        its mind, so neither a poll nor a scan asks it again.
+        """
+        if err.code == RTN_CID2_INVALID or err.code in range(0x05, 0x07):
+            self._whole_bank_refused = True
