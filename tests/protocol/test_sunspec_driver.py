@@ -68,6 +68,8 @@ def assert_reads_like(reading: PackReading, pack: SimPack) -> None:
 
 async def test_every_module_reads_like_its_pack(bank: SimBank, driver: SunSpecDriver) -> None:
     assert await driver.pack_addresses() == tuple(ADDRESSES)
+    # A scan asks the modules the map lists, not the 32 a device may hold.
+    assert await driver.scan_addresses() == tuple(ADDRESSES)
     for address in ADDRESSES:
         reading = await driver.read_pack(address)
         assert_reads_like(reading, bank.pack(address))
@@ -185,6 +187,7 @@ async def test_a_bus_of_other_packs_has_no_sunspec_device() -> None:
     sunspec = SunSpecDriver.over_tcp(running.host, running.port, timeout=0.3)
     try:
         assert await sunspec.scan() == []
+        assert await sunspec.scan_addresses() == ()
         with pytest.raises(FrameError, match="no SunSpec marker"):
             await sunspec.read_identity(1)
         with pytest.raises(BusUnavailable, match="no pack answered"):

@@ -835,12 +835,20 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
             return (1,)
         raise FrameError("the SunSpec map has no battery model (802 to 805)")
 
-    async def scan(self, addresses: Iterable[int] | None = None) -> list[PackIdentity]:
-        """Find the packs the device lists (its map says which exist); none without a map."""
+    async def scan_addresses(self) -> Sequence[int]:
+        """Return the packs the device lists: its map says which exist; none without a map.
+
+        Asking the 32 allowed addresses one by one would read the map 32
+        times to learn what one reading of it says.
+        """
         try:
-            listed = await self.pack_addresses()
+            return await self.pack_addresses()
         except (FrameError, PackNotResponding):
-            return []
+            return ()
+
+    async def scan(self, addresses: Iterable[int] | None = None) -> list[PackIdentity]:
+        """Find the packs the device lists, of ``addresses`` where given."""
+        listed = await self.scan_addresses()
         wanted = listed if addresses is None else [a for a in addresses if a in listed]
         return await super().scan(wanted)
 
