@@ -201,37 +201,48 @@ PACK_DIAGNOSTIC_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], 
 )
 
 
-def _item(values: tuple[float | None, ...], index: int) -> float | None:
-    return values[index] if index < len(values) else None
+# One entity per cell and per temperature probe: the translation's
+# placeholder, the reading's tuple, and how the value is shown.
+_NUMBERED: dict[
+    str, tuple[str, Callable[[PackReading], tuple[float | None, ...]], dict[str, Any]]
+] = {
+    "cell_voltage": (
+        "cell",
+        attrgetter("cell_voltages"),
+        {
+            "device_class": SensorDeviceClass.VOLTAGE,
+            "native_unit_of_measurement": UnitOfElectricPotential.VOLT,
+            "suggested_display_precision": 3,
+        },
+    ),
+    "temperature": (
+        "probe",
+        attrgetter("temperatures"),
+        {
+            "device_class": SensorDeviceClass.TEMPERATURE,
+            "native_unit_of_measurement": UnitOfTemperature.CELSIUS,
+            "suggested_display_precision": 1,
+        },
+    ),
+}
 
 
-def cell_voltage_sensor(cell: int) -> RackBatterySensorEntityDescription[PackReading]:
-    """Describe the voltage of one cell, counted from 1 as on the pack's display."""
+def numbered_sensor(kind: str, number: int) -> RackBatterySensorEntityDescription[PackReading]:
+    """Describe one cell's voltage or one probe's temperature, counted from 1 as the BMS does."""
+    placeholder, values, options = _NUMBERED[kind]
+
+    def value(pack: PackReading) -> float | None:
+        known = values(pack)
+        return known[number - 1] if number <= len(known) else None
+
     return RackBatterySensorEntityDescription(
-        key=f"cell_voltage_{cell}",
-        translation_key="cell_voltage",
-        translation_placeholders={"cell": str(cell)},
-        device_class=SensorDeviceClass.VOLTAGE,
+        key=f"{kind}_{number}",
+        translation_key=kind,
+        translation_placeholders={placeholder: str(number)},
         state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
-        suggested_display_precision=3,
         entity_registry_enabled_default=False,
-        value_fn=lambda pack: _item(pack.cell_voltages, cell - 1),
-    )
-
-
-def temperature_sensor(probe: int) -> RackBatterySensorEntityDescription[PackReading]:
-    """Describe one of the pack's temperature probes, counted from 1."""
-    return RackBatterySensorEntityDescription(
-        key=f"temperature_{probe}",
-        translation_key="temperature",
-        translation_placeholders={"probe": str(probe)},
-        device_class=SensorDeviceClass.TEMPERATURE,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
-        suggested_display_precision=1,
-        entity_registry_enabled_default=False,
-        value_fn=lambda pack: _item(pack.temperatures, probe - 1),
+        value_fn=value,
+        **options,
     )
 
 
@@ -250,8 +261,8 @@ def pack_specific_sensors(
     cells = coordinator.packs[address].cell_count or (len(reading.cell_voltages) if reading else 0)
     probes = len(reading.temperatures) if reading else 0
     return [
-        *(cell_voltage_sensor(cell) for cell in range(1, cells + 1)),
-        *(temperature_sensor(probe) for probe in range(1, probes + 1)),
+        *(numbered_sensor("cell_voltage", cell) for cell in range(1, cells + 1)),
+        *(numbered_sensor("temperature", probe) for probe in range(1, probes + 1)),
         *(
             description
             for description in PACK_DIAGNOSTIC_SENSORS

@@ -14,7 +14,7 @@ from custom_components.rack_battery.protocol.drivers.base import BmsDriver
 from custom_components.rack_battery.protocol.transport.modbus_tcp import ModbusTcpTransport
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.pace_modbus import RunningServer, start_server
-from simulator.wiretap import Wiretap, start_wiretap
+from simulator.wiretap import Wiretap
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -32,13 +32,6 @@ def bank() -> SimBank:
 @pytest.fixture
 async def server(bank: SimBank) -> AsyncIterator[RunningServer]:
     running = await start_server(bank)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def tap(server: RunningServer) -> AsyncIterator[Wiretap]:
-    running = await start_wiretap(server.host, server.port)
     yield running
     await running.stop()
 

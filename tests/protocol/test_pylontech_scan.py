@@ -28,7 +28,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.pylon_line import LineFaults
 from simulator.pylontech_ascii import RunningServer, answer, start_server
-from simulator.wiretap import Wiretap, start_wiretap
+from simulator.wiretap import Wiretap
 
 from .raw_line import open_line
 
@@ -71,13 +71,6 @@ def faults() -> LineFaults:
 @pytest.fixture
 async def server(bank: SimBank, faults: LineFaults) -> AsyncIterator[RunningServer]:
     running = await start_server(bank, faults=faults)
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def tap(server: RunningServer) -> AsyncIterator[Wiretap]:
-    running = await start_wiretap(server.host, server.port)
     yield running
     await running.stop()
 
