@@ -93,7 +93,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
 
     @override
     async def _async_setup(self) -> None:
-        """Read back the maintenance schedule and the open findings."""
+        """Read back the maintenance schedule, the open findings and the energy totals."""
         thresholds = Thresholds.from_dict(self.config_entry.options)
         restored = await self.store.async_load(
             now=dt_util.utcnow(), thresholds=thresholds, tz=dt_util.get_default_time_zone()
