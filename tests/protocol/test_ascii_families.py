@@ -31,11 +31,9 @@ from custom_components.rack_battery.protocol.errors import (
     SerialPortBusy,
     SerialPortDenied,
     SerialPortMissing,
-)
-from custom_components.rack_battery.protocol.transport.ascii_serial import (
-    AsciiSerialTransport,
     serial_open_error,
 )
+from custom_components.rack_battery.protocol.transport.ascii_serial import AsciiSerialTransport
 from simulator import pace_ascii, pylontech_ascii, seplos_v2
 from simulator.bank import SimBank, SimPack, constant_load, make_bank
 from simulator.faults import HotPack

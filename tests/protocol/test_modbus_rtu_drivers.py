@@ -31,11 +31,11 @@ from custom_components.rack_battery.protocol.errors import (
     SerialPortBusy,
     SerialPortDenied,
     SerialPortMissing,
+    serial_open_error,
 )
 from custom_components.rack_battery.protocol.transport.modbus_rtu import (
     ModbusRtuTcpTransport,
     ModbusSerialTransport,
-    classify_serial_error,
 )
 from custom_components.rack_battery.protocol.transport.modbus_tcp import (
     ModbusTcpTransport,
@@ -231,9 +231,9 @@ async def test_missing_serial_port(tmp_path: os.PathLike[str]) -> None:
 def test_permission_errors_are_told_apart() -> None:
     # What pyserial raises when open(2) is refused, as the probe sees it.
     refused = serial.SerialException(errno.EACCES, "could not open port /dev/ttyUSB0")
-    assert isinstance(classify_serial_error("/dev/ttyUSB0", refused), SerialPortDenied)
+    assert isinstance(serial_open_error("/dev/ttyUSB0", refused), SerialPortDenied)
     locked = serial.SerialException(errno.EAGAIN, "Could not exclusively lock port")
-    assert isinstance(classify_serial_error("/dev/ttyUSB0", locked), SerialPortBusy)
+    assert isinstance(serial_open_error("/dev/ttyUSB0", locked), SerialPortBusy)
 
 
 async def test_serial_port_without_permission() -> None:

@@ -33,9 +33,8 @@ from ..bank.model import PackIdentity, PackReading
 from .connection import ConnectionSpec, Wire
 from .drivers import jk_pb, seplos_v3
 from .drivers.base import BmsDriver
-from .errors import BusUnavailable, FrameError, PackNotResponding
+from .errors import BusUnavailable, FrameError, PackNotResponding, serial_open_error
 from .rtu import Frame, RtuSplitter, bits, registers
-from .transport.modbus_rtu import classify_serial_error
 
 # How long a pack's last reading stands when the master stops asking for it.
 DEFAULT_WINDOW: Final = 30.0
@@ -130,7 +129,7 @@ class SerialSource:
         try:
             port = await asyncio.to_thread(opened)
         except (OSError, ValueError) as err:
-            raise classify_serial_error(self.port, err) from err
+            raise serial_open_error(self.port, err) from err
         self._serial = port
         loop = asyncio.get_running_loop()
 

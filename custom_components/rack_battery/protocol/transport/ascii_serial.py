@@ -16,30 +16,12 @@ port with blocking system calls.
 from __future__ import annotations
 
 import asyncio
-import errno
-from typing import Final
 
 import serial
 import serial_asyncio_fast
 
-from ..errors import BusUnavailable, SerialPortBusy, SerialPortDenied, SerialPortMissing
+from ..errors import serial_open_error
 from .ascii_stream import READ_LIMIT, AsciiStreamTransport
-
-_MISSING: Final = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO})
-_DENIED: Final = frozenset({errno.EACCES, errno.EPERM})
-_BUSY: Final = frozenset({errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK})
-
-
-def serial_open_error(port: str, err: OSError | serial.SerialException) -> BusUnavailable:
-    """Return the error that says why ``port`` could not be opened."""
-    code = getattr(err, "errno", None)
-    if code in _MISSING:
-        return SerialPortMissing(f"serial port {port} does not exist")
-    if code in _DENIED:
-        return SerialPortDenied(f"no permission to open serial port {port}")
-    if code in _BUSY:
-        return SerialPortBusy(f"serial port {port} is in use by another program")
-    return BusUnavailable(f"cannot open serial port {port}: {err}")
 
 
 class AsciiSerialTransport(AsciiStreamTransport):

@@ -17,7 +17,6 @@ opened once more, in a worker thread, to learn which.
 from __future__ import annotations
 
 import asyncio
-import errno
 from typing import ClassVar
 
 from pymodbus.client import AsyncModbusSerialClient
@@ -25,12 +24,8 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.framer import FramerType
 import serial
 
-from ..errors import BusUnavailable, SerialPortBusy, SerialPortDenied, SerialPortMissing
+from ..errors import BusUnavailable, serial_open_error
 from .modbus_tcp import ModbusTcpTransport, ModbusTransport
-
-_MISSING = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO})
-_DENIED = frozenset({errno.EACCES, errno.EPERM})
-_BUSY = frozenset({errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
 class ModbusRtuTcpTransport(ModbusTcpTransport):
@@ -86,22 +81,6 @@ def serial_port_error(port: str) -> BusUnavailable:
     try:
         handle = serial.Serial(port, exclusive=True)
     except (OSError, ValueError) as err:
-        return classify_serial_error(port, err)
+        return serial_open_error(port, err)
     handle.close()
     return BusUnavailable(f"cannot open serial port {port}")
-
-
-def classify_serial_error(port: str, err: OSError | ValueError) -> BusUnavailable:
-    """Return the error that says why opening a serial port failed.
-
-    pyserial reports a failed open and a failed exclusive lock as
-    SerialException (an OSError) carrying the errno of the system call.
-    """
-    code = err.errno if isinstance(err, OSError) else None
-    if code in _MISSING:
-        return SerialPortMissing(f"serial port {port} does not exist")
-    if code in _DENIED:
-        return SerialPortDenied(f"no permission to open serial port {port}")
-    if code in _BUSY:
-        return SerialPortBusy(f"serial port {port} is in use by another program")
-    return BusUnavailable(f"cannot open serial port {port}: {err}")
