@@ -190,6 +190,11 @@ class SimBank:
                 return pack
         raise KeyError(address)
 
+    def answering(self, address: int) -> SimPack | None:
+        """Return the pack at an address if it is on the communication bus, else None."""
+        pack = next((pack for pack in self.packs if pack.address == address), None)
+        return pack if pack is not None and pack.online else None
+
     def take_off_bus(self, address: int) -> None:
         """Make a pack stop answering on the communication bus."""
         self.pack(address).online = False

@@ -34,11 +34,7 @@ class PaceModbusPacks:
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
         """Answer a read, as the pack at ``unit`` would (None: nobody there)."""
-        try:
-            pack = self.bank.pack(unit)
-        except KeyError:
-            return None
-        if not pack.online:
+        if (pack := self.bank.answering(unit)) is None:
             return None
         if function != READ_HOLDING:
             # The BMS reads with 0x03 only (and writes with 0x10, not served here).

@@ -161,15 +161,11 @@ class SeplosV3Packs:
         """Serve ``bank``; pack addresses are unit numbers, 0 the master."""
         self.bank = bank
 
-    def read(  # noqa: PLR0911 - one answer per way a real pack refuses
+    def read(
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
         """Answer a read, as the pack at ``unit`` would."""
-        try:
-            pack = self.bank.pack(unit)
-        except KeyError:
-            return None
-        if not pack.online:
+        if (pack := self.bank.answering(unit)) is None:
             return None
         wanted = range(address, address + count)
         if function == 0x04:
