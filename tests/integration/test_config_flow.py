@@ -128,7 +128,7 @@ async def test_modbus_tcp_detects_the_family_and_finds_every_pack(
         progress.append(event.data["progress"])
 
     hass.bus.async_listen(PROGRESS_UPDATE, on_progress)
-    result = await _start(hass, "modbus_tcp")
+    result: Any = await _start(hass, "modbus_tcp")
     assert result["data_schema"]({"host": "h"})["family"] == "auto"
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"host": pace_bus.host, "port": pace_bus.port, "family": "auto"}
@@ -428,7 +428,7 @@ async def test_a_slow_scan_ends_only_once_the_frontend_can_hear_it(
     has reached it; an end announced before then would leave the dialog
     spinning for ever.
     """
-    result = await _start(hass, "modbus_tcp")
+    result: Any = await _start(hass, "modbus_tcp")
     flow_id = result["flow_id"]
     heard = _announcements(hass, flow_id)
     result = await hass.config_entries.flow.async_configure(
