@@ -328,6 +328,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--token", action="store_true", help="only log in and print an access token"
     )
+    parser.add_argument(
+        "--onboard-only", action="store_true", help="onboard, but leave adding a bank to the user"
+    )
     return parser.parse_args()
 
 
@@ -343,7 +346,9 @@ def main() -> int:
         onboard(ha, steps, args.username, args.password)
         try:
             existing = entries(ha, DOMAIN)
-            if existing:
+            if args.onboard_only:
+                print("Onboarded; no bank added (--onboard-only)")
+            elif existing:
                 titles = ", ".join(f"{entry['title']} ({entry['state']})" for entry in existing)
                 print(f"Rack Battery Bank already set up: {titles}")
             else:
