@@ -92,6 +92,9 @@ def sims() -> Iterator[dict[str, Sim]]:
                         str(latency),
                         "--state-file",
                         str(sim.state_file),
+                        # Serials of their own: a pack's device is keyed by its serial.
+                        "--seed",
+                        str(10 + offset),
                     ],
                     cwd=ROOT,
                     stdout=log,

@@ -7,7 +7,7 @@ screenshot; the README's pictures are taken from them (scripts/screenshots).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 import json
 import re
 import time
@@ -43,22 +43,15 @@ def entries(page: Page) -> list[dict[str, Any]]:
     return found
 
 
+# The entry of each simulator's bank, as the tests added it.
+ADDED: dict[str, str] = {}
+
+
 def entry_on(page: Page, sim: Sim) -> dict[str, Any] | None:
-    """Return the entry of the bank on a simulator's port, if there is one."""
+    """Return the entry of the bank on a simulator, if the tests added one."""
     for entry in entries(page):
-        if f":{sim.port}" in entry["title"] or _port_of(page, entry) == sim.port:
+        if entry["entry_id"] == ADDED.get(sim.name):
             return entry
-    return None
-
-
-def _port_of(page: Page, entry: dict[str, Any]) -> int | None:
-    # The entry's data is not in the websocket listing; the store of config
-    # entries is what Home Assistant reads at start.
-    raw = json.loads((CONFIG / ".storage" / "core.config_entries").read_text())
-    for stored in raw["data"]["entries"]:
-        if stored["entry_id"] == entry["entry_id"]:
-            port = stored["data"].get("port")
-            return int(port) if port is not None else None
     return None
 
 
@@ -98,6 +91,7 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
     page.get_by_role("button", name=re.compile("finish", re.IGNORECASE)).click()
     added = [entry for entry in entries(page) if entry["entry_id"] not in before]
     assert len(added) == 1, added
+    ADDED[sim.name] = added[0]["entry_id"]
     return added[0]
 
 
@@ -133,7 +127,7 @@ def test_add_a_bank_through_add_integration(
     wait_loaded(page, entry["entry_id"])
     packs = [pack for pack in sim.state()["packs"] if pack["online"]]
     devices = bank_devices(page, entry["entry_id"])
-    assert len(devices["packs"]) == len(packs)
+    assert set(devices["packs"]) == {pack["serial"] for pack in packs}
 
 
 def bank_devices(page: Page, entry_id: str) -> dict[str, Any]:
@@ -141,12 +135,10 @@ def bank_devices(page: Page, entry_id: str) -> dict[str, Any]:
     devices = call_ws(page, {"type": "config/device_registry/list"})
     mine = [device for device in devices if entry_id in device["config_entries"]]
     bank = next(device for device in mine if device["via_device_id"] is None)
-    packs = {}
-    for device in mine:
-        if device["via_device_id"] == bank["id"]:
-            match = re.search(r"(\d+)$", device["name"])
-            assert match, device["name"]
-            packs[int(match.group(1))] = device
+    # By serial number, which the simulator's values carry too.
+    packs = {
+        device["serial_number"]: device for device in mine if device["via_device_id"] == bank["id"]
+    }
     return {"bank": bank, "packs": packs}
 
 
@@ -192,7 +184,7 @@ def test_bank_and_pack_pages_show_the_simulators_values(
     shots.take(page, "bank-device", full_page=True)
 
     pack = packs[0]
-    page.goto(f"{URL}/config/devices/device/{devices['packs'][pack['address']]['id']}")
+    page.goto(f"{URL}/config/devices/device/{devices['packs'][pack['serial']]['id']}")
     expect(page.get_by_text("State of charge", exact=True).first).to_be_visible()
     truth = {p["address"]: p for p in sim.state()["packs"]}[pack["address"]]
     # Two decimals for volts and amps, whole percent; the bank moves a little
@@ -252,6 +244,7 @@ def test_a_maintenance_repair_is_fixed_through_its_flow(
     expect(page.get_by_text(title, exact=True)).to_be_visible()
     shots.take(page, "repairs")
     page.get_by_text(title, exact=True).click()
+    shots.take(page, "repair-opened")
     flow = TRANSLATIONS["issues"]["maintenance_terminal_check"]["fix_flow"]["step"]["init"]
     expect(page.get_by_text(flow["title"], exact=True)).to_be_visible()
     page.get_by_role("textbox", name=flow["data"]["note"]).fill("All lugs at 12 Nm")
@@ -308,11 +301,7 @@ def test_the_energy_dashboard_takes_the_banks_energy_sensors(
     """The bank's energy charged and discharged become the energy dashboard's battery."""
     entry = _entry_of(page, sims["pace"])
     registry = call_ws(page, {"type": "config/entity_registry/list"})
-    mine = {
-        item["unique_id"].rsplit("_", 1)[-1] if False else item["entity_id"]: item
-        for item in registry
-        if item["config_entry_id"] == entry["entry_id"]
-    }
+    mine = [item["entity_id"] for item in registry if item["config_entry_id"] == entry["entry_id"]]
     charged = next(e for e in mine if e.endswith("energy_charged"))
     discharged = next(e for e in mine if e.endswith("energy_discharged"))
 
