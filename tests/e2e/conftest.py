@@ -8,7 +8,7 @@ are started here, on the ports after the first one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 import json
 import os
@@ -196,3 +196,24 @@ def call_api(page: Page, method: str, path: str, body: dict[str, Any] | None = N
         " document.querySelector('home-assistant').hass.callApi(method, path, body)",
         [method, path, body],
     )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any]:
+    """Keep each phase's report on the test, for the screenshot taken when it failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Save what the shared tab showed when a test failed, beside the step screenshots."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed and "page" in request.fixturenames:
+        tab: Page = request.getfixturevalue("page")
+        name = re.sub(r"[^\w.-]+", "-", request.node.name)
+        tab.screenshot(path=ARTIFACTS / f"failed-{name}.png")

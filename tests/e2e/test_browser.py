@@ -70,9 +70,10 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
 
     page.goto(f"{URL}/config/integrations/dashboard")
     page.get_by_role("button", name=re.compile("add integration", re.IGNORECASE)).click()
-    search = page.get_by_role("textbox", name=re.compile("search", re.IGNORECASE)).last
+    picker = page.locator("dialog-add-integration")
+    search = picker.get_by_role("textbox", name=re.compile("search", re.IGNORECASE))
     search.fill("Rack Battery")
-    page.get_by_text("Rack Battery Bank", exact=True).last.click()
+    picker.get_by_text("Rack Battery Bank", exact=True).click()
     page.get_by_text(STEPS["user"]["menu_options"][sim.wire], exact=True).click()
     shot("1-form")
     page.get_by_role("textbox", name=STEPS[sim.wire]["data"]["host"]).fill("127.0.0.1")
