@@ -19,7 +19,13 @@ import sys
 import time
 from typing import Any
 
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    TimeoutError as PlaywrightTimeoutError,
+    sync_playwright,
+)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +174,23 @@ def log_in(page: Page) -> None:
     page.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
     page.wait_for_url(re.compile(r"/(lovelace|home)"), timeout=60_000)
     page.locator("home-assistant").wait_for()
+    confirm_http_settings(page)
+
+
+def confirm_http_settings(page: Page) -> None:
+    """Keep the HTTP settings of configuration.yaml, where Home Assistant asks to.
+
+    Current Home Assistant asks, at the first login after its HTTP settings
+    changed (the port and address scripts/develop writes), whether to keep
+    them, and reverts them after three minutes otherwise; 2025.4 does not ask.
+    """
+    ask = page.get_by_text(re.compile("confirm new http server configuration", re.IGNORECASE))
+    try:
+        ask.first.wait_for(timeout=5_000)
+    except PlaywrightTimeoutError:
+        return
+    page.get_by_role("button", name=re.compile(r"^\s*confirm\s*$", re.IGNORECASE)).click()
+    ask.first.wait_for(state="hidden")
 
 
 @pytest.fixture(scope="session")
