@@ -376,7 +376,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    ha = HomeAssistant(args.url)
+    # A first start answers slowly while it installs what onboarding adds.
+    ha = HomeAssistant(args.url, timeout=60.0)
     try:
         if args.token:
             ha.log_in(args.username, args.password)
