@@ -70,10 +70,15 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
 
     page.goto(f"{URL}/config/integrations/dashboard")
     page.get_by_role("button", name=re.compile("add integration", re.IGNORECASE)).click()
-    picker = page.locator("dialog-add-integration")
-    search = picker.get_by_role("textbox", name=re.compile("search", re.IGNORECASE))
-    search.fill("Rack Battery")
-    picker.get_by_text("Rack Battery Bank", exact=True).click()
+    # The brand picker: a dialog on 2025.4 and current frontends alike (the
+    # integrations page behind it may show a card of the same name).
+    picker = page.locator("[role=dialog], [role=alertdialog]").filter(
+        has=page.get_by_role("textbox", name=re.compile("search for a brand", re.IGNORECASE))
+    )
+    picker.get_by_role("textbox", name=re.compile("search for a brand", re.IGNORECASE)).fill(
+        "Rack Battery"
+    )
+    picker.get_by_text("Rack Battery Bank", exact=True).first.click()
     page.get_by_text(STEPS["user"]["menu_options"][sim.wire], exact=True).click()
     shot("1-form")
     page.get_by_role("textbox", name=STEPS[sim.wire]["data"]["host"]).fill("127.0.0.1")
