@@ -70,14 +70,12 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
 
     page.goto(f"{URL}/config/integrations/dashboard")
     page.get_by_role("button", name=re.compile("add integration", re.IGNORECASE)).click()
-    # The brand picker: a dialog on 2025.4 and current frontends alike (the
-    # integrations page behind it may show a card of the same name).
-    picker = page.locator("[role=dialog], [role=alertdialog]").filter(
-        has=page.get_by_role("textbox", name=re.compile("search for a brand", re.IGNORECASE))
-    )
-    picker.get_by_role("textbox", name=re.compile("search for a brand", re.IGNORECASE)).fill(
-        "Rack Battery"
-    )
+    # The brand picker opens with its search field focused, on 2025.4 and
+    # current frontends alike (the page behind may show a card of that name).
+    expect(page.get_by_text("Select brand", exact=True).first).to_be_visible()
+    page.wait_for_timeout(500)
+    page.keyboard.type("Rack Battery")
+    picker = page.locator("dialog, [role=dialog], [role=alertdialog]")
     picker.get_by_text("Rack Battery Bank", exact=True).first.click()
     page.get_by_text(STEPS["user"]["menu_options"][sim.wire], exact=True).click()
     shot("1-form")
