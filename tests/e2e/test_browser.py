@@ -74,9 +74,12 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
     # current frontends alike (the page behind may show a card of that name).
     expect(page.get_by_text("Select brand", exact=True).first).to_be_visible()
     page.wait_for_timeout(500)
+    brand = page.get_by_text("Rack Battery Bank", exact=True)
+    cards = brand.count()
     page.keyboard.type("Rack Battery")
-    picker = page.locator("dialog, [role=dialog], [role=alertdialog]")
-    picker.get_by_text("Rack Battery Bank", exact=True).first.click()
+    # The picker's entry comes after the page's own card, when there is one.
+    expect(brand).to_have_count(cards + 1)
+    brand.last.click()
     page.get_by_text(STEPS["user"]["menu_options"][sim.wire], exact=True).click()
     shot("1-form")
     page.get_by_role("textbox", name=STEPS[sim.wire]["data"]["host"]).fill("127.0.0.1")
