@@ -93,7 +93,9 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
     expect(page.get_by_text(PACKS_FOUND, exact=True)).to_be_visible(timeout=FLOW_TIMEOUT)
     shot("4-packs-found")
     submit(page)
-    expect(page.get_by_text(re.compile(r"^Success!?$"))).to_be_visible(timeout=FLOW_TIMEOUT)
+    # "Success!" on 2025.4; the current frontend goes on to naming the devices.
+    done = page.get_by_text(re.compile(r"^\s*(Success!?|Name and assign)\s*$"))
+    expect(done.first).to_be_visible(timeout=FLOW_TIMEOUT)
     shot("5-success")
     page.get_by_role("button", name=re.compile("finish", re.IGNORECASE)).click()
     added = [entry for entry in entries(page) if entry["entry_id"] not in before]
