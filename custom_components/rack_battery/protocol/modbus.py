@@ -170,6 +170,11 @@ class MbapReceiver:
     _request: Request | None = None
     _transaction: int = 0
 
+    @property
+    def buffered(self) -> int:
+        """Return how many bytes are held, waiting for the rest of a frame."""
+        return len(self._buffer)
+
     def expect(self, request: Request) -> bytes:
         """Throw away what is waiting; return the frame to send for ``request``."""
         self._settle_stray()
@@ -255,6 +260,11 @@ class RtuReceiver:
     _scan: int = 0  # stream offset of the next position to look at
     # Candidates whose bytes are not all in yet: (stream offset they need, start).
     _waiting: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def buffered(self) -> int:
+        """Return how many bytes are held, waiting for the rest of a frame."""
+        return len(self._buffer)
 
     def expect(self, request: Request) -> bytes:
         """Throw away what is waiting; return the frame to send for ``request``."""
