@@ -199,7 +199,7 @@ class MbapReceiver:
         stats = self.stats
         start = 0
         answer: bytes | None = None
-        while answer is None and len(buffer) - start >= MBAP_HEADER:
+        while len(buffer) - start >= MBAP_HEADER:
             length = int.from_bytes(buffer[start + 4 : start + 6], "big")
             if buffer[start + 2] or buffer[start + 3] or not 2 <= length <= MBAP_MAX_LENGTH:
                 # Out of step: skip to the next place a protocol id of 0 could be.
