@@ -24,6 +24,7 @@ once, so random noise costs little more than a ``bytes.find``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 import heapq
 from typing import Final
 
@@ -260,6 +261,9 @@ class RtuReceiver:
     _scan: int = 0  # stream offset of the next position to look at
     # Candidates whose bytes are not all in yet: (stream offset they need, start).
     _waiting: list[tuple[int, int]] = field(default_factory=list)
+    # The running CRC register: its state before each byte from _chain_start.
+    _chain: list[int] = field(default_factory=list)
+    _chain_start: int = 0
 
     @property
     def buffered(self) -> int:
@@ -357,7 +361,7 @@ class RtuReceiver:
                 self._waiting, (start + length if not need else min(need, start + length), start)
             )
             return None
-        if length > 3 and crc16(buffer[at : at + length]) == 0:
+        if length > 3 and self._sealed(start, length):
             pdu = bytes(buffer[at + 1 : at + length - 2])
             if request.answered_by(pdu):
                 self._settle(start, request.unit)
@@ -371,6 +375,33 @@ class RtuReceiver:
         if need:
             heapq.heappush(self._waiting, (need, start))
         return None
+
+    def _sealed(self, start: int, length: int) -> bool:
+        """Return whether the bytes from ``start`` form a frame whose CRC checks.
+
+        Candidates may overlap (noise such as ``01 03 FA`` repeated starts one
+        every three bytes), so the CRC of each window is not run over its
+        bytes again: one running CRC register is kept over the stream, and a
+        window's CRC follows from the register at its two ends, as the CRC is
+        linear. Each byte enters the running register once.
+        """
+        chain = self._chain
+        first = self._chain_start
+        if not chain or not first <= start < first + len(chain):
+            chain.clear()
+            chain.append(0xFFFF)
+            first = self._chain_start = start
+        buffer = self._buffer
+        need = start + length - first  # index of the state after the window
+        if need >= len(chain):
+            state = chain[-1]
+            step = _STEP
+            for byte in buffer[first + len(chain) - 1 - self._base : start + length - self._base]:
+                state = (state >> 8) ^ step[(state ^ byte) & 0xFF]
+                chain.append(state)
+        low, high = _advance(length)
+        begin = chain[start - first] ^ 0xFFFF
+        return chain[need] ^ low[begin & 0xFF] ^ high[begin >> 8] == 0
 
     def _discard(self, start: int, length: int) -> None:
         request = self._request
@@ -407,6 +438,9 @@ class RtuReceiver:
         if cut > 0:
             del self._buffer[:cut]
             self._base = self._settled
+            if (stale := self._base - self._chain_start) > 0:
+                del self._chain[:stale]
+                self._chain_start = self._base
 
     def _bound(self) -> None:
         """Keep the buffer bounded: what is older than any frame could be is settled."""
@@ -421,6 +455,43 @@ class RtuReceiver:
             self._settle(upto, unit)
         self._drop_settled()
         self._scan = max(self._scan, self._settled)
+
+
+def _step_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+# The CRC register's change for each byte value (the table of rtu.crc16).
+_STEP: Final = _step_table()
+
+
+@cache
+def _advance(length: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Return how a difference in the CRC register carries over ``length`` bytes.
+
+    The map is linear, so it is kept as two tables, for the low and the high
+    byte of the difference, built from the 16 single bits.
+    """
+    bits = []
+    for bit in range(16):
+        value = 1 << bit
+        for _ in range(length):
+            value = (value >> 8) ^ _STEP[value & 0xFF]
+        bits.append(value)
+    tables = []
+    for shift in (0, 8):
+        table = [0] * 256
+        for index in range(1, 256):
+            low = index & -index
+            table[index] = table[index ^ low] ^ bits[low.bit_length() - 1 + shift]
+        tables.append(tuple(table))
+    return tables[0], tables[1]
 
 
 def _seal(body: bytes) -> bytes:
