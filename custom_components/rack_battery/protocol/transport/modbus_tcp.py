@@ -118,6 +118,7 @@ class ModbusLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.waiter: asyncio.Future[bytes] | None = None
+        self._gone = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport to write to (an opener may have handed it already)."""
@@ -134,6 +135,7 @@ class ModbusLink(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail the request in flight: the bus is gone until the next connect."""
         self.lost = True
+        self._gone.set()
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             reason = f": {exc}" if exc else ""
@@ -145,9 +147,25 @@ class ModbusLink(asyncio.Protocol):
         self.transport.write(data)
 
     def close(self) -> None:
-        """Close the stream; the receiver keeps nothing for another."""
+        """Start closing the stream; the receiver keeps nothing for another."""
         if self.transport is not None:
             self.transport.close()
+
+    async def closed(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline
+        """Close the stream and wait until it is (a serial port's lock is let go then).
+
+        A peer that never acknowledges the close is not waited for longer
+        than ``timeout``: the stream is aborted.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._gone.wait()
+        except TimeoutError:
+            transport.abort()
 
 
 class ModbusTransport(ABC):
@@ -201,7 +219,7 @@ class ModbusTransport(ABC):
     async def close(self) -> None:
         """Close the connection, after any transaction in flight."""
         async with self._lock:
-            self._drop()
+            await self._drop()
 
     async def read_holding_registers(self, device_id: int, address: int, count: int) -> list[int]:
         """Read holding registers (function 0x03) from one device."""
@@ -229,7 +247,7 @@ class ModbusTransport(ABC):
     async def _open(self) -> ModbusLink:
         if self._link is not None and not self._link.lost:
             return self._link
-        self._drop()
+        await self._drop()
         link = ModbusLink(self._new_receiver(), self.where)
         try:
             await self._open_link(link)
@@ -240,10 +258,10 @@ class ModbusTransport(ABC):
         self._link = link
         return link
 
-    def _drop(self) -> None:
+    async def _drop(self) -> None:
         link, self._link = self._link, None
         if link is not None:
-            link.close()
+            await link.closed(self.timeout)
 
     async def _transact(self, request: Request) -> bytes:
         """Send one request; return the PDU of the reply that answers it."""
@@ -268,7 +286,7 @@ class ModbusTransport(ABC):
                     f"device {request.unit} did not answer within {self.timeout:g} s"
                 ) from err
             except BusUnavailable:
-                self._drop()
+                await self._drop()
                 raise
             finally:
                 link.waiter = None
