@@ -44,7 +44,7 @@ def chunks(data: bytes, rng: random.Random) -> list[bytes]:
     out = []
     at = 0
     while at < len(data):
-        size = rng.choice((1, 7, 64, 300, 4096))
+        size = rng.choice((1, 7, 64, 300, 4096, 20000))
         out.append(data[at : at + size])
         at += size
     return out

@@ -48,6 +48,8 @@ RTU_MAX_FRAME: Final = 256
 # What RTU keeps of a stream at most: a frame being waited for and as much
 # again of what came before it.
 RTU_BUFFER: Final = 2 * RTU_MAX_FRAME
+# The most of one lump of bytes that RTU looks through for the reply.
+RTU_LUMP: Final = 16 * 1024
 # MBAP: transaction id, protocol id, length, unit; the length counts the
 # unit and the PDU, and a PDU is at most 253 bytes.
 MBAP_HEADER: Final = 7
@@ -289,7 +291,19 @@ class RtuReceiver:
             self._waiting = []
 
     def feed(self, data: bytes) -> bytes | None:
-        """Take bytes; return the reply PDU once the request in flight is answered."""
+        """Take bytes; return the reply PDU once the request in flight is answered.
+
+        A lump longer than :data:`RTU_LUMP` is a babbling line (a reply
+        never arrives with that much behind it): its front is settled
+        without looking for the reply in it, which bounds one call's work.
+        """
+        if len(data) > RTU_LUMP:
+            self._buffer += data[:-RTU_LUMP]
+            data = data[-RTU_LUMP:]
+            unit = None if self._request is None else self._request.unit
+            self._settle(self._base + len(self._buffer), unit)
+            self._drop_settled()
+            self._scan = max(self._scan, self._settled)
         self._buffer += data
         answer = None
         if self._request is not None:
