@@ -9,9 +9,12 @@ own example.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+import json
+from pathlib import Path
 
 import pytest
 
@@ -311,3 +314,21 @@ async def test_modbus_tcp_request_and_a_late_reply_of_the_same_shape() -> None:
     finally:
         await transport.close()
         await line.stop()
+
+
+def test_the_integration_needs_no_pymodbus_at_run_time() -> None:
+    # Home Assistant's own modbus integration pins its pymodbus; ours must
+    # not ask for another, nor import it.
+    root = Path(__file__).parents[2] / "custom_components" / "rack_battery"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert not [r for r in manifest["requirements"] if r.lower().startswith("pymodbus")]
+    assert "pymodbus" not in manifest["loggers"]
+    for source in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [n for n in names if n.split(".")[0] == "pymodbus"], source
