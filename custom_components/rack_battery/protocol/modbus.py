@@ -247,11 +247,17 @@ class RtuReceiver:
     by content: only a position holding the unit asked and the function
     asked (or its exception) can start it, and its length follows from the
     request. Each such position is CRC-checked once, when its bytes are in;
-    one that fails is passed over for good.
+    one that fails is passed over for good. A CRC-valid frame there that does
+    not answer (an echo of the request, a wrong count) is discarded whole.
 
     Bytes that precede the accepted reply are laid out, from their start, as
     whole CRC-valid frames (discarded, counted for the unit asked) and the
-    rest as noise. The buffer keeps at most :data:`RTU_BUFFER` bytes.
+    rest as noise. The buffer keeps at most :data:`RTU_BUFFER` bytes, and one
+    call looks through at most :data:`RTU_LUMP` bytes.
+
+    A late reply of exactly the shape of the request in flight (same unit,
+    function and count) cannot be told from its answer on RTU; one that
+    arrives before the request is sent is thrown away with the rest.
     """
 
     stats: LinkStats
