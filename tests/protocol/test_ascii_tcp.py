@@ -108,7 +108,7 @@ async def test_only_rejected_frames_end_in_a_frame_error_naming_why(
         raise FrameError("it answers an earlier request")
 
     transport = await _transport(lines, lambda _request: RTN91_ADR3, answer_within=0.2)
-    with pytest.raises(FrameError, match="1 frame.* discarded, the last: it answers an earlier"):
+    with pytest.raises(FrameError, match=r"1 frame.* discarded, the last: it answers an earlier"):
         await transport.exchange(REQUEST_ADR3, reject)
     stats = transport.stats.pack(3)
     assert (stats.requests, stats.replies, stats.timeouts, stats.discarded) == (1, 0, 1, 1)
