@@ -31,8 +31,10 @@ ANALOG_ADR0 = (
     b"~200046001096"
     b"00"  # data flag
     b"01"  # command group 1, from the pack at ADR 0
-    b"10" + b"0CE4" * 16  # sixteen cells at 3300 mV
-    + b"06" + b"0BD8" * 6  # six temperatures at 3032 = 30.1 degC
+    b"10"
+    + b"0CE4" * 16  # sixteen cells at 3300 mV
+    + b"06"
+    + b"0BD8" * 6  # six temperatures at 3032 = 30.1 degC
     + b"1194"  # 4500 = 45.00 A, charging
     b"1518"  # 5400 = 54.00 V
     b"12DE"  # residual 4830 = 48.30 Ah
@@ -43,7 +45,10 @@ ANALOG_ADR0 = (
     b"0064"  # 100 cycles
     b"03E8"  # SoH 1000 per mille
     b"1518"  # port voltage 54.00 V
-    b"0000" b"0000" b"0000" b"0000"  # reserved
+    b"0000"
+    b"0000"
+    b"0000"
+    b"0000"  # reserved
     b"DCD8\r"
 )
 # 0x44 reply, 49 bytes of INFO (LENID 98 = 0x062, LCHKSUM 8): nothing in
@@ -51,8 +56,10 @@ ANALOG_ADR0 = (
 ALARMS_ADR0 = (
     b"~200046008062"
     b"0001"  # data flag, command group 1
-    b"10" + b"00" * 16  # sixteen cells, no alarm
-    + b"06" + b"00" * 6  # six temperatures, no alarm
+    b"10"
+    + b"00" * 16  # sixteen cells, no alarm
+    + b"06"
+    + b"00" * 6  # six temperatures, no alarm
     + b"0000"  # current, total voltage
     b"14"  # twenty event bytes
     b"000000000000"  # alarm events 1-6
@@ -155,3 +162,23 @@ async def test_silence_at_adr_0_is_a_pack_not_responding(lines: list[RawLine]) -
             await driver.read_pack(0)
     finally:
         await driver.close()
+
+
+async def test_a_pack_voltage_of_0_v_is_unknown_and_the_reply_suspect(
+    lines: list[RawLine],
+) -> None:
+    # The same reply with the total voltage 0000: the characters "1518"
+    # add up to 0xCF, "0000" to 0xC0, so the checksum rises by 0x0F.
+    zero_volts = ANALOG_ADR0.replace(b"11941518", b"11940000", 1).replace(b"DCD8\r", b"DCE7\r")
+    driver = await _driver(lines, {ASK_ANALOG_ADR0: zero_volts, ASK_ALARMS_ADR0: ALARMS_ADR0})
+    try:
+        report = await driver.poll([0])
+    finally:
+        await driver.close()
+    reading = report.readings[0]
+    assert reading.voltage is None  # 0 V while sixteen cells read 3.3 V
+    assert reading.power is None
+    assert reading.cell_voltages == (3.3,) * 16  # the rest of the reply stands
+    assert reading.current == 45.0
+    stats = driver.transport.stats.pack(0)
+    assert (stats.replies, stats.suspect) == (2, 1)

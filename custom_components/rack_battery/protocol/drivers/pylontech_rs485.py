@@ -210,7 +210,11 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if self.read_whole_bank and wanted and not self._whole_bank_refused:
             readings = await self._read_whole_bank(wanted)
             if readings is not None:
-                return PollReport(readings={address: readings[address] for address in wanted})
+                return PollReport(
+                    readings={
+                        address: self.screened(address, readings[address]) for address in wanted
+                    }
+                )
         return await super().poll(wanted)
 
     async def _read_whole_bank(self, wanted: list[int]) -> dict[int, PackReading] | None:
