@@ -7,6 +7,7 @@ of it: the impossible value unknown, the rest untouched.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,8 @@ def test_unknowns_are_not_suspect() -> None:
     ],
 )
 def test_an_impossible_value_becomes_unknown(field: str, value: float) -> None:
-    result = screen(replace(SOUND, **{field: value}))
+    changed: dict[str, Any] = {field: value}
+    result = screen(replace(SOUND, **changed))
     assert getattr(result.reading, field) is None
     assert result.rejected == (field,)
     # Nothing else changed.
