@@ -49,7 +49,7 @@ def _frame_all(data: bytes, cuts: list[int]) -> tuple[list[bytes], AsciiFramer]:
 
 
 def _check_accounting(data: bytes, frames: list[bytes], framer: AsciiFramer) -> None:
-    held = len(framer._partial)
+    held = framer.held
     assert held < MAX_FRAME_BYTES
     for frame in frames:
         assert _CANDIDATE.fullmatch(frame)

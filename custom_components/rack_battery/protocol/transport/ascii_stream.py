@@ -35,11 +35,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import asyncio
 from collections.abc import Callable
-import re
 from typing import Final
 
 from ..errors import BusUnavailable, FrameError, PackNotResponding
 from ..linkstats import LinkStats
+from .framing import DelimitedFramer
 
 SOI: Final = b"~"
 EOI: Final = b"\r"
@@ -53,21 +53,13 @@ READ_CHUNK: Final = 4096
 # port (asyncio pauses the transport at twice this): a bound, not a frame size.
 READ_LIMIT: Final = 16 * 1024
 
-_HEX_RUN_CAP: Final = MAX_FRAME_BYTES - 2
-# A whole frame, or the start of one cut off by the end of the chunk (``\Z``:
-# a match ends with CR or at the end). The possessive run never backtracks
-# and a run too long for a frame fails the match, so a chunk costs one pass
-# however it is made up.
-_FRAME: Final = re.compile(rb"~[0-9A-F]{0,%d}+(?:\r|\Z)" % _HEX_RUN_CAP)
-_HEX_RUN: Final = re.compile(rb"[0-9A-F]*+")
-
 # Decides whether a frame answers the request in flight: returns the value
 # the transaction yields, or raises FrameError saying why it does not.
 type Accept[T] = Callable[[bytes], T]
 
 
-class AsciiFramer:
-    """Cut a byte stream into candidate frames, in one pass, with a bounded buffer.
+class AsciiFramer(DelimitedFramer):
+    """Cut a byte stream into candidate Pylon frames, in one pass, with a bounded buffer.
 
     A candidate runs from ``~`` to a carriage return with only upper-case
     hex between, at most :data:`MAX_FRAME_BYTES` long; whether its lengths
@@ -77,52 +69,7 @@ class AsciiFramer:
 
     def __init__(self, stats: LinkStats) -> None:
         """Count noise in ``stats``."""
-        self.stats = stats
-        # The start of a frame whose end has not arrived yet.
-        self._partial = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Return the frames ``data`` completes, in order; keep a started one."""
-        frames: list[bytes] = []
-        position = 0
-        if self._partial:
-            position = self._continue(data, frames)
-        end = len(data)
-        while position < end:
-            match = _FRAME.search(data, position)
-            if match is None:
-                self.stats.noise_bytes += end - position
-                break
-            self.stats.noise_bytes += match.start() - position
-            position = match.end()
-            if data[position - 1 : position] == EOI:
-                frames.append(match.group())
-            else:
-                # Cut off by the end of the chunk: the rest comes later.
-                self._partial += match.group()
-        return frames
-
-    def reset(self) -> None:
-        """Forget a started frame, counting it as noise."""
-        self.stats.noise_bytes += len(self._partial)
-        self._partial.clear()
-
-    def _continue(self, data: bytes, frames: list[bytes]) -> int:
-        """Carry on the frame a previous chunk started; return where framing resumes."""
-        room = MAX_FRAME_BYTES - 1 - len(self._partial)
-        run = _HEX_RUN.match(data, 0, room)
-        assert run is not None  # an empty run always matches
-        stop = run.end()
-        self._partial += data[:stop]
-        if stop < len(data) and data[stop : stop + 1] == EOI:
-            frames.append(bytes(self._partial) + EOI)
-            self._partial.clear()
-            return stop + 1
-        if stop == len(data):
-            return stop  # still inside the frame
-        # A byte that cannot be in a frame, or more than a frame can hold.
-        self.reset()
-        return stop
+        super().__init__(stats, start=SOI, body=b"0-9A-F", end=EOI, longest=MAX_FRAME_BYTES)
 
 
 class AsciiStreamTransport(ABC):
