@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any, Protocol
 
+from bench_framing import framers  # type: ignore[import-not-found]  # beside this script
+
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
 from custom_components.rack_battery.bank.model import PackIdentity
 from custom_components.rack_battery.protocol.catalog import open_driver
@@ -123,6 +125,7 @@ def main() -> int:
     """Print every figure."""
     print(f"Python {sys.version.split()[0]}")
     decoders()
+    framers()
     asyncio.run(wires())
     analysis()
     return 0
