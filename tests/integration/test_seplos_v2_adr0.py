@@ -74,9 +74,7 @@ async def test_a_seplos_v2_pack_at_adr_0_is_found_and_read(
         result = await finish_scan(hass, result)
         assert result["step_id"] == "confirm", result
         assert result["description_placeholders"]["count"] == "1"
-        result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {"packs": ["0"]}
-        )
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {"packs": ["0"]})
         await hass.async_block_till_done()
         assert result["type"] is FlowResultType.CREATE_ENTRY
         assert [found["address"] for found in result["data"]["packs"]] == [0]
