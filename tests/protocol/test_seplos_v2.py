@@ -182,3 +182,43 @@ async def test_a_pack_voltage_of_0_v_is_unknown_and_the_reply_suspect(
     assert reading.current == 45.0
     stats = driver.transport.stats.pack(0)
     assert (stats.replies, stats.suspect) == (2, 1)
+
+
+async def test_an_adapter_hearing_its_own_requests_is_read_through(
+    lines: list[RawLine],
+) -> None:
+    # The RS485 adapter echoes each request before the pack answers it.
+    driver = await _driver(
+        lines,
+        {
+            ASK_ANALOG_ADR0: ASK_ANALOG_ADR0 + ANALOG_ADR0,
+            ASK_ALARMS_ADR0: ASK_ALARMS_ADR0 + ALARMS_ADR0,
+        },
+    )
+    try:
+        reading = await driver.read_pack(0)
+    finally:
+        await driver.close()
+    assert reading.voltage == 54.0
+    assert reading.charge_enabled is True
+    stats = driver.transport.stats.pack(0)
+    assert (stats.requests, stats.replies, stats.discarded) == (2, 2, 2)
+
+
+async def test_a_reply_from_another_family_is_not_taken(lines: list[RawLine]) -> None:
+    # A Pylontech-shaped 0x42 answer (two user-defined items) at ADR 0, VER
+    # 0x20 as Seplos: too few items for a Seplos pack, so not its answer.
+    info = "0001010CE40000000CE4C35002C3500190"
+    body = f"20004600{_length(len(info))}{info}".encode()
+    pylontech = b"~" + body + f"{-sum(body) & 0xFFFF:04X}".encode() + b"\r"
+    driver = await _driver(lines, {ASK_ANALOG_ADR0: pylontech})
+    try:
+        with pytest.raises(FrameError, match="seplos_v2 sends at least 10"):
+            await driver.read_pack(0)
+    finally:
+        await driver.close()
+
+
+def _length(lenid: int) -> str:
+    lchksum = -((lenid >> 8) + (lenid >> 4 & 0xF) + (lenid & 0xF)) & 0xF
+    return f"{lchksum:X}{lenid:03X}"
