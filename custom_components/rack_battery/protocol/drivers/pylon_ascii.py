@@ -73,8 +73,9 @@ class AsciiTransport(Link, Protocol):
 def is_return_code(cid2: int) -> bool:
     """Return whether a CID2 can be a reply's return code rather than a request's command.
 
-    The documents list 0x00-0x07, 0x90 and 0x91 and Seplos' 0xE1-0xE4;
-    every command this stack sends lies outside those.
+    The documents list 0x00-0x07, 0x90 and 0x91 and Seplos' 0xE1-0xE4.
+    Every command this stack sends lies outside those but PACE's presence
+    probe, 0x90; heard back unchanged, that one is caught as an echo.
     """
     return cid2 <= 0x07 or cid2 in (RTN_ADR_ERROR, RTN_COMMUNICATION_ERROR) or cid2 >= 0xE0
 
