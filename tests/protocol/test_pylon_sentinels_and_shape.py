@@ -6,6 +6,7 @@ ten user-defined items, PACE's three, Pylontech's 0x92.
 
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
 import pytest
 
 from custom_components.rack_battery.protocol.errors import FrameError
@@ -15,7 +16,12 @@ from custom_components.rack_battery.protocol.pylon.analog import (
     is_analog_shaped,
 )
 from custom_components.rack_battery.protocol.pylon.management import decode_charge_management
-from custom_components.rack_battery.protocol.pylon.profiles import PACE, PYLONTECH, SEPLOS_V2
+from custom_components.rack_battery.protocol.pylon.profiles import (
+    PACE,
+    PYLONTECH,
+    SEPLOS_V2,
+    VendorProfile,
+)
 
 # One cell, one temperature, -5.00 A, 53.20 V, residual 50.00 Ah (Seplos units).
 _SEPLOS_HEAD = "0001010CE4010BAAFE0C14C81388"
@@ -98,3 +104,10 @@ def test_items_past_those_known_are_tolerated() -> None:
         "1102" "00" "00" "0000" "C350" "FFFF" "06" "FFFF" "0005" "00C350" "0186A0" "ABCD" "EF"
     )  # fmt: skip
     assert is_analog_shaped(info, PYLONTECH)
+
+
+@given(st.binary(max_size=400), st.sampled_from((PYLONTECH, PACE, SEPLOS_V2)))
+def test_the_shape_check_on_arbitrary_info(info: bytes, profile: VendorProfile) -> None:
+    if is_analog_shaped(info, profile):
+        # What passes as a 0x42 answer decodes as one.
+        decode_analog(info, address=info[1], profile=profile, expect_command=info[1])
