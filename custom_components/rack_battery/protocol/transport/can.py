@@ -450,7 +450,11 @@ class CanTransport:
                 _LOGGER.debug("closing %s: %s", self.where, err)
 
     def _deliver(self, msg: can.Message) -> None:
-        if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
+        if msg.is_error_frame:
+            # What the controller could not receive intact: dropped, counted.
+            self.stats.stray_frames += 1
+            return
+        if msg.is_remote_frame or msg.is_extended_id:
             # The battery protocols here use standard data frames only.
             return
         self._deliver_frame(msg.arbitration_id, bytes(msg.data))
