@@ -67,8 +67,13 @@ def test_bad_crc_and_wrong_unit_are_not_replies() -> None:
     wrong_unit = seal(bytes.fromhex("04030400010002"))
     splitter = RtuSplitter()
     found = list(splitter.feed(request + bad_crc + wrong_unit + read_request(5, 3, 0, 1)))
-    # Only the two requests are frames; neither reply is paired with unit 3's request.
-    assert [(frame.unit, frame.is_request) for _, frame in found] == [(3, True), (5, True)]
+    # The broken reply is no frame; unit 4's is one, but answers no request.
+    assert [(frame.unit, frame.is_request) for _, frame in found] == [
+        (3, True),
+        (4, False),
+        (5, True),
+    ]
+    assert all(request is None for request, _ in found)
 
 
 def test_coil_reply_bits() -> None:
