@@ -129,7 +129,7 @@ def _byte_class(values: Collection[int]) -> bytes:
     return b"[" + b"".join(b"\\x%02x" % value for value in sorted(set(values))) + b"]"
 
 
-def _candidates(buffer: bytearray, at: int, end: int) -> list[tuple[int, bool]] | None:
+def _candidates(buffer: bytearray, at: int, end: int) -> list[tuple[int, bool]] | None:  # noqa: PLR0911
     """Return the (length, is_request) a frame starting at ``at`` could have.
 
     None means the bytes that decide it have not all arrived. Lengths that
@@ -268,7 +268,7 @@ class RtuSplitter:
             for start in self._starts:
                 start.at -= cut
 
-    def _settle(self, start: _Start) -> bool | None:
+    def _settle(self, start: _Start) -> bool | None:  # noqa: PLR0911
         """Check what can be checked at a start: True found, False nothing, None wait."""
         if start.length is not None:
             return True
