@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings, strategies as st
+import pytest
 
 from custom_components.rack_battery.protocol.rtu import (
+    ALL_UNITS,
+    MAX_FRAME,
+    Frame,
+    JkFrame,
     RtuSplitter,
     bits,
     crc16,
@@ -90,3 +97,145 @@ def test_fuzz_never_raises(chunks: list[bytes]) -> None:
     for chunk in chunks:
         for _, frame in splitter.feed(chunk):
             assert 0 <= frame.unit <= 255
+
+
+# A JK-PB master's trigger for unit 5's live data, and unit 5's write reply,
+# as jk-pb-rs485-frames.md works them out (CRC low byte first).
+TRIGGER = bytes.fromhex("05101620000102 0000 E431".replace(" ", ""))
+ACK = bytes.fromhex("051016200001 05CF".replace(" ", ""))
+MASTER_TRAILER = bytes.fromhex("001016200001 059A".replace(" ", ""))
+
+
+def jk_frame(kind: int, fill: int = 0x11) -> bytes:
+    body = b"\x55\xaa\xeb\x90" + bytes((kind, 0)) + bytes((fill,)) * 293
+    return body + bytes((sum(body) & 0xFF,))
+
+
+def test_the_documented_trigger_and_replies_check() -> None:
+    assert seal(TRIGGER[:-2]) == TRIGGER
+    assert seal(ACK[:-2]) == ACK
+    assert seal(MASTER_TRAILER[:-2]) == MASTER_TRAILER
+
+
+def test_a_jk_pb_master_bus_splits_into_trigger_frame_and_reply() -> None:
+    stream = TRIGGER + jk_frame(0x02) + b"\x00" + ACK + b"\x00" + jk_frame(0x01) + MASTER_TRAILER
+    for chunks in ([stream], [stream[i : i + 7] for i in range(0, len(stream), 7)]):
+        splitter = RtuSplitter(range(16))
+        found = [item for chunk in chunks for item in splitter.feed(chunk)]
+        kinds = [
+            frame.kind if isinstance(frame, JkFrame) else (frame.unit, frame.is_request)
+            for _, frame in found
+        ]
+        assert kinds == [(5, True), 0x02, (5, False), 0x01, (0, False)]
+        # The slave's reply answers the trigger; the master's own trailer answers nothing.
+        assert found[2][0] is not None and found[2][0].unit == 5
+        assert found[4][0] is None
+        assert splitter.dropped == 2
+
+
+def test_a_jk_frame_with_a_bad_sum_is_noise() -> None:
+    broken = bytearray(jk_frame(0x02))
+    broken[100] ^= 0x01
+    splitter = RtuSplitter(range(16))
+    found = list(splitter.feed(bytes(broken) + ACK))
+    assert [frame.unit for _, frame in found if isinstance(frame, Frame)] == [5]
+    assert not any(isinstance(frame, JkFrame) for _, frame in found)
+    assert splitter.dropped == 300
+
+
+@pytest.mark.parametrize("units", [ALL_UNITS, range(16)])
+def test_64_kb_of_noise_is_dropped_and_counted(units: range) -> None:
+    noise = random.Random(7).randbytes(65536)
+    splitter = RtuSplitter(units)
+    taken = 0
+    for start in range(0, len(noise), 4096):
+        for _, frame in splitter.feed(noise[start : start + 4096]):
+            taken += _length(frame)
+    # Every byte is either in a frame that checks (rare, by chance) or
+    # counted as noise; at most a frame's worth waits for more.
+    assert splitter.dropped + taken + splitter.held == len(noise)
+    assert splitter.dropped > len(noise) - 1024
+    assert splitter.held <= 300
+
+
+def _length(frame: Frame | JkFrame) -> int:
+    if isinstance(frame, JkFrame):
+        return len(frame.raw)
+    return len(frame.data) + 4
+
+
+def _valid_stream(rng: random.Random) -> bytes:
+    out = bytearray()
+    for _ in range(rng.randrange(1, 12)):
+        unit = rng.randrange(16)
+        choice = rng.randrange(4)
+        if choice == 0:
+            count = rng.randrange(1, 40)
+            out += read_request(unit, 3, rng.randrange(0x10000), count)
+            out += seal(bytes((unit, 3, 2 * count)) + rng.randbytes(2 * count))
+        elif choice == 1:
+            out += jk_frame(rng.choice((1, 2)), rng.randrange(256))
+            out += seal(bytes((unit, 0x10, 0x16, 0x20, 0, 1)))
+        elif choice == 2:
+            out += seal(bytes((unit, 0x83, rng.randrange(1, 12))))
+        else:
+            out += seal(bytes((unit, 0x10, 0x16, 0x1E, 0, 1, 2, 0, 0)))
+    return bytes(out)
+
+
+def _check_split(stream: bytes, chunk: int) -> None:
+    splitter = RtuSplitter(range(16))
+    taken = 0
+    for start in range(0, len(stream), chunk):
+        for request, frame in splitter.feed(stream[start : start + chunk]):
+            taken += _length(frame)
+            if isinstance(frame, JkFrame):
+                assert sum(frame.raw[:-1]) & 0xFF == frame.raw[-1]
+                continue
+            body = bytes((frame.unit, frame.function)) + frame.data
+            assert 0 <= frame.unit < 16
+            assert len(body) + 2 <= MAX_FRAME
+            if request is not None:
+                assert request.unit == frame.unit
+    assert splitter.dropped + taken + splitter.held == len(stream)
+    assert splitter.held <= 2 * 300 + MAX_FRAME
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=65536), st.integers(1, 5000))
+def test_fuzz_random_streams_up_to_64_kb(stream: bytes, chunk: int) -> None:
+    _check_split(stream, chunk)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.randoms(use_true_random=False),
+    st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.integers(0, 2))),
+    st.integers(1, 600),
+)
+def test_fuzz_mutated_valid_traffic(
+    rng: random.Random, mutations: list[tuple[int, int, int]], chunk: int
+) -> None:
+    stream = bytearray()
+    size = rng.randrange(1, 65536)
+    while len(stream) < size:
+        stream += _valid_stream(rng)
+    for where, value, how in mutations:
+        at = where % (len(stream) + 1)
+        if how == 0 and at < len(stream):
+            stream[at] ^= value or 1  # a flipped byte
+        elif how == 1:
+            stream[at:at] = bytes((value,))  # a byte inserted
+        else:
+            del stream[at : at + value % 8]  # a few bytes lost
+    _check_split(bytes(stream), chunk)
+
+
+def test_unmutated_traffic_comes_through_whole() -> None:
+    rng = random.Random(3)
+    stream = b"".join(_valid_stream(rng) for _ in range(50))
+    splitter = RtuSplitter(range(16))
+    found = list(splitter.feed(stream))
+    assert splitter.dropped == 0
+    assert splitter.held == 0
+    assert sum(_length(frame) for _, frame in found) == len(stream)

@@ -249,6 +249,11 @@ class RtuSplitter:
                 yield None, frame
         self._compact()
 
+    @property
+    def held(self) -> int:
+        """Return how many bytes wait for the rest of a frame (never more than a few frames)."""
+        return len(self._buffer) - self._kept
+
     def _drop_to(self, offset: int) -> None:
         if offset > self._kept:
             self.dropped += offset - self._kept
