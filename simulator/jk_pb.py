@@ -177,7 +177,7 @@ def info_image(pack: SimPack, *, clock: float = 0.0) -> bytearray:
     return image
 
 
-def frame(kind: int, block: bytes) -> bytes:
+def frame(kind: int, block: bytes | bytearray) -> bytes:
     """Return a 300-byte 55AA frame of a block: header, type, counter, payload, sum."""
     body = HEADER + bytes((kind, 0)) + bytes(block[:PAYLOAD]).ljust(PAYLOAD, b"\x00")
     return body + bytes((sum(body) & 0xFF,))

@@ -42,7 +42,7 @@ import os
 import tty
 from typing import Final, Protocol
 
-from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
+from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 WRITE_MULTIPLE: Final = 0x10
@@ -149,8 +149,10 @@ class ModbusLine:
             # A second master on the line: the packs hear garbage, answer nothing.
             return
         for _, frame in splitter.feed(data):
-            if frame.is_request and (
-                reply := self.rtu_reply(frame.unit, frame.function, frame.data)
+            if (
+                isinstance(frame, Frame)
+                and frame.is_request
+                and (reply := self.rtu_reply(frame.unit, frame.function, frame.data))
             ):
                 write(reply)
 
