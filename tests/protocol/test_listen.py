@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 import os
+import random
 
 import pytest
 
@@ -27,9 +28,10 @@ from custom_components.rack_battery.protocol.listen import (
     open_listener,
     source_for,
 )
+from custom_components.rack_battery.protocol.rtu import seal
 from simulator import jk_pb as sim_jk, seplos_v3 as sim_seplos
 from simulator.bank import SimBank, constant_load, make_bank
-from simulator.modbus_line import Fault, ModbusLine
+from simulator.modbus_line import Fault, ModbusLine, master_request
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -200,3 +202,97 @@ async def test_nothing_heard_is_no_reading(bank: SimBank) -> None:
     finally:
         await listener.close()
         await line.stop()
+
+
+class Gateway:
+    """A loopback TCP 'gateway' whose bytes the test writes itself."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.connected = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> TcpSource:
+        async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+            self.connected.set()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return TcpSource("127.0.0.1", int(self.server.sockets[0].getsockname()[1]))
+
+    async def send(self, data: bytes) -> None:
+        await self.connected.wait()
+        for writer in self.writers:
+            writer.write(data)
+            await writer.drain()
+
+    async def stop(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def trigger(unit: int, register: int) -> bytes:
+    return master_request(unit, 0x10, register, 1)
+
+
+def ack(unit: int, register: int) -> bytes:
+    return seal(bytes((unit, 0x10)) + register.to_bytes(2, "big") + b"\x00\x01")
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[Gateway]:
+    made = Gateway()
+    yield made
+    await made.stop()
+
+
+async def test_jk_frames_belong_to_the_write_reply_that_answers_their_trigger(
+    wire: Gateway, bank: SimBank
+) -> None:
+    listener = BusListener(await wire.start(), "jk_pb", window=60.0)
+    await listener.connect()
+    try:
+        one, two = bank.pack(1), bank.pack(2)
+        live = sim_jk.TRIGGER_LIVE
+        # Pack 1 answers its trigger; then pack 2's frame arrives with a reply
+        # naming unit 3, which nobody asked: it is thrown away, not laid at 2's door.
+        await wire.send(trigger(1, live) + sim_jk.pack_frame(one, live) + b"\x00" + ack(1, live))
+        await wire.send(trigger(2, live) + sim_jk.pack_frame(two, live) + ack(3, live))
+        # The master's own frame and reply from unit 0, nobody having asked.
+        master = bank.pack(0)
+        await wire.send(sim_jk.pack_frame(master, live) + ack(0, live) + trigger(1, live))
+        await until(listener, lambda: listener.stats.pack(2).requests >= 1 and listener.frames >= 8)
+        assert set(listener.packs_heard()) == {0, 1}
+        assert (await listener.read_pack(1)).voltage == pytest.approx(one.voltage, abs=0.001)
+        assert (await listener.read_pack(0)).voltage == pytest.approx(master.voltage, abs=0.001)
+        assert listener.stats.pack(2).discarded == 2  # the frame and the foreign reply
+        assert listener.stats.pack(2).timeouts == 1
+        assert listener.stats.pack(1).replies == 1
+        # A settings frame gives the identity its cells and capacity.
+        settings = sim_jk.TRIGGER_SETTINGS
+        frame = sim_jk.pack_frame(one, settings)
+        await wire.send(trigger(1, settings) + frame + ack(1, settings))
+        await until(listener, lambda: listener.stats.pack(1).replies >= 2)
+        identity = await listener.read_identity(1)
+        assert identity.cell_count == len(one.cell_voltages)
+        assert identity.design_capacity == pytest.approx(one.design_capacity)
+    finally:
+        await listener.close()
+
+
+async def test_64_kb_of_noise_is_dropped_counted_and_survived(wire: Gateway, bank: SimBank) -> None:
+    listener = BusListener(await wire.start(), "jk_pb", window=60.0)
+    await listener.connect()
+    try:
+        live = sim_jk.TRIGGER_LIVE
+        noise = random.Random(11).randbytes(65536)
+        await wire.send(noise)
+        await wire.send(trigger(1, live) + sim_jk.pack_frame(bank.pack(1), live) + ack(1, live))
+        await until(listener, lambda: listener.readings_heard[1] >= 1)
+        assert listener.stats.noise_bytes >= len(noise) - 1024
+        assert listener.packs_heard() == [1]
+    finally:
+        await listener.close()
