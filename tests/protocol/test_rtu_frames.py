@@ -191,8 +191,8 @@ def _valid_stream(rng: random.Random) -> bytes:
     return bytes(out)
 
 
-def _check_split(stream: bytes, chunk: int) -> None:
-    splitter = RtuSplitter(range(16))
+def _check_split(stream: bytes, chunk: int, *, unasked: bool = True) -> None:
+    splitter = RtuSplitter(range(16), unasked=unasked)
     taken = 0
     for start in range(0, len(stream), chunk):
         for request, frame in splitter.feed(stream[start : start + chunk]):
@@ -210,9 +210,9 @@ def _check_split(stream: bytes, chunk: int) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.binary(max_size=65536), st.integers(1, 5000))
-def test_fuzz_random_streams_up_to_64_kb(stream: bytes, chunk: int) -> None:
-    _check_split(stream, chunk)
+@given(st.binary(max_size=65536), st.integers(1, 5000), st.booleans())
+def test_fuzz_random_streams_up_to_64_kb(stream: bytes, chunk: int, unasked: bool) -> None:
+    _check_split(stream, chunk, unasked=unasked)
 
 
 @settings(max_examples=60, deadline=None)
@@ -220,9 +220,10 @@ def test_fuzz_random_streams_up_to_64_kb(stream: bytes, chunk: int) -> None:
     st.randoms(use_true_random=False),
     st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.integers(0, 2))),
     st.integers(1, 600),
+    st.booleans(),
 )
 def test_fuzz_mutated_valid_traffic(
-    rng: random.Random, mutations: list[tuple[int, int, int]], chunk: int
+    rng: random.Random, mutations: list[tuple[int, int, int]], chunk: int, unasked: bool
 ) -> None:
     stream = bytearray()
     size = rng.randrange(1, 65536)
@@ -236,7 +237,7 @@ def test_fuzz_mutated_valid_traffic(
             stream[at:at] = bytes((value,))  # a byte inserted
         else:
             del stream[at : at + value % 8]  # a few bytes lost
-    _check_split(bytes(stream), chunk)
+    _check_split(bytes(stream), chunk, unasked=unasked)
 
 
 def test_unmutated_traffic_comes_through_whole() -> None:
@@ -247,3 +248,20 @@ def test_unmutated_traffic_comes_through_whole() -> None:
     assert splitter.dropped == 0
     assert splitter.held == 0
     assert sum(_length(frame) for _, frame in found) == len(stream)
+
+
+def test_a_listener_looks_only_for_the_read_reply_it_awaits() -> None:
+    reply = seal(bytes.fromhex("01030414B4FC18"))  # two registers from unit 1
+    splitter = RtuSplitter(range(16), unasked=False)
+    # Without its request, a read reply is not looked for: it is noise.
+    assert list(splitter.feed(reply)) == []
+    assert splitter.dropped + splitter.held == len(reply)
+    # After the request, it is; and a reply of that shape from another unit
+    # is a frame too, answering nothing.
+    wrong = seal(bytes.fromhex("02030414B4FC18"))
+    found = rtu(list(splitter.feed(read_request(1, 3, 0, 2) + wrong + reply)))
+    assert [(None if r is None else r.unit, f.unit) for r, f in found] == [
+        (None, 1),
+        (None, 2),
+        (1, 1),
+    ]

@@ -214,7 +214,8 @@ class BusListener(BmsDriver):
         self.listened_family = family
         self._decode, self.family_addresses = DECODERS[family]
         self.window = window
-        self._splitter = RtuSplitter(UNITS)
+        # A reply nobody asked for is thrown away anyway: it is not looked for.
+        self._splitter = RtuSplitter(UNITS, unasked=False)
         self._packs: dict[int, _Pack] = {}
         self._waiting: Frame | None = None
         self._block: JkFrame | None = None  # a JK-PB frame, until its write reply
@@ -412,7 +413,9 @@ async def detect_master(source: ByteSource, *, window: float = 2.0) -> bool:
     Any valid RTU frame that arrives while we stay silent was caused by
     someone else's request: the bus has a master already.
     """
-    splitter = RtuSplitter()
+    # A master's requests (and a JK-PB master's frames) give it away; replies
+    # need not be looked for.
+    splitter = RtuSplitter(unasked=False)
     frames = 0
     done = asyncio.Event()
 

@@ -129,12 +129,17 @@ def _byte_class(values: Collection[int]) -> bytes:
     return b"[" + b"".join(b"\\x%02x" % value for value in sorted(set(values))) + b"]"
 
 
-def _candidates(buffer: bytearray, at: int, end: int) -> list[tuple[int, bool]] | None:  # noqa: PLR0911
+def _candidates(  # noqa: PLR0911
+    buffer: bytearray, at: int, end: int, awaited: bytes | None
+) -> list[tuple[int, bool]] | None:
     """Return the (length, is_request) a frame starting at ``at`` could have.
 
     None means the bytes that decide it have not all arrived. Lengths that
     the header already rules out (a count of zero, a byte count that does
-    not fit the count, an unknown exception code) are left out.
+    not fit the count, an unknown exception code) are left out. Given
+    ``awaited`` (function and byte count of the one read reply wanted), a
+    read reply is a candidate only if it has them: from any unit, so that a
+    reply from the wrong one is still seen for what it is.
     """
     function = buffer[at + 1]
     if function & 0x80:
@@ -151,6 +156,8 @@ def _candidates(buffer: bytearray, at: int, end: int) -> list[tuple[int, bool]] 
         count = int.from_bytes(buffer[at + 4 : at + 6], "big")
         found = [(8, True)] if 0 < count <= (2000 if function <= 0x02 else 125) else []
         size = buffer[at + 2]
+        if awaited is not None and buffer[at + 1 : at + 3] != awaited:
+            return found
         if 0 < size <= 250 and (function <= 0x02 or not size & 1):
             found.append((5 + size, False))
         return found
@@ -203,12 +210,17 @@ def answers(request: Frame, reply: Frame) -> bool:
 class RtuSplitter:
     """Cut a byte stream into requests, replies and JK-PB frames; pair replies with requests."""
 
-    def __init__(self, units: Collection[int] = ALL_UNITS) -> None:
+    def __init__(self, units: Collection[int] = ALL_UNITS, *, unasked: bool = True) -> None:
         """Start with nothing heard; take RTU frames only from ``units``.
 
         A listener that knows where its family's packs sit passes their
         range: fewer bytes can then start a frame, and noise costs less.
+        With ``unasked`` False, read replies are looked for only where they
+        answer the read request just heard: a read reply is the one frame
+        whose CRC runs over up to 255 bytes, so noise built of reply headers
+        then costs no more than any other.
         """
+        self._unasked = unasked
         self._buffer = bytearray()
         self._starts: deque[_Start] = deque()
         self._scan = 0  # the next offset not yet looked at
@@ -285,7 +297,7 @@ class RtuSplitter:
                 start.length = JK_FRAME
                 return True
             return False
-        candidates = _candidates(buffer, start.at, end)
+        candidates = _candidates(buffer, start.at, end, self._awaited())
         if candidates is None:
             return None
         waiting = False
@@ -300,6 +312,21 @@ class RtuSplitter:
                 start.length, start.is_request = length, is_request
                 return True
         return None if waiting else False
+
+    def _awaited(self) -> bytes | None:
+        """Return the header of the only read reply worth checking, or None for any.
+
+        None unless the splitter was told to take replies only to requests
+        it heard; then b"" (no read reply at all) while no read is pending.
+        """
+        if self._unasked:
+            return None
+        pending = self.pending
+        if pending is None or pending.function not in READ_FUNCTIONS:
+            return b""
+        count = pending.count
+        size = 2 * count if pending.function >= 0x03 else (count + 7) // 8
+        return bytes((pending.function, size & 0xFF))
 
     def _strong(self, start: _Start) -> bool:
         """Return whether a start is worth waiting for: a JK header, or the awaited reply."""
