@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+import random
 import statistics
 import sys
 import time
@@ -22,8 +23,10 @@ from custom_components.rack_battery.protocol.connection import ConnectionSpec, W
 from custom_components.rack_battery.protocol.drivers.pace_modbus import decode_pack
 from custom_components.rack_battery.protocol.pylon.analog import decode_analog
 from custom_components.rack_battery.protocol.pylon.frame import decode_frame, encode_frame
-from simulator import pace_modbus, pylontech_ascii
+from custom_components.rack_battery.protocol.rtu import RtuSplitter, seal
+from simulator import jk_pb as sim_jk, pace_modbus, pylontech_ascii
 from simulator.bank import SimBank, constant_load, make_bank
+from simulator.modbus_line import master_request
 from simulator.pace_modbus import encode_pack
 from simulator.readings import snapshot_of
 
@@ -119,9 +122,73 @@ def analysis() -> None:
     _figure("analyzer update, 16 packs, per poll", _median_us(update, rounds=500), "us")
 
 
+def _cpu_ms(fn: Callable[[], object]) -> float:
+    start = time.process_time()
+    fn()
+    return (time.process_time() - start) * 1e3
+
+
+def _split(splitter: RtuSplitter, data: bytes, chunk: int = 4096) -> float:
+    """Return the worst CPU time (ms) of one feed of ``chunk`` bytes, as a read delivers them."""
+    worst = 0.0
+    for start in range(0, len(data), chunk):
+        piece = data[start : start + chunk]
+        worst = max(worst, _cpu_ms(lambda piece=piece: list(splitter.feed(piece))))
+    return worst
+
+
+def _framer_inputs() -> dict[str, bytes]:
+    """Return 64 KB inputs: random noise, noise made of frame starts, and a real master bus."""
+    rng = random.Random(1)
+    size = 65536
+    bank = make_bank(3, first_address=0, load=constant_load(30.0))
+    live, settings = sim_jk.TRIGGER_LIVE, sim_jk.TRIGGER_SETTINGS
+    cycle = b""
+    for pack in bank.packs:
+        for trigger in (live, settings):
+            ack = seal(bytes((pack.address, 0x10)) + trigger.to_bytes(2, "big") + b"\x00\x01")
+            asked = master_request(pack.address, 0x10, trigger, 1) if pack.address else b""
+            cycle += asked + sim_jk.pack_frame(pack, trigger) + ack
+    bus = (cycle * (size // len(cycle) + 1))[:size]
+    mutated = bytearray(bus)
+    for _ in range(2000):
+        mutated[rng.randrange(size)] = rng.randrange(256)
+    return {
+        "random noise": rng.randbytes(size),
+        "read-reply headers (01 03 FA ...)": (b"\x01\x03\xfa" * size)[:size],
+        "JK headers (55 AA EB 90 ...)": (b"\x55\xaa\xeb\x90" * size)[:size],
+        "write requests (01 10 16 20 00 7B F6 ...)": (bytes.fromhex("01101620007BF6") * size)[
+            :size
+        ],
+        "JK-PB master bus": bus,
+        "JK-PB master bus, 2000 bytes hit": bytes(mutated),
+    }
+
+
+def framers() -> None:
+    """CPU for 64 KB through the RTU/55AA splitter: a listener, detect_master, the simulator."""
+    inputs = _framer_inputs()
+    makers: dict[str, Callable[[], RtuSplitter]] = {
+        "listener (units 0-15)": lambda: RtuSplitter(range(16), unasked=False),
+        "detect_master (any unit)": lambda: RtuSplitter(unasked=False),
+        "simulator (any unit, any frame)": RtuSplitter,
+    }
+    for name, make in makers.items():
+        worst_per_kb = 0.0
+        for label, data in inputs.items():
+            splitter = make()
+            total = _cpu_ms(lambda splitter=splitter, data=data: list(splitter.feed(data)))
+            worst_feed = _split(make(), data)
+            worst_per_kb = max(worst_per_kb, total / (len(data) / 1024))
+            _figure(f"splitter {name}: {label}, 64 KB", total, "ms")
+            _figure("  worst 4 KB read of it", worst_feed, "ms")
+        print(f"splitter {name}: {len(inputs)} inputs tried, worst {worst_per_kb:.3f} ms per KB")
+
+
 def main() -> int:
     """Print every figure."""
     print(f"Python {sys.version.split()[0]}")
+    framers()
     decoders()
     asyncio.run(wires())
     analysis()

@@ -38,6 +38,9 @@ MAX_FRAME: Final = 256
 ALL_UNITS: Final = range(0, 248)
 # Modbus exception codes run from 0x01 to 0x0B.
 EXCEPTION_CODES: Final = range(0x01, 0x0C)
+# The longest write request a listener looks for, in data bytes: masters
+# it hears read, or trigger with a one-register write.
+SHORT_WRITE: Final = 8
 # JK-PB's frames: the header, a type, a counter, the payload, a one-byte sum.
 JK_HEADER: Final = b"\x55\xaa\xeb\x90"
 JK_FRAME: Final = 300
@@ -139,7 +142,8 @@ def _candidates(  # noqa: PLR0911
     not fit the count, an unknown exception code) are left out. Given
     ``awaited`` (function and byte count of the one read reply wanted), a
     read reply is a candidate only if it has them: from any unit, so that a
-    reply from the wrong one is still seen for what it is.
+    reply from the wrong one is still seen for what it is; and a write
+    request only if it is short (a JK-PB trigger writes two bytes).
     """
     function = buffer[at + 1]
     if function & 0x80:
@@ -167,6 +171,8 @@ def _candidates(  # noqa: PLR0911
     found = [(8, False)]
     count = int.from_bytes(buffer[at + 4 : at + 6], "big")
     size = buffer[at + 6]
+    if awaited is not None and size > SHORT_WRITE:
+        return found
     if count and size == (2 * count if function == 0x10 else (count + 7) // 8):
         found.append((9 + size, True))
     return found
@@ -216,9 +222,10 @@ class RtuSplitter:
         A listener that knows where its family's packs sit passes their
         range: fewer bytes can then start a frame, and noise costs less.
         With ``unasked`` False, read replies are looked for only where they
-        answer the read request just heard: a read reply is the one frame
-        whose CRC runs over up to 255 bytes, so noise built of reply headers
-        then costs no more than any other.
+        answer the read request just heard, and write requests only where
+        they are short: those are the frames whose CRC runs over up to 255
+        bytes, so noise built of their headers then costs no more than any
+        other. A listener wants nothing else.
         """
         self._unasked = unasked
         self._buffer = bytearray()
