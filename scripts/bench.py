@@ -122,9 +122,11 @@ def analysis() -> None:
     _figure("analyzer update, 16 packs, per poll", _median_us(update, rounds=500), "us")
 
 
-def _cpu_ms(fn: Callable[[], object]) -> float:
+def _feed_ms(splitter: RtuSplitter, data: bytes) -> float:
+    """Return the CPU time (ms) of one feed, every frame taken out."""
     start = time.process_time()
-    fn()
+    for _ in splitter.feed(data):
+        pass
     return (time.process_time() - start) * 1e3
 
 
@@ -133,7 +135,7 @@ def _split(splitter: RtuSplitter, data: bytes, chunk: int = 4096) -> float:
     worst = 0.0
     for start in range(0, len(data), chunk):
         piece = data[start : start + chunk]
-        worst = max(worst, _cpu_ms(lambda piece=piece: list(splitter.feed(piece))))
+        worst = max(worst, _feed_ms(splitter, piece))
     return worst
 
 
@@ -177,7 +179,7 @@ def framers() -> None:
         worst_per_kb = 0.0
         for label, data in inputs.items():
             splitter = make()
-            total = _cpu_ms(lambda splitter=splitter, data=data: list(splitter.feed(data)))
+            total = _feed_ms(splitter, data)
             worst_feed = _split(make(), data)
             worst_per_kb = max(worst_per_kb, total / (len(data) / 1024))
             _figure(f"splitter {name}: {label}, 64 KB", total, "ms")
