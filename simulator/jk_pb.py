@@ -53,6 +53,8 @@ TRIGGER_SETTINGS: Final = 0x161E
 TRIGGER_LIVE: Final = 0x1620
 FRAME_TYPES: Final = {TRIGGER_SETTINGS: 0x01, TRIGGER_LIVE: 0x02}
 MASTER: Final = 0
+# The gap a real master leaves between one exchange and the next request.
+MASTER_GAP: Final = 0.18
 HARDWARE: Final = "19A"
 # Run time (s) of a simulated pack when the bank's clock starts: a year;
 # the RTC (s since 2020-01-01) then reads mid-2026.
@@ -264,3 +266,34 @@ def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:
 def make_line(bank: SimBank) -> ModbusLine:
     """Return the RS485 line of a JK-PB bank (open it as a pty, or serve it over TCP)."""
     return ModbusLine(JkPbPacks(bank))
+
+
+class MasterBus:
+    """A JK-PB bank whose DIP-0 master drives the line, served for ``python -m simulator``."""
+
+    def __init__(self, line: ModbusLine, host: str, port: int, path: str = "") -> None:
+        """Hold the line and where it is served (host and port, or a pty's path)."""
+        self.line = line
+        self.host = host
+        self.port = port
+        self.path = path
+
+    async def stop(self) -> None:
+        """Stop the master and close the line."""
+        await self.line.stop()
+
+
+async def start_server(bank: SimBank, host: str, port: int) -> MasterBus:
+    """Serve a master bus as raw RTU over TCP (a transparent gateway)."""
+    line = make_line(bank)
+    host, bound = await line.serve_rtu_tcp(host, port)
+    line.start_master(master_polls(bank), period=MASTER_GAP)
+    return MasterBus(line, host, bound)
+
+
+async def start_pty(bank: SimBank) -> MasterBus:
+    """Serve a master bus on a pseudo-terminal (a USB RS485 adapter)."""
+    line = make_line(bank)
+    path = line.open_pty()
+    line.start_master(master_polls(bank), period=MASTER_GAP)
+    return MasterBus(line, "serial", 0, path)
