@@ -265,3 +265,24 @@ def test_a_listener_looks_only_for_the_read_reply_it_awaits() -> None:
         (None, 2),
         (1, 1),
     ]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        b"\x55\xaa\xeb\x90",  # JK headers, each awaited and each failing its sum
+        b"\x01\x03\xfa",  # read-reply headers
+        bytes.fromhex("01101620007BF6"),  # long write requests
+    ],
+)
+@pytest.mark.parametrize("unasked", [True, False])
+def test_starts_that_come_to_nothing_do_not_pile_up(pattern: bytes, unasked: bool) -> None:
+    stream = (pattern * 4096)[:8192]
+    splitter = RtuSplitter(range(16), unasked=unasked)
+    most = 0
+    for start in range(0, len(stream), 16):
+        for _ in splitter.feed(stream[start : start + 16]):
+            pass
+        most = max(most, splitter.held)
+    assert most < 300 + 16
+    assert splitter.dropped + splitter.held == len(stream)

@@ -365,9 +365,10 @@ class RtuSplitter:
                 if state is None:
                     break
                 starts.popleft()
-            if not starts:
-                self._drop_to(self._scan)
-            elif (later := self._found_beyond()) is not None:
+            # What lies before the first start still undecided starts no
+            # frame: it is noise, and is let go now.
+            self._drop_to(starts[0].at if starts else self._scan)
+            if starts and (later := self._found_beyond()) is not None:
                 # Nothing worth waiting for lies before a whole frame: what
                 # does is noise, or the rest of a broken frame.
                 while starts[0] is not later:
