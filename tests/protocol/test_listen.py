@@ -296,3 +296,20 @@ async def test_64_kb_of_noise_is_dropped_counted_and_survived(wire: Gateway, ban
         assert listener.packs_heard() == [1]
     finally:
         await listener.close()
+
+
+async def test_a_settings_frame_naming_another_pack_is_not_taken(
+    wire: Gateway, bank: SimBank
+) -> None:
+    listener = BusListener(await wire.start(), "jk_pb", window=60.0)
+    await listener.connect()
+    try:
+        settings = sim_jk.TRIGGER_SETTINGS
+        # Unit 1 is asked, but the frame says DIP address 2 (byte 270).
+        frame = sim_jk.pack_frame(bank.pack(2), settings)
+        await wire.send(trigger(1, settings) + frame + ack(1, settings) + trigger(2, settings))
+        await until(listener, lambda: listener.stats.pack(2).requests >= 1)
+        assert listener.stats.pack(1).discarded == 2  # the frame and its reply
+        assert listener.stats.pack(1).replies == 0
+    finally:
+        await listener.close()

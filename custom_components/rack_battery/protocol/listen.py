@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
@@ -193,6 +194,28 @@ def open_listener(
     return BusListener(source_for(spec, baudrate=BAUDRATES[family]), family, window=window)
 
 
+def _owner(
+    block: JkFrame, request: Frame | None, reply: Frame, settings: jk_pb.FrameSettings | None
+) -> int | None:
+    """Return the unit a JK-PB frame belongs to, by the write reply after it; None if none.
+
+    A slave's frame counts only when the reply answers the trigger just
+    heard, for that frame's type (and a settings frame names that pack's own
+    DIP address); the master's own frames come with a reply from unit 0
+    that nobody asked for.
+    """
+    if reply.function != WRITE_MULTIPLE or reply.is_request:
+        return None
+    trigger = jk_pb.TRIGGERS.get(block.kind)
+    if trigger is None or reply.start != trigger or reply.count != 1:
+        return None
+    if request is None and reply.unit != JK_MASTER:
+        return None
+    if settings is not None and settings.address not in (None, reply.unit):
+        return None
+    return reply.unit
+
+
 @dataclass
 class _Pack:
     heard: dict[tuple[int, int], list[int] | list[bool]]
@@ -288,32 +311,26 @@ class BusListener(BmsDriver):
             self.stats.stray_frames += 1
 
     def _claim(self, block: JkFrame, request: Frame | None, reply: Frame) -> bool:
-        """Lay a JK-PB frame at the door of the write reply after it; False if it is not its own.
-
-        A slave's frame counts only when the reply answers the trigger just
-        heard, for that frame's type; the master's own frames come with a
-        reply from unit 0 that nobody asked for.
-        """
-        if reply.function != WRITE_MULTIPLE or reply.is_request:
-            return False
-        unit = reply.unit
-        trigger = jk_pb.TRIGGERS.get(block.kind)
-        if trigger is None or reply.start != trigger or reply.count != 1:
-            return False
-        if request is None and unit != JK_MASTER:
+        """Lay a JK-PB frame at the door of the write reply after it; False if it is not its own."""
+        settings: jk_pb.FrameSettings | None = None
+        if block.kind == jk_pb.FRAME_SETTINGS:
+            with contextlib.suppress(FrameError):
+                settings = jk_pb.decode_settings_frame(block.raw)
+        unit = _owner(block, request, reply, settings)
+        if unit is None:
             return False
         if request is not None:
             self._waiting = None
             self.stats.pack(unit).replies += 1
         pack = self._pack(unit)
         pack.unanswered = False
+        if block.kind == jk_pb.FRAME_SETTINGS:
+            pack.settings = settings or pack.settings
+            return True
         try:
-            if block.kind == jk_pb.FRAME_SETTINGS:
-                pack.settings = jk_pb.decode_settings_frame(block.raw)
-                return True
             reading = jk_pb.decode_live_frame(unit, block.raw)
         except FrameError:
-            return True
+            return True  # a frame of another type (device information): nothing to read
         self._heard(unit, pack, reading)
         return True
 
