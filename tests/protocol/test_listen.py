@@ -315,3 +315,23 @@ async def test_a_settings_frame_naming_another_pack_is_not_taken(
         assert listener._packs[1].settings is None
     finally:
         await listener.close()
+
+
+async def test_a_cut_short_jk_frame_is_not_read_and_the_next_one_is(
+    wire: Gateway, bank: SimBank
+) -> None:
+    """Some adapters cut a 55AA frame to 287..299 bytes: it fails its sum and is noise."""
+    listener = BusListener(await wire.start(), "jk_pb", window=60.0)
+    await listener.connect()
+    try:
+        live = sim_jk.TRIGGER_LIVE
+        one, two = bank.pack(1), bank.pack(2)
+        cut = sim_jk.pack_frame(one, live)[:290]
+        await wire.send(trigger(1, live) + cut + ack(1, live))
+        await wire.send(trigger(2, live) + sim_jk.pack_frame(two, live) + ack(2, live))
+        await until(listener, lambda: listener.readings_heard[2] >= 1)
+        assert listener.readings_heard[1] == 0
+        assert listener.stats.noise_bytes >= 290
+        assert (await listener.read_pack(2)).voltage == pytest.approx(two.voltage, abs=0.001)
+    finally:
+        await listener.close()
