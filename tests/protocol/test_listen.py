@@ -335,3 +335,46 @@ async def test_a_cut_short_jk_frame_is_not_read_and_the_next_one_is(
         assert (await listener.read_pack(2)).voltage == pytest.approx(two.voltage, abs=0.001)
     finally:
         await listener.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_mangled_master_bus_traffic_is_survived(
+    wire: Gateway, bank: SimBank, seed: int
+) -> None:
+    """64 KB of a JK-PB master bus with bytes hit, cut and added; then a clean exchange is read."""
+    rng = random.Random(seed)
+    live, settings = sim_jk.TRIGGER_LIVE, sim_jk.TRIGGER_SETTINGS
+    cycle = b""
+    for pack in bank.packs:
+        for register in (live, settings):
+            asked = trigger(pack.address, register) if pack.address else b""
+            cycle += asked + sim_jk.pack_frame(pack, register) + ack(pack.address, register)
+    stream = bytearray((cycle * (65536 // len(cycle) + 1))[:65536])
+    for _ in range(300):
+        at = rng.randrange(len(stream))
+        match rng.randrange(3):
+            case 0:
+                stream[at] = rng.randrange(256)
+            case 1:
+                stream[at:at] = rng.randbytes(rng.randrange(1, 20))
+            case _:
+                del stream[at : at + rng.randrange(1, 40)]
+    listener = BusListener(await wire.start(), "jk_pb", window=60.0)
+    await listener.connect()
+    try:
+        await wire.send(bytes(stream))
+        # Whatever the mangled stream left pending, a clean exchange is read.
+        before = listener.readings_heard[2]
+        await wire.send(trigger(2, live) + sim_jk.pack_frame(bank.pack(2), live) + ack(2, live))
+        await until(listener, lambda: listener.readings_heard[2] > before)
+        assert set(listener.packs_heard()) <= {0, 1, 2}
+        # No pack shows another's values: a frame is only ever its own pack's.
+        report = await listener.poll(listener.packs_heard())
+        assert 2 in report.readings
+        for address, reading in report.readings.items():
+            assert reading.voltage == pytest.approx(bank.pack(address).voltage, abs=0.001)
+            assert reading.cell_voltages == pytest.approx(
+                bank.pack(address).cell_voltages, abs=0.001
+            )
+    finally:
+        await listener.close()
