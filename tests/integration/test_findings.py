@@ -299,13 +299,14 @@ def test_logbook_names_the_pack_and_the_change() -> None:
         "severity": "warning",
         "address": 3,
     }
-    assert describe_finding(data) == {
-        "name": "Rack battery pack 3",
-        "message": "high resistance raised, warning",
+    assert describe_finding(data, "Garage bank pack 3", "binary_sensor.garage_bank_pack_3") == {
+        "name": "Garage bank pack 3",
+        "message": "high resistance found (warning)",
+        "entity_id": "binary_sensor.garage_bank_pack_3",
     }
     assert describe_finding({**data, "action": "cleared", "address": None}) == {
-        "name": "Rack battery bank",
-        "message": "high resistance cleared, was warning",
+        "name": "Battery bank",
+        "message": "high resistance cleared (was warning)",
     }
     assert describe_finding({**data, "action": "changed", "severity": "critical"})["message"] == (
         "high resistance is now critical"
