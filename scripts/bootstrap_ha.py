@@ -321,6 +321,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--family", default="pace_modbus")
     parser.add_argument("--bank-host", default="127.0.0.1", help="where the simulator listens")
     parser.add_argument("--bank-port", type=int, default=5020)
+    parser.add_argument(
+        "--simulator-log", default="config/simulator.log", help="shown in the banner"
+    )
     parser.add_argument("--hass-pid", type=int, help="give up early if this process exits")
     parser.add_argument(
         "--tries", type=int, default=900, help="seconds to wait for Home Assistant (default 900)"
@@ -370,7 +373,7 @@ def main() -> int:
         f"  Home Assistant is ready:  {args.url}\n"
         f"  Log in as:                {args.username} / {args.password}\n"
         f"  The bank:                 {args.url}/config/integrations/integration/{DOMAIN}\n"
-        f"  Simulator's own view:     tail -f config/simulator.log\n"
+        f"  Simulator's own view:     tail -f {args.simulator_log}\n"
         f"  Ctrl-C stops Home Assistant and the simulator.\n"
         f"{rule}\n",
         flush=True,

@@ -26,7 +26,7 @@ POWER_STEP = 50.0  # W
 # A pack current at or above this draws the longest arrow; below
 # ``IDLE_CURRENT`` none at all (a BMS's own offset).
 FULL_ARROW_CURRENT = 50.0  # A
-IDLE_CURRENT = 1.0  # A
+IDLE_CURRENT = 1.5  # A
 
 
 class PackState(StrEnum):

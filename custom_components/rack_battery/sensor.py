@@ -1,8 +1,8 @@
 """Sensors of the bank and of each pack.
 
 Power and current are positive while the bank charges, as every supported
-BMS reports them; Home Assistant's energy dashboard takes a battery's power
-the other way round, so pick "power is positive when charging" where it asks.
+BMS reports them; Home Assistant's energy dashboard (2025.12 on) takes a
+battery's power the other way round, so it needs its inverted option.
 The bank's "Energy charged" and "Energy discharged" are the battery's "energy
 going in" and "energy going out" in that dashboard.
 
