@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import EVENT_FINDING
 from custom_components.rack_battery.logbook import describe_finding
-from custom_components.rack_battery.options_flow import section_of
+from custom_components.rack_battery.options_flow import MAIN, section_of
 from simulator import faults
 from simulator.bank import CELLS, SimBank
 
@@ -174,11 +174,15 @@ async def test_the_banks_make_up(
     assert hass.states.get(problem_entity(None)).state == STATE_OFF  # type: ignore[union-attr]
 
 
-def _options_input(thresholds: Thresholds) -> dict[str, dict[str, float]]:
-    """Return the options form filled in with these settings, section by section."""
-    form: dict[str, dict[str, float]] = {}
+def _options_input(thresholds: Thresholds) -> dict[str, Any]:
+    """Return the options form filled in with these settings: the main ones
+    at the top, the rest section by section."""
+    form: dict[str, Any] = {}
     for key, value in thresholds.to_dict().items():
-        form.setdefault(section_of(key), {})[key] = value
+        if (name := section_of(key)) == MAIN:
+            form[key] = value
+        else:
+            form.setdefault(name, {})[key] = value
     return form
 
 

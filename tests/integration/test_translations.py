@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from homeassistant.data_entry_flow import section
+
+from custom_components.rack_battery.bank.analysis import Thresholds, settings_info
+from custom_components.rack_battery.options_flow import MAIN, options_schema
 from custom_components.rack_battery.protocol.catalog import FAMILIES, families_on
 from custom_components.rack_battery.protocol.connection import Wire
 
@@ -26,3 +30,32 @@ def test_every_offered_wire_has_a_menu_entry_and_a_step() -> None:
         if families_on(wire):
             assert wire.value in menu, wire
             assert "title" in STRINGS["config"]["step"][wire.value], wire
+
+
+def test_the_options_form_puts_the_main_choices_first_in_plain_words() -> None:
+    """The few settings a manual decides are on top; each setting has words,
+    its unit once (in the field, not again in its label), and the form
+    links to the rules' page rather than naming a repository path."""
+    schema = options_schema(Thresholds())
+    top = [str(marker) for marker, field in schema.schema.items() if not isinstance(field, section)]
+    assert top[:2] == ["temperature_warning", "temperature_critical"]
+    sections = [
+        str(marker) for marker, field in schema.schema.items() if isinstance(field, section)
+    ]
+    assert sections
+    assert MAIN not in sections
+
+    init = STRINGS["options"]["step"]["init"]
+    assert "{rules_url}" in init["description"]
+    assert "docs/rules.md" not in json.dumps(init)
+    labels = dict(init["data"])
+    descriptions = dict(init["data_description"])
+    for name in sections:
+        labels |= init["sections"][name]["data"]
+        descriptions |= init["sections"][name]["data_description"]
+        assert init["sections"][name]["name"].startswith("Advanced")
+    for info in settings_info():
+        assert info.key in labels, info.key
+        assert info.key in descriptions, info.key
+        assert "(" not in labels[info.key], labels[info.key]
+        assert "hysteresis" not in (labels[info.key] + descriptions[info.key]).lower()
