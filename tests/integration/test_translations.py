@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 
 from homeassistant.data_entry_flow import section
+import pytest
 
 from custom_components.rack_battery.bank.analysis import Thresholds, settings_info
 from custom_components.rack_battery.options_flow import MAIN, options_schema
 from custom_components.rack_battery.protocol.catalog import FAMILIES, families_on
 from custom_components.rack_battery.protocol.connection import Wire
 
-STRINGS = json.loads(
-    (Path(__file__).parents[2] / "custom_components/rack_battery/translations/en.json").read_text()
-)
+TRANSLATIONS = Path(__file__).parents[2] / "custom_components/rack_battery/translations"
+STRINGS = json.loads((TRANSLATIONS / "en.json").read_text())
 
 
 def test_every_family_has_a_label() -> None:
@@ -59,3 +60,34 @@ def test_the_options_form_puts_the_main_choices_first_in_plain_words() -> None:
         assert info.key in descriptions, info.key
         assert "(" not in labels[info.key], labels[info.key]
         assert "hysteresis" not in (labels[info.key] + descriptions[info.key]).lower()
+
+
+def _flatten(node: object, path: str = "") -> dict[str, str]:
+    """Return every text of a translations file by its dotted key."""
+    if isinstance(node, dict):
+        found: dict[str, str] = {}
+        for key, value in node.items():
+            found |= _flatten(value, f"{path}.{key}" if path else key)
+        return found
+    assert isinstance(node, str), path
+    return {path: node}
+
+
+def _placeholders(text: str) -> list[str]:
+    return sorted(re.findall(r"\{(\w+)\}", text))
+
+
+@pytest.mark.parametrize("language", ["de", "nl"])
+def test_each_language_says_everything_english_does(language: str) -> None:
+    """Every text has its translation, no more and no fewer, with the same
+    placeholders (a missing one shows as a raw key, a wrong one as "{bank}")."""
+    english = _flatten(STRINGS)
+    other = _flatten(json.loads((TRANSLATIONS / f"{language}.json").read_text()))
+    assert sorted(english.keys() - other.keys()) == []
+    assert sorted(other.keys() - english.keys()) == []
+    for key, text in english.items():
+        assert _placeholders(other[key]) == _placeholders(text), key
+        assert other[key].strip(), key
+    # Translated, not copied: most texts differ from the English.
+    copied = [key for key, text in english.items() if other[key] == text]
+    assert len(copied) < len(english) // 10, copied
