@@ -6,8 +6,10 @@ would otherwise click through:
 
 1. wait for Home Assistant's HTTP server (the first start installs the
    frontend and a few other packages from PyPI, so that takes minutes);
-2. onboarding: create the user ``dev`` / ``dev``, then finish the core
-   config, analytics and integration steps;
+2. onboarding: create the user ``dev`` / ``dev``, then finish whichever of
+   the core config, analytics and integration steps are still open
+   (scripts/develop marks them done in a fresh config, so that the core
+   config step does not set up Google Translate, Met.no and Radio Browser);
 3. add the Rack Battery Bank through its config flow, pointed at the
    simulator, unless an entry of ``rack_battery`` already exists.
 
