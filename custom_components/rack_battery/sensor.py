@@ -27,6 +27,7 @@ from homeassistant.components.sensor import (
 from homeassistant.const import (
     PERCENTAGE,
     EntityCategory,
+    Platform,
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
     UnitOfEnergy,
@@ -34,13 +35,14 @@ from homeassistant.const import (
     UnitOfTemperature,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .bank.model import Activity, BankSnapshot, PackReading
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
-from .entity import RackBatteryEntity, entities_for_bank
+from .entity import RackBatteryEntity, entities_for_bank, pack_device_key
 
 PARALLEL_UPDATES = 0
 
@@ -377,19 +379,53 @@ async def async_setup_entry(
     """Set up the sensors of the bank and of every pack."""
     coordinator = entry.runtime_data.coordinator
     snapshot = coordinator.data.snapshot
-    async_add_entities(
-        entities_for_bank(
-            entry,
-            RackBatterySensor,
-            [
-                description
-                for description in BANK_SENSORS
-                if description.has_fn is None or description.has_fn(snapshot)
-            ],
-            PACK_SENSORS,
-            per_pack=lambda address: pack_specific_sensors(coordinator, address),
-        )
+    entities = entities_for_bank(
+        entry,
+        RackBatterySensor,
+        [
+            description
+            for description in BANK_SENSORS
+            if description.has_fn is None or description.has_fn(snapshot)
+        ],
+        PACK_SENSORS,
+        per_pack=lambda address: pack_specific_sensors(coordinator, address),
     )
+    _forget_sensors_that_never_come(
+        hass, entry, {entity.unique_id for entity in entities if entity.unique_id}
+    )
+    async_add_entities(entities)
+
+
+# Bank sensors of earlier versions, replaced by "time_remaining" and "activity".
+_RETIRED_BANK_KEYS = ("time_to_empty", "time_to_full")
+
+
+@callback
+def _forget_sensors_that_never_come(
+    hass: HomeAssistant, entry: RackBatteryConfigEntry, created: set[str]
+) -> None:
+    """Remove registered sensors whose value the bank or a pack has shown it never sends.
+
+    An entity registered by an earlier version (a Pylontech pack's state of
+    health, the old time to empty) would otherwise show "unavailable" for
+    good. Only what was judged on a reading goes: the sensors of a pack
+    that was silent at setup stay, with whatever the user made of them.
+    """
+    coordinator = entry.runtime_data.coordinator
+    judged = {
+        f"{entry.entry_id}_{key}"
+        for key in (*(description.key for description in BANK_SENSORS), *_RETIRED_BANK_KEYS)
+    }
+    for address in coordinator.data.snapshot.readings:
+        device_key = pack_device_key(entry, coordinator.packs[address])
+        judged.update(
+            f"{device_key}_{description.key}"
+            for description in (*PACK_REPORTED_SENSORS, *PACK_DIAGNOSTIC_SENSORS)
+        )
+    registry = er.async_get(hass)
+    for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if registered.domain == Platform.SENSOR and registered.unique_id in judged - created:
+            registry.async_remove(registered.entity_id)
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):

@@ -9,6 +9,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 
 from custom_components.rack_battery.const import DOMAIN, EVENT_FINDING
+from custom_components.rack_battery.entity import pack_device_key
 from custom_components.rack_battery.logbook import async_describe_events
 
 from .conftest import SimulatedBus, setup_bank
@@ -45,6 +46,24 @@ async def test_a_pylontech_bank_spells_its_maker_one_way(
     assert "soh" not in keys
     assert hass.states.get("sensor.pylontech_bank_pack_2_state_of_health") is None
     assert hass.states.get("sensor.pylontech_bank_pack_2_voltage") is not None
+
+    # Left behind by an earlier version, they would show "unavailable" for
+    # good: the next start removes them.
+    pack = pack_device_key(entry, entry.runtime_data.coordinator.packs[2])
+    leftovers = [
+        registry.async_get_or_create(
+            "sensor", DOMAIN, unique_id, config_entry=entry, suggested_object_id=object_id
+        ).entity_id
+        for unique_id, object_id in (
+            (f"{pack}_soh", "pylontech_bank_pack_2_state_of_health"),
+            (f"{entry.entry_id}_time_to_empty", "pylontech_bank_time_to_empty"),
+        )
+    ]
+    assert all(registry.async_get(entity_id) for entity_id in leftovers)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert [registry.async_get(entity_id) for entity_id in leftovers] == [None, None]
+    assert registry.async_get("sensor.pylontech_bank_pack_2_voltage") is not None
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
