@@ -9,19 +9,21 @@ in the recorder. A bank at rest thus keeps one picture for hours.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import override
 
 from homeassistant.components.image import ImageEntity, ImageEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.translation import async_get_translations
 from homeassistant.util import dt as dt_util
 
 from .bank.analysis import Severity
+from .const import DOMAIN
 from .coordinator import BankData, RackBatteryConfigEntry
 from .entity import RackBatteryEntity
-from .picture import BankPicture, PackState, bank_picture, pack_picture, render_svg
+from .picture import BankPicture, PackState, Words, bank_picture, pack_picture, render_svg
 
 PARALLEL_UPDATES = 0
 
@@ -30,7 +32,7 @@ PARALLEL_UPDATES = 0
 class RackBatteryImageEntityDescription(ImageEntityDescription):
     """Describes a picture by what it draws from one poll of the bank."""
 
-    picture_fn: Callable[[BankData, Callable[[int], str]], BankPicture]
+    picture_fn: Callable[[BankData, Words], BankPicture]
 
 
 def pack_state(data: BankData, address: int) -> PackState:
@@ -51,7 +53,7 @@ def pack_state(data: BankData, address: int) -> PackState:
     return PackState.OK
 
 
-def draw_bank(data: BankData, label: Callable[[int], str]) -> BankPicture:
+def draw_bank(data: BankData, words: Words) -> BankPicture:
     """Return the picture of one poll: each pack of the bank, in address order."""
     snapshot = data.snapshot
     addresses = sorted({*snapshot.readings, *snapshot.failed})
@@ -61,7 +63,7 @@ def draw_bank(data: BankData, label: Callable[[int], str]) -> BankPicture:
         packs.append(
             pack_picture(
                 address=address,
-                label=label(address),
+                label=f"{words.pack} {address}",
                 state=pack_state(data, address),
                 soc=reading.soc if reading else None,
                 voltage=reading.voltage if reading else None,
@@ -69,7 +71,32 @@ def draw_bank(data: BankData, label: Callable[[int], str]) -> BankPicture:
                 temperature=reading.temperature_max if reading else None,
             )
         )
-    return bank_picture(voltage=snapshot.voltage, power=snapshot.power, packs=tuple(packs))
+    return bank_picture(
+        voltage=snapshot.voltage, power=snapshot.power, packs=tuple(packs), words=words
+    )
+
+
+def words_from(texts: Mapping[str, str]) -> Words:
+    """Return the picture's words from the integration's entity translations.
+
+    Home Assistant has no place for the words inside a picture; they are
+    kept with the image entity's texts (``pack_state``: the word "Pack" as
+    its name, what a pack in each state shows as its states), and the bank's
+    activity comes from that sensor's states. A word missing stays English.
+    """
+    base = f"component.{DOMAIN}.entity"
+    pack = f"{base}.image.overview.state_attributes.pack_state"
+    activity = f"{base}.sensor.activity.state"
+    english = Words()
+    return Words(
+        pack=texts.get(f"{pack}.name", english.pack),
+        trouble=texts.get(f"{pack}.state.trouble", english.trouble),
+        silent=texts.get(f"{pack}.state.silent", english.silent),
+        isolated=texts.get(f"{pack}.state.isolated", english.isolated),
+        charging=texts.get(f"{activity}.charging", english.charging).lower(),
+        discharging=texts.get(f"{activity}.discharging", english.discharging).lower(),
+        resting=texts.get(f"{activity}.resting", english.resting).lower(),
+    )
 
 
 OVERVIEW = RackBatteryImageEntityDescription(
@@ -104,16 +131,24 @@ class RackBatteryImage(RackBatteryEntity, ImageEntity):
         RackBatteryEntity.__init__(self, entry, description)
         ImageEntity.__init__(self, hass)
         self._picture: BankPicture | None = None
+        self._words = Words()
         self._svg = b""
         self._shown_available: bool | None = None
         self._redraw()
 
-    def _label(self, address: int) -> str:
-        return f"Pack {address}"
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Write the picture's words in the user's language."""
+        await super().async_added_to_hass()
+        texts = await async_get_translations(
+            self.hass, self.hass.config.language, "entity", [DOMAIN]
+        )
+        self._words = words_from(texts)
+        self._redraw()
 
     def _redraw(self) -> bool:
         """Draw the latest poll if it looks different; return whether it did."""
-        picture = self.entity_description.picture_fn(self.coordinator.data, self._label)
+        picture = self.entity_description.picture_fn(self.coordinator.data, self._words)
         if picture == self._picture:
             return False
         self._picture = picture

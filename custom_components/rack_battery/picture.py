@@ -52,12 +52,34 @@ class PackPicture:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Words:
+    """The words the picture writes, in the user's language (English by default)."""
+
+    pack: str = "Pack"
+    charging: str = "charging"
+    discharging: str = "discharging"
+    resting: str = "resting"
+    trouble: str = "CHECK"
+    silent: str = "SILENT"
+    isolated: str = "ISOLATED"
+
+    def state(self, state: PackState) -> str | None:
+        """Return what is written on a pack in this state; nothing when it is fine."""
+        return {
+            PackState.TROUBLE: self.trouble,
+            PackState.SILENT: self.silent,
+            PackState.ISOLATED: self.isolated,
+        }.get(state)
+
+
+@dataclass(frozen=True, kw_only=True)
 class BankPicture:
-    """The bank as drawn: the bus and each pack."""
+    """The bank as drawn: the bus, each pack, and the words for them."""
 
     voltage: float | None  # V
     power: float | None  # W, positive while charging
     packs: tuple[PackPicture, ...]
+    words: Words = Words()
 
 
 def rounded(value: float | None, step: float) -> float | None:
@@ -97,13 +119,18 @@ def pack_picture(
 
 
 def bank_picture(
-    *, voltage: float | None, power: float | None, packs: tuple[PackPicture, ...]
+    *,
+    voltage: float | None,
+    power: float | None,
+    packs: tuple[PackPicture, ...],
+    words: Words = Words(),
 ) -> BankPicture:
     """Return the bank as the picture shows it, its values rounded."""
     return BankPicture(
         voltage=rounded(voltage, VOLTAGE_STEP),
         power=rounded(power, POWER_STEP),
         packs=packs,
+        words=words,
     )
 
 
@@ -123,11 +150,6 @@ _COLOURS = {
     PackState.SILENT: "#757575",
     PackState.ISOLATED: "#1565c0",
 }
-_STATE_WORDS = {
-    PackState.TROUBLE: "CHECK",
-    PackState.SILENT: "SILENT",
-    PackState.ISOLATED: "ISOLATED",
-}
 
 
 def _number(value: float, decimals: int) -> str:
@@ -142,10 +164,10 @@ def _power_text(power: float | None) -> str:
     return f"{power:+.0f} W"
 
 
-def _flow_words(power: float | None) -> str:
+def _flow_words(power: float | None, words: Words) -> str:
     if power is None or abs(power) < POWER_STEP:
-        return "resting"
-    return "charging" if power > 0 else "discharging"
+        return words.resting
+    return words.charging if power > 0 else words.discharging
 
 
 def _text(
@@ -197,7 +219,7 @@ def _arrow(pack: PackPicture, centre: float, top: float) -> list[str]:
     ]
 
 
-def _pack(pack: PackPicture, left: float) -> list[str]:
+def _pack(pack: PackPicture, left: float, words: Words) -> list[str]:
     centre = left + _PACK_WIDTH / 2
     top = _HEADER + _ARROW_ROOM
     colour = _COLOURS[pack.state]
@@ -216,12 +238,12 @@ def _pack(pack: PackPicture, left: float) -> list[str]:
             f'height="{height:.1f}" rx="5" fill="{colour}" fill-opacity="0.35"/>'
         )
     middle = top + _BODY_HEIGHT / 2
-    if pack.state in _STATE_WORDS:
+    if (state := words.state(pack.state)) is not None:
         parts.append(
             _text(
                 centre,
                 middle - 30,
-                _STATE_WORDS[pack.state],
+                state,
                 size=20,
                 ident=f"pack{pack.address}-state",
                 font_weight="bold",
@@ -278,12 +300,12 @@ def render_svg(picture: BankPicture) -> str:
         _text(
             width / 2,
             86,
-            f"{_power_text(picture.power)} · {_flow_words(picture.power)}",
+            f"{_power_text(picture.power)} · {_flow_words(picture.power, picture.words)}",
             size=26,
             ident="bank-power",
         ),
     ]
     for index, pack in enumerate(picture.packs):
-        parts.extend(_pack(pack, _MARGIN + offset + index * (_PACK_WIDTH + _GAP)))
+        parts.extend(_pack(pack, _MARGIN + offset + index * (_PACK_WIDTH + _GAP), picture.words))
     parts.append("</svg>")
     return "\n".join(parts)

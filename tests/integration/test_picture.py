@@ -40,9 +40,11 @@ def _number(text: str) -> float:
     return float(text.split(maxsplit=1)[0])
 
 
-async def _fetch(hass: HomeAssistant, client: ClientSessionGenerator) -> str:
+async def _fetch(
+    hass: HomeAssistant, client: ClientSessionGenerator, entity_id: str = PICTURE
+) -> str:
     http = await client()
-    response = await http.get(f"/api/image_proxy/{PICTURE}")
+    response = await http.get(f"/api/image_proxy/{entity_id}")
     assert response.status == 200
     assert response.content_type == "image/svg+xml"
     svg: str = await response.text()
@@ -165,3 +167,26 @@ def test_a_pack_in_trouble_or_isolated_says_so_in_words() -> None:
     # An isolated pack's numbers would be old: none are drawn.
     assert "pack2-voltage" not in texts
     assert texts["bank-power"].endswith("resting")
+
+
+async def test_the_picture_speaks_the_users_language(
+    hass: HomeAssistant,
+    pace_bus: SimulatedBus,
+    freezer: FrozenDateTimeFactory,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """In a German Home Assistant the packs are "Modul", a silent one "STUMM"."""
+    hass.config.language = "de"
+    entry = await setup_bank(hass, pace_bus, wire="modbus_tcp")
+    pace_bus.bank.take_off_bus(3)
+    await _poll(hass, freezer)
+    (picture,) = [
+        entity.entity_id
+        for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if entity.domain == "image"
+    ]
+    texts = _texts(await _fetch(hass, hass_client, picture))
+    assert texts["pack1-label"] == "Modul 1"
+    assert texts["pack3-state"] == "STUMM"
+    assert texts["bank-power"].split(" · ")[1] in {"lädt", "entlädt", "ruht"}
+    assert await hass.config_entries.async_unload(entry.entry_id)
