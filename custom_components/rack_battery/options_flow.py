@@ -33,6 +33,7 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("health", ("soh", "rated_cycles", "cycles", "capacity_mismatch", "max_packs")),
     ("communication", ("dropout", "error_rate")),
     ("maintenance", ("voltage_check", "capacity_test", "terminal_check", "full_capacity")),
+    ("battery", ("battery_low",)),
 )
 OTHER = "other"
 

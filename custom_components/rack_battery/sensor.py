@@ -1,10 +1,12 @@
 """Sensors of the bank and of each pack.
 
 Power and current are positive while the bank charges, as every supported
-BMS reports them; Home Assistant's energy dashboard takes a battery's power
-the other way round, so pick "power is positive when charging" where it asks.
-The bank's "Energy charged" and "Energy discharged" are the battery's "energy
-going in" and "energy going out" in that dashboard.
+BMS reports them. Home Assistant's energy dashboard takes a battery's power
+the other way round (positive while discharging), so the bank also has a
+"Net discharge power" of that sign. The bank's "Energy charged" and "Energy
+discharged" are the battery's "energy going in" and "energy going out" in
+that dashboard; "Stored energy" and "Usable capacity" are its state of charge
+in kWh and the capacity it asks for (README, "Energy dashboard").
 
 A pack's single cells and temperature probes are entities of their own, but
 disabled until the user wants them: 16 cells and 4 probes on 8 packs are
@@ -285,6 +287,10 @@ def _hours(
     )
 
 
+def _kwh(watt_hours: float | None) -> float | None:
+    return None if watt_hours is None else watt_hours / 1000
+
+
 def _energy(
     key: str, value_fn: Callable[[BankSnapshot], StateType]
 ) -> RackBatterySensorEntityDescription[BankSnapshot]:
@@ -328,6 +334,34 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
     _hours("time_to_full", lambda bank: bank.time_to_full),
     _energy("energy_charged", lambda bank: bank.energy_charged),
     _energy("energy_discharged", lambda bank: bank.energy_discharged),
+    # The energy dashboard's battery power: positive while discharging.
+    RackBatterySensorEntityDescription(
+        key="discharge_power",
+        translation_key="discharge_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda bank: None if bank.power is None else -bank.power,
+    ),
+    RackBatterySensorEntityDescription(
+        key="stored_energy",
+        translation_key="stored_energy",
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        value_fn=lambda bank: _kwh(bank.stored_energy),
+    ),
+    RackBatterySensorEntityDescription(
+        key="usable_capacity",
+        translation_key="usable_capacity",
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        value_fn=lambda bank: _kwh(bank.usable_energy),
+    ),
 )
 
 
