@@ -131,6 +131,8 @@ async def test_energy_dashboard_takes_the_bank(
     assert state.attributes["state_class"] == "measurement"
     assert state.attributes["unit_of_measurement"] == "kWh"
 
+    # Loaded as in a home with the dashboard (default_config brings it).
+    assert await async_setup_component(hass, "energy", {})
     manager = await energy_data.async_get_manager(hass)
     await manager.async_update({"energy_sources": [_battery_source(hass)]})  # type: ignore[typeddict-item]
     await hass.async_block_till_done()
