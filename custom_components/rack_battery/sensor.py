@@ -56,6 +56,11 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     """Describes a sensor by how it reads its value from the bank or a pack."""
 
     value_fn: Callable[[SubjectT], StateType]
+    # A value the integration computes (a product, a sum or mean over the
+    # packs, an integral) rather than one the BMS reports: its state is
+    # rounded to its display precision, so that digits below it, which move
+    # at every poll and carry no news, write no state (see RackBatterySensor).
+    computed: bool = False
 
 
 # Measured on every pack and summed or averaged over the bank: one
@@ -69,7 +74,7 @@ _SHARED: dict[str, dict[str, Any]] = {
     "current": {
         "device_class": SensorDeviceClass.CURRENT,
         "native_unit_of_measurement": UnitOfElectricCurrent.AMPERE,
-        "suggested_display_precision": 2,
+        "suggested_display_precision": 1,
     },
     "power": {
         "device_class": SensorDeviceClass.POWER,
@@ -90,12 +95,14 @@ _SHARED: dict[str, dict[str, Any]] = {
 }
 
 
-def _shared() -> tuple[RackBatterySensorEntityDescription[Any], ...]:
+def _shared(*, bank: bool) -> tuple[RackBatterySensorEntityDescription[Any], ...]:
+    """Describe the shared sensors; every bank value is computed, a pack's power too."""
     return tuple(
         RackBatterySensorEntityDescription(
             key=key,
             state_class=SensorStateClass.MEASUREMENT,
             value_fn=attrgetter(key),
+            computed=bank or key == "power",
             **options,
         )
         for key, options in _SHARED.items()
@@ -103,7 +110,7 @@ def _shared() -> tuple[RackBatterySensorEntityDescription[Any], ...]:
 
 
 PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
-    *_shared(),
+    *_shared(bank=False),
     RackBatterySensorEntityDescription(
         key="soh",
         translation_key="soh",
@@ -153,6 +160,7 @@ PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
         suggested_display_precision=0,
+        computed=True,
         value_fn=lambda pack: None if pack.cell_delta is None else pack.cell_delta * 1000,
     ),
     RackBatterySensorEntityDescription(
@@ -283,6 +291,7 @@ def _hours(
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfTime.HOURS,
         suggested_display_precision=1,
+        computed=True,
         value_fn=value_fn,
     )
 
@@ -301,16 +310,18 @@ def _energy(
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=2,
+        computed=True,
         value_fn=value_fn,
     )
 
 
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
-    *_shared(),
+    *_shared(bank=True),
     RackBatterySensorEntityDescription(
         key="packs_online",
         translation_key="packs_online",
         state_class=SensorStateClass.MEASUREMENT,
+        computed=True,
         value_fn=lambda bank: bank.packs_online,
     ),
     RackBatterySensorEntityDescription(
@@ -320,6 +331,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfElectricPotential.VOLT,
         suggested_display_precision=2,
+        computed=True,
         value_fn=lambda bank: bank.voltage_spread,
     ),
     RackBatterySensorEntityDescription(
@@ -328,6 +340,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=PERCENTAGE,
         suggested_display_precision=0,
+        computed=True,
         value_fn=lambda bank: bank.soc_spread,
     ),
     _hours("time_to_empty", lambda bank: bank.time_to_empty),
@@ -342,6 +355,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfPower.WATT,
         suggested_display_precision=0,
+        computed=True,
         value_fn=lambda bank: None if bank.power is None else -bank.power,
     ),
     RackBatterySensorEntityDescription(
@@ -350,7 +364,9 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         device_class=SensorDeviceClass.ENERGY_STORAGE,
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
-        suggested_display_precision=2,
+        # 0.1 kWh: half a percent of a small bank's charge.
+        suggested_display_precision=1,
+        computed=True,
         value_fn=lambda bank: _kwh(bank.stored_energy),
     ),
     RackBatterySensorEntityDescription(
@@ -360,6 +376,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=2,
+        computed=True,
         value_fn=lambda bank: _kwh(bank.usable_energy),
     ),
 )
@@ -384,14 +401,27 @@ async def async_setup_entry(
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):
-    """A sensor of the bank or of one pack."""
+    """A sensor of the bank or of one pack.
+
+    What a BMS reports is shown at the BMS's own resolution: it moves only
+    when the reading does. A value computed here (a pack's power, the bank's
+    sums and means, the energy counters) has digits far below anything that
+    means something, and they move at every poll; its state is rounded to
+    the precision it is shown with (0.1 A, 1 W, 10 Wh, a percent of charge),
+    so a value that moved by less is no news: Home Assistant writes no new
+    state, and the recorder no row, for a state that did not change.
+    """
 
     entity_description: RackBatterySensorEntityDescription[Any]
 
     @property
     @override
     def native_value(self) -> StateType:
-        """Return the value read from this sensor's bank or pack."""
+        """Return the value read from this sensor's bank or pack, as shown."""
         if (subject := self.subject) is None:
             return None
-        return self.entity_description.value_fn(subject)
+        value = self.entity_description.value_fn(subject)
+        precision = self.entity_description.suggested_display_precision
+        if self.entity_description.computed and isinstance(value, float) and precision is not None:
+            return round(value, precision) + 0.0  # + 0.0: no "-0.0"
+        return value
