@@ -187,7 +187,14 @@ def main(argv: list[str]) -> int:
         _report(f"recorder, {label}", rows)
     else:
         for which in ("--defaults", "--all-enabled"):
-            subprocess.run([sys.executable, __file__, which], check=True)
+            # Home Assistant's own start-up chatter goes to stderr; it is
+            # shown only when a measurement fails.
+            done = subprocess.run(
+                [sys.executable, __file__, which], stderr=subprocess.PIPE, text=True, check=False
+            )
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                return done.returncode
     return 0
 
 
