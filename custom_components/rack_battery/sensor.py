@@ -95,18 +95,28 @@ _SHARED: dict[str, dict[str, Any]] = {
 }
 
 
+# The bank's charge is that of several packs: a whole Ah is a quarter of a
+# percent of a bank of four 100 Ah packs, and what it is shown to.
+_BANK_PRECISION = {"remaining_capacity": 0}
+
+
 def _shared(*, bank: bool) -> tuple[RackBatterySensorEntityDescription[Any], ...]:
     """Describe the shared sensors; every bank value is computed, a pack's power too."""
-    return tuple(
-        RackBatterySensorEntityDescription(
-            key=key,
-            state_class=SensorStateClass.MEASUREMENT,
-            value_fn=attrgetter(key),
-            computed=bank or key == "power",
-            **options,
+    descriptions: list[RackBatterySensorEntityDescription[Any]] = []
+    for key, shared in _SHARED.items():
+        options = dict(shared)
+        if bank and key in _BANK_PRECISION:
+            options["suggested_display_precision"] = _BANK_PRECISION[key]
+        descriptions.append(
+            RackBatterySensorEntityDescription(
+                key=key,
+                state_class=SensorStateClass.MEASUREMENT,
+                value_fn=attrgetter(key),
+                computed=bank or key == "power",
+                **options,
+            )
         )
-        for key, options in _SHARED.items()
-    )
+    return tuple(descriptions)
 
 
 PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
