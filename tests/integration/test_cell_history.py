@@ -13,6 +13,7 @@ from homeassistant.components.recorder.statistics import (
     statistics_during_period,
 )
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 import pytest
@@ -21,6 +22,7 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 
+from custom_components.rack_battery import async_remove_config_entry_device
 from custom_components.rack_battery.bank.hourly import hour_of
 from custom_components.rack_battery.const import DOMAIN
 
@@ -144,4 +146,38 @@ async def test_hourly_cell_statistics_across_a_restart(
         cell_entity,
     )
     assert states == {}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_statistics_stop_for_a_removed_pack(
+    hass: HomeAssistant, pace_bus: SimulatedBus, freezer: FrozenDateTimeFactory
+) -> None:
+    """A pack gone from the bus and removed by the user gets no more hours;
+    the packs still in the bank carry on, and the removed pack's history stays."""
+    entry = await setup_bank(hass, pace_bus, wire="modbus_tcp")
+    started = dt_util.utcnow()
+    for _ in range(3):  # past 10:00: the 09:00 hour is written for every pack
+        await _poll(hass, freezer, pace_bus)
+    pace_bus.bank.take_off_bus(3)
+    await _poll(hass, freezer, pace_bus)
+    device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"pace_modbus_{pace_bus.bank.pack(3).serial}")}
+    )
+    assert device is not None
+    assert await async_remove_config_entry_device(hass, entry, device) is True
+    await hass.async_block_till_done()
+    for _ in range(12):  # two more hours
+        await _poll(hass, freezer, pace_bus)
+    await async_wait_recording_done(hass)
+
+    def stem(address: int) -> str:
+        return f"{DOMAIN}:pace_modbus_{pace_bus.bank.pack(address).serial.lower()}_cell_1_voltage"
+
+    rows = await _rows(hass, hour_of(started), {stem(2), stem(3)})
+    kept = [dt_util.utc_from_timestamp(row["start"]) for row in rows[stem(2)]]
+    removed = [dt_util.utc_from_timestamp(row["start"]) for row in rows[stem(3)]]
+    assert len(kept) == 3
+    # Its last hour is the last one closed before it was removed; what the
+    # hour still open held of it (it answered at 10:11) is dropped.
+    assert removed == kept[:1]
     assert await hass.config_entries.async_unload(entry.entry_id)
