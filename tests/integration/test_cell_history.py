@@ -160,10 +160,12 @@ async def test_statistics_stop_for_a_removed_pack(
         await _poll(hass, freezer, pace_bus)
     pace_bus.bank.take_off_bus(3)
     await _poll(hass, freezer, pace_bus)
-    device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"pace_modbus_{pace_bus.bank.pack(3).serial}")}
-    )
-    assert device is not None
+    wanted = (DOMAIN, f"pace_modbus_{pace_bus.bank.pack(3).serial}")
+    [device] = [
+        device
+        for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+        if wanted in device.identifiers
+    ]
     assert await async_remove_config_entry_device(hass, entry, device) is True
     await hass.async_block_till_done()
     for _ in range(12):  # two more hours
