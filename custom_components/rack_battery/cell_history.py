@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+import re
 
 from homeassistant.components.recorder.models import (
     StatisticData,
@@ -81,6 +82,29 @@ def snapshot_samples(
     return samples
 
 
+# What a sample key names after its pack's stem: its name, unit and class.
+_KINDS: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
+    (
+        re.compile(r"cell_spread"),
+        "cell voltage spread",
+        UnitOfElectricPotential.MILLIVOLT,
+        ElectricPotentialConverter.UNIT_CLASS,
+    ),
+    (
+        re.compile(r"cell_(\d+)_voltage"),
+        "cell {} voltage",
+        UnitOfElectricPotential.VOLT,
+        ElectricPotentialConverter.UNIT_CLASS,
+    ),
+    (
+        re.compile(r"temperature_(\d+)"),
+        "temperature {}",
+        UnitOfTemperature.CELSIUS,
+        TemperatureConverter.UNIT_CLASS,
+    ),
+)
+
+
 def describe(
     entry: RackBatteryConfigEntry, stems: dict[str, PackIdentity], key: str
 ) -> Series | None:
@@ -88,27 +112,15 @@ def describe(
     for stem, identity in stems.items():
         if not key.startswith(f"{stem}_"):
             continue
-        label = f"{entry.title} pack {identity.address}"
         what = key.removeprefix(f"{stem}_")
-        number = what.split("_")[1] if what.count("_") >= 1 else ""
-        unit: str
-        if what == "cell_spread":
-            name, unit = "cell voltage spread", UnitOfElectricPotential.MILLIVOLT
-            unit_class = ElectricPotentialConverter.UNIT_CLASS
-        elif what.startswith("cell_") and what.endswith("_voltage"):
-            name, unit = f"cell {number} voltage", UnitOfElectricPotential.VOLT
-            unit_class = ElectricPotentialConverter.UNIT_CLASS
-        elif what.startswith("temperature_"):
-            name, unit = f"temperature {number}", UnitOfTemperature.CELSIUS
-            unit_class = TemperatureConverter.UNIT_CLASS
-        else:
-            continue
-        return Series(
-            statistic_id=f"{DOMAIN}:{key}",
-            name=f"{label} {name}",
-            unit=unit,
-            unit_class=unit_class,
-        )
+        for pattern, name, unit, unit_class in _KINDS:
+            if (match := pattern.fullmatch(what)) is not None:
+                return Series(
+                    statistic_id=f"{DOMAIN}:{key}",
+                    name=f"{entry.title} pack {identity.address} {name.format(*match.groups())}",
+                    unit=unit,
+                    unit_class=unit_class,
+                )
     return None
 
 
@@ -163,7 +175,11 @@ class CellHistory:
 
     @callback
     def _async_write(self, hour: ClosedHour) -> None:
-        """Write one hour of every statistic of the bank's present packs."""
+        """Write one hour of every statistic of the bank's present packs.
+
+        Without the recorder there is nowhere to write to; the hour is let
+        go like any other, so that none piles up in memory.
+        """
         if "recorder" not in self.hass.config.components:
             return
         for key, stats in hour.series.items():
