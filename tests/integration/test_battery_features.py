@@ -3,9 +3,11 @@ and the battery triggers and conditions (charging, low)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 import importlib
+from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -16,6 +18,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+from homeassistant.util.yaml import parse_yaml
 import pytest
 from pytest_homeassistant_custom_component.common import async_mock_service
 from pytest_homeassistant_custom_component.components.recorder.common import (
@@ -31,6 +34,8 @@ from .conftest import SimulatedBus, setup_bank
 from .test_bank import _poll, _raw, _state
 
 pytestmark = pytest.mark.freeze_time(tick=True)
+
+README = Path(__file__).parents[2] / "README.md"
 
 
 @pytest.fixture(autouse=True)
@@ -176,24 +181,41 @@ def _options_input(thresholds: Thresholds) -> dict[str, dict[str, float]]:
     return form
 
 
-async def _automation(hass: HomeAssistant, trigger: dict[str, Any]) -> list[Any]:
-    """Set up an automation on a trigger and return the list of its runs."""
+async def _automation(
+    hass: HomeAssistant, trigger: dict[str, Any], *, also: Sequence[dict[str, Any]] = ()
+) -> list[Any]:
+    """Set up an automation on a trigger (and others, ``also``); return its runs."""
     calls: list[Any] = async_mock_service(hass, "test", "automation")
-    assert await async_setup_component(
-        hass,
-        "automation",
-        {
-            "automation": {
-                "triggers": trigger,
-                "actions": {
-                    "action": "test.automation",
-                    "data": {"entity_id": "{{ trigger.entity_id }}"},
-                },
-            }
+    mine = {
+        "triggers": trigger,
+        "actions": {
+            "action": "test.automation",
+            "data": {"entity_id": "{{ trigger.entity_id }}"},
         },
-    )
+    }
+    assert await async_setup_component(hass, "automation", {"automation": [mine, *also]})
     await hass.async_block_till_done()
     return calls
+
+
+def _readme_low_automation() -> dict[str, Any]:
+    """Return the README's "became low" automation, its action a test service.
+
+    On a release without the battery triggers, with the state trigger the
+    README names for those.
+    """
+    text = README.read_text(encoding="utf-8")
+    section = text.partition("\n### Battery triggers and conditions\n")[2]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    automation = parse_yaml(block)
+    assert isinstance(automation, dict)
+    assert automation["triggers"][0]["trigger"] == "battery.became_low"
+    automation["actions"] = [{"action": "test.readme"}]
+    if not HAS_BATTERY_TRIGGERS:
+        automation["triggers"] = [
+            {"trigger": "state", "entity_id": "binary_sensor.pace_bank_battery_low", "to": "on"}
+        ]
+    return automation
 
 
 def _trigger(name: str, entity_ids: list[str]) -> dict[str, Any]:
@@ -248,7 +270,8 @@ async def test_falling_below_the_low_level_turns_low_on_and_fires(
         state = hass.states.get(entity_id)
         assert state is not None
         assert state.attributes["device_class"] == "battery"
-    runs = await _automation(hass, _trigger("became_low", low))
+    readme_runs = async_mock_service(hass, "test", "readme")
+    runs = await _automation(hass, _trigger("became_low", low), also=[_readme_low_automation()])
 
     for _ in range(30):  # a minute of 100 A per poll
         pace_bus.bank.step(60)
@@ -259,6 +282,7 @@ async def test_falling_below_the_low_level_turns_low_on_and_fires(
     for entity_id in low:
         assert _raw(hass, entity_id) == STATE_ON
     assert sorted(run.data["entity_id"] for run in runs) == sorted(low)
+    assert len(readme_runs) == 1  # the README's example, as written
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
