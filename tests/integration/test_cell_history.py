@@ -13,7 +13,7 @@ from homeassistant.components.recorder.statistics import (
     statistics_during_period,
 )
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 import pytest
@@ -135,17 +135,25 @@ async def test_hourly_cell_statistics_across_a_restart(
     assert cell["name"] == "PACE bank pack 1 cell 3 voltage"
     assert cell.get("mean_type", 1) == 1  # arithmetic, where the release says
 
-    # The cell entities stay disabled: no state, no row in the states table.
-    cell_entity = "sensor.pace_bank_pack_1_cell_3_voltage"
-    assert hass.states.get(cell_entity) is None
-    states = await get_instance(hass).async_add_executor_job(
-        history.state_changes_during_period,
+    # The cell and probe entities stay disabled: no state, no row in the
+    # states table, while the enabled ones beside them have rows.
+    registry = er.async_get(hass)
+    disabled = [
+        entity.entity_id
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+        if entity.disabled_by is not None
+    ]
+    assert "sensor.pace_bank_pack_1_cell_3_voltage" in disabled
+    assert "sensor.pace_bank_pack_1_temperature_2" in disabled
+    assert all(hass.states.get(entity_id) is None for entity_id in disabled)
+    recorded = await get_instance(hass).async_add_executor_job(
+        history.get_significant_states,
         hass,
         started - timedelta(hours=1),
         dt_util.utcnow(),
-        cell_entity,
+        [*disabled, "sensor.pace_bank_pack_1_lowest_cell_voltage"],
     )
-    assert states == {}
+    assert list(recorded) == ["sensor.pace_bank_pack_1_lowest_cell_voltage"]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
