@@ -65,8 +65,8 @@ def live_image(pack: SimPack) -> bytearray:
     _put(image, Live.FULL, round(pack.full_capacity * 1000), 4)
     _put(image, Live.CYCLES, pack.cycles, 4)
     image[Live.SOH_PRECHARGE] = min(round(pack.soh), 100)
-    image[Live.FETS] = int(pack.connected)
-    image[Live.FETS + 1] = int(pack.connected)
+    image[Live.FETS] = int(pack.charge_on)
+    image[Live.FETS + 1] = int(pack.discharge_on)
     image[Live.SENSORS_HEATING] = 0x3F  # the MOSFET sensor and five battery sensors
     return image
 

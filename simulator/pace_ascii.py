@@ -61,15 +61,19 @@ def alarm_info(pack: SimPack, _profile: VendorProfile = PACE) -> bytes:
     """Return the INFO of a 0x44 reply: per-item bytes, then the state bytes."""
     hottest = max(pack.cell_temperatures)
     protect2 = 0x01 if hottest > HOT else 0
+    protect1 = (0x10 if "charge_overcurrent" in pack.protections else 0) | (
+        0x20 if "discharge_overcurrent" in pack.protections else 0
+    )
     warn2 = (0x01 if hottest > WARM else 0) | (0x80 if pack.soc < LOW_SOC else 0)
-    instructions = 0b0110 if pack.connected else 0  # discharge and charge FET on
+    # Bit 2 discharge FET on, bit 1 charge FET on.
+    instructions = (0b0100 if pack.discharge_on else 0) | (0b0010 if pack.charge_on else 0)
     cells = len(pack.cell_voltages)
     temperatures = len(_temperatures(pack))
     return (
         bytes((_INFO_FLAG, pack.address, cells)) + bytes(cells)
         + bytes((temperatures,)) + bytes(temperatures)
         + bytes(3)  # charge current, voltage, discharge current
-        + bytes((0, protect2, instructions, 0, 0, 0, 0, 0, warn2))
+        + bytes((protect1, protect2, instructions, 0, 0, 0, 0, 0, warn2))
     )  # fmt: skip
 
 

@@ -106,13 +106,17 @@ def _alarm_block(pack: SimPack, _profile: VendorProfile) -> bytes:
     items = bytes(
         2 if index in (1, 2, 3, 4) and t > HOT else 0 for index, t in enumerate(temperatures)
     )
-    fets = 0b0110 if pack.connected else 0
+    fets = (0b0010 if pack.charge_on else 0) | (0b0100 if pack.discharge_on else 0)
     flowing = (0x80 if pack.current > 0.1 else 0) | (0x40 if pack.current < -0.1 else 0)
     status1 = 0x40 if any(items) and pack.current > 0 else 0  # charge over temperature
     return (
         bytes((cells,)) + bytes(cells)
         + bytes((len(temperatures),)) + items
-        + bytes(3)
+        + bytes((
+            2 if "charge_overcurrent" in pack.protections else 0,
+            0,
+            2 if "discharge_overcurrent" in pack.protections else 0,
+        ))
         + bytes((status1, fets, flowing, 0, 0))
     )  # fmt: skip
 
@@ -147,13 +151,18 @@ def system_parameters_info(_pack: SimPack, profile: VendorProfile = PYLONTECH) -
 
 def charge_management_info(pack: SimPack, _profile: VendorProfile = PYLONTECH) -> bytes:
     """Return the INFO of a 0x92 reply: command byte, limits, status flags."""
-    status = 0xC0 if pack.connected else 0x00  # charge and discharge allowed
+    # Charge allowed (bit 7), discharge allowed (bit 6); a held limit is
+    # what the pack reports until the hold expires.
+    status = (0x80 if pack.charge_on else 0) | (0x40 if pack.discharge_on else 0)
+    charge, discharge = CHARGE_CURRENT_LIMIT, DISCHARGE_CURRENT_LIMIT
+    if pack.hold is not None:
+        charge, discharge = pack.hold[0], pack.hold[1]
     return (
         bytes((pack.address,))
         + u16(CHARGE_VOLTAGE_LIMIT * 1000)
         + u16(DISCHARGE_VOLTAGE_LIMIT * 1000)
-        + s16(CHARGE_CURRENT_LIMIT * 10)
-        + s16(-DISCHARGE_CURRENT_LIMIT * 10)  # discharge is negative on this wire
+        + s16(charge * 10)
+        + s16(-discharge * 10)  # discharge is negative on this wire
         + bytes((status,))
     )
 

@@ -112,8 +112,9 @@ def coils(pack: SimPack) -> list[bool]:
         set_bit(0x1241)  # charging
     if max(pack.cell_voltages) - min(pack.cell_voltages) > 0.1:
         set_bit(0x1274)  # cell difference alarm
-    if pack.connected:
+    if pack.discharge_on:
         set_bit(0x1278)  # discharge FET on
+    if pack.charge_on:
         set_bit(0x1279)  # charge FET on
     return bits
 
