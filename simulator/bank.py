@@ -185,6 +185,13 @@ class WriteFault(Enum):
     IGNORE = "ignore"  # does not answer the write at all
 
 
+def takes_write(pack: SimPack) -> bool | None:
+    """Return how a BMS meets a write: True do it, False only acknowledge, None stay silent."""
+    if pack.write_fault is WriteFault.IGNORE:
+        return None
+    return pack.write_fault is not WriteFault.ACK_ONLY
+
+
 # A Pylontech pack falls back to its own limits when 0x94 is not sent again
 # within this many seconds.
 HOLD_SECONDS = 10.0

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Final
 
 from custom_components.rack_battery.protocol.drivers.jk_pb import (
+    CHARGE_SWITCH,
+    DISCHARGE_SWITCH,
     INFO_BYTES,
     LIVE_BYTES,
     MAX_CHUNK,
@@ -26,7 +28,7 @@ from custom_components.rack_battery.protocol.drivers.jk_pb import (
     chunks,
 )
 
-from .bank import SimBank, SimPack
+from .bank import SimBank, SimPack, takes_write
 from .modbus_line import ModbusLine
 
 ILLEGAL_FUNCTION: Final = 0x01
@@ -76,6 +78,9 @@ def settings_image(pack: SimPack) -> bytearray:
     image = bytearray(SIZES[Block.SETTINGS])
     _put(image, SETTINGS_CELL_COUNT, len(pack.cell_voltages), 4)
     _put(image, SETTINGS_CAPACITY, round(pack.design_capacity * 1000), 4)
+    # The configured switches (the live FET state is in the live block).
+    _put(image, CHARGE_SWITCH - Block.SETTINGS, int(pack.charge_path), 4)
+    _put(image, DISCHARGE_SWITCH - Block.SETTINGS, int(pack.discharge_path), 4)
     return image
 
 
@@ -119,6 +124,25 @@ class JkPbPacks:
                 raw = image[offset : offset + 2 * count]
                 return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
         return ILLEGAL_ADDRESS
+
+    def write(self, unit: int, address: int, values: list[int]) -> bool | int | None:
+        """Take a write of the charge or discharge switch (u32: two registers, 1 on, 0 off)."""
+        if (pack := self.bank.answering(unit)) is None:
+            return None
+        if address not in (CHARGE_SWITCH, DISCHARGE_SWITCH) or len(values) != 2:
+            return ILLEGAL_ADDRESS
+        value = values[0] << 16 | values[1]
+        if value not in (0, 1):
+            return ILLEGAL_VALUE
+        taken = takes_write(pack)
+        if taken is None:
+            return None
+        if taken:
+            if address == CHARGE_SWITCH:
+                self.bank.set_paths(unit, charge=bool(value))
+            else:
+                self.bank.set_paths(unit, discharge=bool(value))
+        return True
 
 
 def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:

@@ -42,6 +42,9 @@ from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_reques
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 ILLEGAL_FUNCTION: Final = 0x01
+ILLEGAL_VALUE: Final = 0x03
+WRITE_SINGLE: Final = 0x06
+WRITE_MULTIPLE: Final = 0x10
 GARBAGE: Final = b"\x00\xff\x5a\xa5"
 
 
@@ -61,7 +64,12 @@ class Personality(Protocol):
     def read(
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
-        """Return registers, coils, an exception code, or None for a unit with no pack."""
+        """Return registers, coils, an exception code, or None for a unit with no pack.
+
+        A personality that takes writes also has ``write(unit, address,
+        values)``, returning True (done), an exception code, or None
+        (silence).
+        """
 
 
 @dataclass
@@ -80,6 +88,8 @@ class ModbusLine:
 
     def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
         """Return the reply PDU (function and data) to a request, or None for silence."""
+        if function in (WRITE_SINGLE, WRITE_MULTIPLE):
+            return self._write_pdu(unit, function, data)
         if function not in (0x01, 0x02, 0x03, 0x04) or len(data) < 4:
             return bytes((function | 0x80, ILLEGAL_FUNCTION))
         address = int.from_bytes(data[0:2], "big")
@@ -97,6 +107,29 @@ class ModbusLine:
             return bytes((function, len(packed))) + bytes(packed)
         raw = b"".join(int(value).to_bytes(2, "big") for value in result)
         return bytes((function, len(raw))) + raw
+
+    def _write_pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+        """Answer a write (0x06, 0x10) through the personality's ``write``, if it has one."""
+        write = getattr(self.packs, "write", None)
+        if write is None or len(data) < 4:
+            return bytes((function | 0x80, ILLEGAL_FUNCTION))
+        address = int.from_bytes(data[0:2], "big")
+        if function == WRITE_SINGLE:
+            values = [int.from_bytes(data[2:4], "big")]
+            echo = data[0:4]
+        else:
+            count = int.from_bytes(data[2:4], "big")
+            raw = data[5:]
+            if len(data) < 5 or data[4] != 2 * count or len(raw) != 2 * count:
+                return bytes((function | 0x80, ILLEGAL_VALUE))
+            values = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+            echo = data[0:4]
+        result = write(unit, address, values)
+        if result is None:
+            return None
+        if isinstance(result, int) and not isinstance(result, bool):
+            return bytes((function | 0x80, result))
+        return bytes((function,)) + echo
 
     def rtu_reply(self, unit: int, function: int, data: bytes) -> bytes:  # noqa: PLR0911
         """Return the bytes that go on the line in reply to a request, faults applied."""

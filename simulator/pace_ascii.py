@@ -13,8 +13,14 @@ hot or empty simulated pack shows on the wire as on a real one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
+from custom_components.rack_battery.protocol.pylon.frame import (
+    RTN_FORMAT_ERROR,
+    RTN_INVALID_DATA,
+    RTN_OK,
+)
 from custom_components.rack_battery.protocol.pylon.profiles import PACE, VendorProfile
 
 from .bank import SimBank, SimPack
@@ -92,6 +98,23 @@ def product_info(pack: SimPack, _profile: VendorProfile = PACE) -> bytes:
     return ascii_bytes(pack.model, 20)
 
 
+def _fet_switch(charge: bool) -> Callable[[SimBank, SimPack, bytes], int]:
+    def switch(bank: SimBank, pack: SimPack, info: bytes) -> int:
+        # INFO is one byte: 00 turns the FET on, 01 turns it off.
+        if len(info) != 1:
+            return RTN_FORMAT_ERROR
+        if info[0] not in (0x00, 0x01):
+            return RTN_INVALID_DATA
+        closed = info[0] == 0x00
+        if charge:
+            bank.set_paths(pack.address, charge=closed)
+        else:
+            bank.set_paths(pack.address, discharge=closed)
+        return RTN_OK
+
+    return switch
+
+
 DIALECT: Final = Dialect(
     profile=PACE,
     answers={
@@ -101,6 +124,7 @@ DIALECT: Final = Dialect(
         0xC1: (version_info, False),
         0xC2: (product_info, False),
     },
+    writes={0x9A: _fet_switch(charge=True), 0x9B: _fet_switch(charge=False)},
 )
 
 

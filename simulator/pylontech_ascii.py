@@ -27,6 +27,11 @@ from collections.abc import Sequence
 import re
 from typing import Final
 
+from custom_components.rack_battery.protocol.pylon.frame import (
+    RTN_FORMAT_ERROR,
+    RTN_INVALID_DATA,
+    RTN_OK,
+)
 from custom_components.rack_battery.protocol.pylon.profiles import PYLONTECH, VendorProfile
 
 from .bank import SimBank, SimPack
@@ -189,6 +194,25 @@ def _protocol_version(_pack: SimPack, _profile: VendorProfile) -> bytes:
     return b""
 
 
+def set_charge_management(bank: SimBank, pack: SimPack, info: bytes) -> int:
+    """Carry out a 0x94: hold the limits sent for 10 s of the bank's clock.
+
+    INFO is the command byte (the pack's address), charge and discharge
+    voltage limits (mV) and charge and discharge current limits (100 mA
+    counts, the discharge one negative).
+    """
+    if len(info) != 9:
+        return RTN_FORMAT_ERROR
+    if info[0] != pack.address:
+        return RTN_INVALID_DATA
+    charge = int.from_bytes(info[5:7], "big", signed=True) / 10.0
+    discharge = -int.from_bytes(info[7:9], "big", signed=True) / 10.0
+    if charge < 0 or discharge < 0:
+        return RTN_INVALID_DATA
+    bank.set_hold(pack.address, charge, discharge)
+    return RTN_OK
+
+
 DIALECT: Final = Dialect(
     profile=PYLONTECH,
     relayed=True,
@@ -203,6 +227,7 @@ DIALECT: Final = Dialect(
         0x96: (firmware_info, True),
     },
     bank_answers={0x42: bank_analog_info, 0x44: bank_alarm_info},
+    writes={0x94: set_charge_management},
 )
 
 

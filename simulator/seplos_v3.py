@@ -23,7 +23,7 @@ from custom_components.rack_battery.protocol.drivers.seplos_v3 import (
     Block,
 )
 
-from .bank import SimBank, SimPack
+from .bank import SimBank, SimPack, takes_write
 from .modbus_line import ModbusLine
 
 ILLEGAL_FUNCTION: Final = 0x01
@@ -182,6 +182,35 @@ class SeplosV3Packs:
                 return ILLEGAL_ADDRESS
             return coils(pack)[first : first + count]
         return ILLEGAL_FUNCTION
+
+
+# System control registers and the one value each takes (anything else is a NACK).
+_SCA: Final = {
+    0x1510: (0x55AA, "discharge", False),
+    0x1511: (0x55AA, "charge", False),
+    0x1515: (0xAA55, "charge", True),
+}
+_ILLEGAL_VALUE: Final = 0x03
+
+
+def _write(bank: SimBank, unit: int, address: int, values: list[int]) -> bool | int | None:
+    """Carry out an SCA command register written with function 0x10."""
+    if (pack := bank.answering(unit)) is None:
+        return None
+    if address not in _SCA or len(values) != 1:
+        return ILLEGAL_ADDRESS
+    value, path, closed = _SCA[address]
+    if values[0] != value:
+        return _ILLEGAL_VALUE
+    taken = takes_write(pack)
+    if taken is None:
+        return None
+    if taken:
+        if path == "charge":
+            bank.set_paths(unit, charge=closed)
+        else:
+            bank.set_paths(unit, discharge=closed)
+    return True
 
 
 def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:

@@ -993,12 +993,21 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
             )
         value = CONNECT if charge else DISCONNECT
         layout = await self.layout()
+        string_index = address
         if layout.modules:
-            raise ControlNotSupported(
-                "a SunSpec module cannot be switched apart from the other modules of its string"
+            # A module is switched by its string's contactor: only where it
+            # is the string's one module does that leave the others be.
+            module = decode_lithium_module(
+                address, await self._body(self._pick_block(layout.modules, address))
             )
+            block = layout.strings.get(module.string_index or 0)
+            if block is None or (await self._body(block))[B804["NMod"]] != 1:
+                raise ControlNotSupported(
+                    f"module {address} shares its string's contactor with other modules"
+                )
+            string_index = module.string_index or 0
         if layout.strings:
-            block = self._pick_block(layout.strings, address)
+            block = self._pick_block(layout.strings, string_index)
             register = block.address + B804["SetCon"]
         elif layout.bank is not None:
             strings = await self._bank_strings(layout)
