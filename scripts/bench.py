@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any, Protocol
 
+from bench_framing import framers as text_framers  # type: ignore[import-not-found]  # beside this script
+
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
 from custom_components.rack_battery.bank.model import PackIdentity
 from custom_components.rack_battery.protocol.catalog import open_driver
@@ -280,6 +282,7 @@ def main() -> int:
     decoders()
     framers()
     asyncio.run(noise_wires())
+    text_framers()
     asyncio.run(wires())
     analysis()
     return 0
