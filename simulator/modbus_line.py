@@ -30,6 +30,7 @@ sent nothing.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 import contextlib
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ class ModbusLine:
     faults: dict[int, Fault] = field(default_factory=dict)
     received: int = 0  # bytes that arrived from outside, over every way in
     rounds: int = 0  # master polling rounds completed
+    # The last requests heard as RTU frames, whole (address to CRC), oldest first.
+    heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
@@ -158,6 +161,10 @@ class ModbusLine:
             # A second master on the line: the packs hear garbage, answer nothing.
             return
         for _, frame in splitter.feed(data):
+            if frame.is_request:
+                # The splitter took it for a request only with its CRC sound,
+                # so sealing it again gives back the bytes that came.
+                self.heard.append(seal(bytes((frame.unit, frame.function)) + frame.data))
             if frame.is_request and (
                 reply := self.rtu_reply(frame.unit, frame.function, frame.data)
             ):

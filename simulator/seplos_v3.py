@@ -183,6 +183,10 @@ class SeplosV3Packs:
             return coils(pack)[first : first + count]
         return ILLEGAL_FUNCTION
 
+    def write(self, unit: int, address: int, values: list[int]) -> bool | int | None:
+        """Take a write of a system control register, as the pack at ``unit`` would."""
+        return _write(self.bank, unit, address, values)
+
 
 # System control registers and the one value each takes (anything else is a NACK).
 _SCA: Final = {
