@@ -125,9 +125,16 @@ async def test_pylontech_hold_lapses_unless_sent_again(
     tap.requests.clear()
     assert await driver.send_holds() == {}
     assert tap.requests == []
+    # Until it lapses the pack still reports 20 A; that is not taken for its own.
+    assert (await driver.read_pack(3)).charge_current_limit == 20.0
     bank.step(HOLD_SECONDS + 1)
     assert bank.pack(3).hold is None
     assert (await driver.read_pack(3)).charge_current_limit == 37.0
+    # A later hold one way keeps the pack's own 37 A the other way.
+    tap.requests.clear()
+    await driver.set_paths(3, discharge=False)
+    # 37.0 A = 370 = 0x0172, discharge 0 A = 0x0000.
+    assert tap.requests[-1][15:31] == b"CFD0ADD401720000"
 
 
 async def test_pylontech_closing_both_paths_releases_the_hold(
@@ -194,6 +201,21 @@ async def test_a_pace_pack_that_acknowledges_but_does_not_switch(
     # The write "succeeded"; only reading back shows it did not take.
     assert reading.charge_enabled is True
     assert reading.discharge_enabled is True
+
+
+async def test_a_jk_pack_that_ignores_the_write() -> None:
+    bank = make_bank(2, first_address=1)
+    bank.pack(2).write_fault = WriteFault.IGNORE
+    line = sim_jk.make_line(bank)
+    driver = JkPbDriver(await _rtu(line, "rtu_tcp"))
+    await driver.connect()
+    try:
+        with pytest.raises(PackNotResponding):
+            await driver.set_paths(2, discharge=False)
+        assert (await driver.read_pack(2)).discharge_enabled is True
+    finally:
+        await driver.close()
+        await line.stop()
 
 
 async def test_a_pace_pack_that_ignores_the_write(

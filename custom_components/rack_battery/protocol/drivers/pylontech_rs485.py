@@ -87,6 +87,8 @@ class PylontechRs485Driver(PylonAsciiDriver):
         # read while nothing was held on it.
         self._holds: dict[int, CurrentHold] = {}
         self._own_limits: dict[int, ChargeManagement] = {}
+        # The (charge, discharge) currents last sent by 0x94, by address.
+        self._last_sent: dict[int, tuple[float, float]] = {}
 
     def decode_alarms(self, info: bytes, address: int) -> AlarmState:
         """Read a Pylontech 0x44 reply."""
@@ -104,8 +106,14 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if reply is None:
             return reading
         limits = decode_charge_management(reply.info, expect_command=address)
-        if address not in self._holds:
+        sent = self._last_sent.get(address)
+        if address not in self._holds and (
+            sent is None or sent != (limits.charge_current_limit, limits.discharge_current_limit)
+        ):
+            # The pack's own limits, once a released hold has lapsed: until
+            # then it still reports what it was last sent.
             self._own_limits[address] = limits
+            self._last_sent.pop(address, None)
         return replace(
             reading,
             charge_voltage_limit=limits.charge_voltage_limit,
@@ -360,3 +368,4 @@ class PylontechRs485Driver(PylonAsciiDriver):
             discharge_current=discharge,
         )
         await self._ask(address, CID2_SET_CHARGE_MANAGEMENT, info)
+        self._last_sent[address] = (round(charge, 1), round(discharge, 1))
