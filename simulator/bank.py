@@ -192,6 +192,9 @@ def takes_write(pack: SimPack) -> bool | None:
     return pack.write_fault is not WriteFault.ACK_ONLY
 
 
+# The protections after which a BMS keeps its paths open until reset.
+TRIPS = frozenset({"charge_overcurrent", "discharge_overcurrent"})
+
 # A Pylontech pack falls back to its own limits when 0x94 is not sent again
 # within this many seconds.
 HOLD_SECONDS = 10.0
@@ -274,15 +277,25 @@ class SimBank:
 
         A path that closes joins the pack to the bus at once: the settle
         that follows carries the inrush, and a BMS whose inrush exceeds its
-        limit trips.
+        limit trips. A tripped BMS opens a path when asked but does not
+        close one until ``reset_trip``.
         """
         pack = self.pack(address)
+        if pack.protections & TRIPS:
+            # Latched: a tripped BMS keeps its paths open until reset; it
+            # still opens one when asked.
+            charge = None if charge else charge
+            discharge = None if discharge else discharge
         joining = (charge and not pack.charge_path) or (discharge and not pack.discharge_path)
         if charge is not None:
             pack.charge_path = charge
         if discharge is not None:
             pack.discharge_path = discharge
         self._settle(joined=pack if joining else None)
+
+    def reset_trip(self, address: int) -> None:
+        """Clear a pack's over-current trip, as its BMS does after a while or a button press."""
+        self.pack(address).protections -= TRIPS
 
     def set_hold(self, address: int, charge: float, discharge: float) -> None:
         """Hold a pack's limits (a Pylontech 0x94), from now on the bank's clock."""

@@ -121,6 +121,11 @@ def live_image(
     image[Live.FETS] = int(pack.charge_on)
     image[Live.FETS + 1] = int(pack.discharge_on)
     image[Live.SENSORS_HEATING] = 0x3F  # the MOSFET sensor and five battery sensors
+    # Alarm word bits 6 and 13: charge and discharge over-current protection.
+    alarms = (1 << 6 if "charge_overcurrent" in pack.protections else 0) | (
+        1 << 13 if "discharge_overcurrent" in pack.protections else 0
+    )
+    _put(image, Live.ALARMS, alarms, 4, order)
     _put(image, LiveExtra.VOLTAGE_CENTIVOLTS, round(pack.voltage * 100), 2, order)
     _put(image, LiveExtra.TICKS, run_time * 10 % 0x1_0000_0000, 4, order)
     _put(image, LiveExtra.RTC, RTC + round(clock), 4, order)

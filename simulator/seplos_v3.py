@@ -115,6 +115,10 @@ def coils(pack: SimPack) -> list[bool]:
         set_bit(0x1241)  # charging
     if max(pack.cell_voltages) - min(pack.cell_voltages) > 0.1:
         set_bit(0x1274)  # cell difference alarm
+    if "charge_overcurrent" in pack.protections:
+        set_bit(0x1261)  # charge over-current protection
+    if "discharge_overcurrent" in pack.protections:
+        set_bit(0x1264)  # discharge over-current protection
     if pack.discharge_on:
         set_bit(0x1278)  # discharge FET on
     if pack.charge_on:

@@ -86,6 +86,14 @@ def test_a_bms_trips_when_the_inrush_exceeds_its_limit() -> None:
     assert not joined.charge_path
     assert not joined.discharge_path
     assert joined.current == 0.0
+    # Latched: asked again, it stays open until the trip is reset.
+    bank.set_paths(2, discharge=True)
+    assert not joined.discharge_path
+    bank.reset_trip(2)
+    bank.set_paths(2, discharge=True)
+    assert joined.discharge_path
+    # Below the bus with its charge path open, nothing flows into it.
+    assert joined.current == 0.0
 
 
 def test_a_held_limit_lapses_after_ten_seconds_without_a_repeat() -> None:

@@ -40,7 +40,14 @@ from simulator import (
     pylontech_ascii as sim_pylon,
     seplos_v3 as sim_seplos,
 )
-from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
+from simulator.bank import (
+    HOLD_SECONDS,
+    SimBank,
+    SimPack,
+    WriteFault,
+    constant_load,
+    make_bank,
+)
 from simulator.modbus_line import ModbusLine
 from simulator.sunspec_line import SunSpecDevice
 from simulator.wiretap import Wiretap, start_wiretap
@@ -388,3 +395,51 @@ async def test_a_family_without_a_write_path_refuses_without_a_byte() -> None:
     finally:
         await tap.stop()
         await server.stop()
+
+
+# --- A join whose inrush trips the BMS, read back over the wire ----------------
+
+
+def _apart_bank(first: int) -> SimBank:
+    """Two packs 2.4 V apart: joined, 60 A flows into the emptier, over its 50 A."""
+    packs = [
+        SimPack(address=first, serial="FULL", soc=0.99),
+        SimPack(address=first + 1, serial="LOW", soc=0.2),
+    ]
+    for each in packs:
+        each.internal_resistance, each.connection_resistance = 0.012, 0.008
+    return SimBank(packs=packs)
+
+
+async def test_a_jk_pack_joined_too_far_apart_trips_and_says_so() -> None:
+    bank = _apart_bank(1)
+    line = sim_jk.make_line(bank)
+    driver = JkPbDriver(await _rtu(line, "pty"))
+    await driver.connect()
+    try:
+        await driver.set_paths(2, charge=False, discharge=False)
+        await driver.set_paths(2, charge=True, discharge=True)
+        assert bank.pack(2).last_inrush == pytest.approx(60.0)
+        reading = await driver.read_pack(2)
+        assert "charge_overcurrent" in reading.protections
+        assert (reading.charge_enabled, reading.discharge_enabled) == (False, False)
+    finally:
+        await driver.close()
+        await line.stop()
+
+
+async def test_a_pace_pack_over_a_serial_port_trips_on_a_bad_join() -> None:
+    bank = _apart_bank(1)
+    pty = await sim_pace.start_pty(bank)
+    driver = PaceAsciiDriver.over_serial(pty.path, baudrate=9600, timeout=TIMEOUT)
+    await driver.connect()
+    try:
+        await driver.set_paths(2, charge=False, discharge=False)
+        assert (await driver.read_pack(2)).charge_enabled is False
+        await driver.set_paths(2, charge=True, discharge=True)
+        reading = await driver.read_pack(2)
+        assert "charge_overcurrent" in reading.protections
+        assert reading.charge_enabled is False
+    finally:
+        await driver.close()
+        await pty.stop()
