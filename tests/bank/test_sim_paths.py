@@ -91,9 +91,9 @@ def test_a_bms_trips_when_the_inrush_exceeds_its_limit() -> None:
     assert not joined.discharge_path
     bank.reset_trip(2)
     bank.set_paths(2, discharge=True)
-    assert joined.discharge_path
+    assert bank.pack(2).discharge_path
     # Below the bus with its charge path open, nothing flows into it.
-    assert joined.current == 0.0
+    assert bank.pack(2).current == 0.0
 
 
 def test_a_held_limit_lapses_after_ten_seconds_without_a_repeat() -> None:

@@ -27,6 +27,7 @@ from custom_components.rack_battery.protocol.errors import (
     ControlNotSupported,
     PackNotResponding,
 )
+from custom_components.rack_battery.protocol.listen import BusListener
 from custom_components.rack_battery.protocol.pylon.management import (
     encode_charge_management_command,
 )
@@ -379,6 +380,11 @@ def test_the_catalog_says_what_each_family_can_switch() -> None:
         mro: tuple[type, ...] = getattr(info.driver, "__mro__", ())
         overrides = any("set_paths" in vars(cls) for cls in mro if cls is not BmsDriver)
         assert overrides == info.control.can_write, info.key
+
+
+def test_a_listen_only_bank_has_no_write_path() -> None:
+    # The listener keeps the drivers' refusal: it never sends a byte.
+    assert BusListener.set_paths is BmsDriver.set_paths
 
 
 async def test_a_family_without_a_write_path_refuses_without_a_byte() -> None:
