@@ -26,7 +26,7 @@ from simulator import pace_modbus
 from simulator.bank import make_bank
 from simulator.wiretap import Wiretap, start_wiretap
 
-from .conftest import SimulatedBus, finish_scan, wait_for_progress
+from .conftest import ONE_RELOAD, SimulatedBus, finish_scan, record_states, wait_for_progress
 
 # Fired by Home Assistant 2025.6 and later as a scan moves on.
 PROGRESS_UPDATE = "data_entry_flow_progress_update"
@@ -364,13 +364,16 @@ async def test_reconfigure_moves_the_bank_and_keeps_its_devices(
     finally:
         await other_server.stop()
 
-    # The same packs behind another port (the tap) are this bank.
+    # The same packs behind another port (the tap) are this bank: it is set
+    # up again there, once.
+    states = record_states(entry)
     flow = await hass.config_entries.flow.async_configure(
         flow["flow_id"], {"host": tap.host, "port": tap.port}
     )
     assert flow["type"] is FlowResultType.ABORT
     assert flow["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
+    assert states == ONE_RELOAD
     assert entry.data["port"] == tap.port
     assert entry.unique_id == f"tcp://127.0.0.1:{tap.port}#pace_modbus#1"
     assert entry.state is ConfigEntryState.LOADED
