@@ -26,16 +26,30 @@ MULTIPLE_WRITES: Final = frozenset({0x0F, 0x10})
 MAX_FRAME: Final = 256
 
 
-def crc16(data: bytes) -> int:
-    """Return the Modbus CRC-16 (polynomial 0xA001 reflected, start 0xFFFF).
-
-    It is sent low byte first.
-    """
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+# The CRC of each byte value alone, so the CRC costs one lookup per byte.
+_CRC_TABLE: Final = _crc_table()
+
+
+def crc16(data: bytes | bytearray | memoryview) -> int:
+    """Return the Modbus CRC-16 (polynomial 0xA001 reflected, start 0xFFFF).
+
+    It is sent low byte first; so the CRC of a whole frame, its own CRC
+    included, is 0.
+    """
+    crc = 0xFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
 
 
