@@ -398,6 +398,7 @@ async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.SETUP_RETRY
+    states = record_states(entry)
 
     flow = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
@@ -407,7 +408,7 @@ async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
     )
     assert flow["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.LOADED
+    assert states[-1] is ConfigEntryState.LOADED
     assert hass.states.get("sensor.pace_bank_pack_1_voltage") is not None
     assert await hass.config_entries.async_unload(entry.entry_id)
 
