@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any, Protocol
 
+from bench_framing import framers as text_framers  # type: ignore[import-not-found]  # beside this script
+
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
 from custom_components.rack_battery.bank.model import PackIdentity
 from custom_components.rack_battery.protocol.catalog import open_driver
@@ -30,14 +32,15 @@ from custom_components.rack_battery.protocol.modbus import (
 )
 from custom_components.rack_battery.protocol.pylon.analog import decode_analog
 from custom_components.rack_battery.protocol.pylon.frame import decode_frame, encode_frame
-from custom_components.rack_battery.protocol.rtu import seal
+from custom_components.rack_battery.protocol.rtu import RtuSplitter, seal
 from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusRtuTcpTransport
 from custom_components.rack_battery.protocol.transport.modbus_tcp import (
     ModbusLink,
     ModbusTcpTransport,
 )
-from simulator import pace_modbus, pylontech_ascii
+from simulator import jk_pb as sim_jk, pace_modbus, pylontech_ascii
 from simulator.bank import SimBank, constant_load, make_bank
+from simulator.modbus_line import master_request
 from simulator.pace_modbus import encode_pack
 from simulator.readings import snapshot_of
 
@@ -274,12 +277,79 @@ def analysis() -> None:
     _figure("analyzer update, 16 packs, per poll", _median_us(update, rounds=500), "us")
 
 
+def _feed_ms(splitter: RtuSplitter, data: bytes) -> float:
+    """Return the CPU time (ms) of one feed, every frame taken out."""
+    start = time.process_time()
+    for _ in splitter.feed(data):
+        pass
+    return (time.process_time() - start) * 1e3
+
+
+def _split(splitter: RtuSplitter, data: bytes, chunk: int = 4096) -> float:
+    """Return the worst CPU time (ms) of one feed of ``chunk`` bytes, as a read delivers them."""
+    worst = 0.0
+    for start in range(0, len(data), chunk):
+        piece = data[start : start + chunk]
+        worst = max(worst, _feed_ms(splitter, piece))
+    return worst
+
+
+def _framer_inputs() -> dict[str, bytes]:
+    """Return 64 KB inputs: random noise, noise made of frame starts, and a real master bus."""
+    rng = random.Random(1)
+    size = 65536
+    bank = make_bank(3, first_address=0, load=constant_load(30.0))
+    live, settings = sim_jk.TRIGGER_LIVE, sim_jk.TRIGGER_SETTINGS
+    cycle = b""
+    for pack in bank.packs:
+        for trigger in (live, settings):
+            ack = seal(bytes((pack.address, 0x10)) + trigger.to_bytes(2, "big") + b"\x00\x01")
+            asked = master_request(pack.address, 0x10, trigger, 1) if pack.address else b""
+            cycle += asked + sim_jk.pack_frame(pack, trigger) + ack
+    bus = (cycle * (size // len(cycle) + 1))[:size]
+    mutated = bytearray(bus)
+    for _ in range(2000):
+        mutated[rng.randrange(size)] = rng.randrange(256)
+    return {
+        "random noise": rng.randbytes(size),
+        "read-reply headers (01 03 FA ...)": (b"\x01\x03\xfa" * size)[:size],
+        "JK headers (55 AA EB 90 ...)": (b"\x55\xaa\xeb\x90" * size)[:size],
+        "write requests (01 10 16 20 00 7B F6 ...)": (bytes.fromhex("01101620007BF6") * size)[
+            :size
+        ],
+        "JK-PB master bus": bus,
+        "JK-PB master bus, 2000 bytes hit": bytes(mutated),
+    }
+
+
+def listen_framers() -> None:
+    """CPU for 64 KB through the RTU/55AA splitter: a listener, detect_master, the simulator."""
+    inputs = _framer_inputs()
+    makers: dict[str, Callable[[], RtuSplitter]] = {
+        "listener (units 0-15)": lambda: RtuSplitter(range(16), unasked=False),
+        "detect_master (any unit)": lambda: RtuSplitter(unasked=False),
+        "simulator (any unit, any frame)": RtuSplitter,
+    }
+    for name, make in makers.items():
+        worst_per_kb = 0.0
+        for label, data in inputs.items():
+            splitter = make()
+            total = _feed_ms(splitter, data)
+            worst_feed = _split(make(), data)
+            worst_per_kb = max(worst_per_kb, total / (len(data) / 1024))
+            _figure(f"splitter {name}: {label}, 64 KB", total, "ms")
+            _figure("  worst 4 KB read of it", worst_feed, "ms")
+        print(f"splitter {name}: {len(inputs)} inputs tried, worst {worst_per_kb:.3f} ms per KB")
+
+
 def main() -> int:
     """Print every figure."""
     print(f"Python {sys.version.split()[0]}")
     decoders()
     framers()
+    listen_framers()
     asyncio.run(noise_wires())
+    text_framers()
     asyncio.run(wires())
     analysis()
     return 0

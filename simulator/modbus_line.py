@@ -11,6 +11,10 @@ built independently of the drivers' client.
 A personality only says what a pack holds: ``read(unit, function, address,
 count)`` returns registers, coils, a Modbus exception code or None (no pack
 there: silence). The line does the framing, the faults and the master.
+Optionally (JK-PB) a personality takes one-register writes (function 0x10:
+``read`` returns ``[]`` to accept), sends bytes of its own before a reply
+(``preamble(unit, function, address)``) and names a ``master_unit`` that
+speaks unasked in master mode.
 
 Three ways to reach the line, as a user's hardware would:
 
@@ -38,11 +42,20 @@ import os
 import tty
 from typing import Final, Protocol
 
-from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
+from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
+WRITE_MULTIPLE: Final = 0x10
 ILLEGAL_FUNCTION: Final = 0x01
 GARBAGE: Final = b"\x00\xff\x5a\xa5"
+
+
+def master_request(unit: int, function: int, address: int, count: int) -> bytes:
+    """Return a master's request: a read, or a write of ``count`` zero registers (0x10)."""
+    if function != WRITE_MULTIPLE:
+        return read_request(unit, function, address, count)
+    head = bytes((unit, function)) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return seal(head + bytes((2 * count,)) + bytes(2 * count))
 
 
 class Fault(StrEnum):
@@ -80,7 +93,7 @@ class ModbusLine:
 
     def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
         """Return the reply PDU (function and data) to a request, or None for silence."""
-        if function not in (0x01, 0x02, 0x03, 0x04) or len(data) < 4:
+        if function not in (0x01, 0x02, 0x03, 0x04, WRITE_MULTIPLE) or len(data) < 4:
             return bytes((function | 0x80, ILLEGAL_FUNCTION))
         address = int.from_bytes(data[0:2], "big")
         count = int.from_bytes(data[2:4], "big")
@@ -89,6 +102,8 @@ class ModbusLine:
             return None
         if isinstance(result, int):
             return bytes((function | 0x80, result))
+        if function == WRITE_MULTIPLE:
+            return bytes((function,)) + data[0:4]  # the write taken: address and count echoed
         if function in (0x01, 0x02):
             packed = bytearray((len(result) + 7) // 8)
             for index, bit in enumerate(result):
@@ -106,7 +121,8 @@ class ModbusLine:
         pdu = self.pdu(unit, function, data)
         if pdu is None:
             return b""
-        frame = seal(bytes((unit,)) + pdu)
+        lead = self._preamble(unit, function, data)
+        frame = lead + seal(bytes((unit,)) + pdu)
         if fault is Fault.CRC:
             return frame[:-1] + bytes((frame[-1] ^ 0xFF,))
         if fault is Fault.GARBAGE:
@@ -114,8 +130,16 @@ class ModbusLine:
         if fault is Fault.PARTIAL:
             return frame[: len(frame) // 2]
         if fault is Fault.WRONG_ADDRESS:
-            return seal(bytes(((unit + 1) & 0xFF,)) + pdu)
+            return lead + seal(bytes(((unit + 1) & 0xFF,)) + pdu)
         return frame
+
+    def _preamble(self, unit: int, function: int, data: bytes) -> bytes:
+        """Return what a personality sends before its reply (JK-PB's 55AA frame), if anything."""
+        preamble = getattr(self.packs, "preamble", None)
+        if preamble is None or len(data) < 2:
+            return b""
+        lead: bytes = preamble(unit, function, int.from_bytes(data[0:2], "big"))
+        return lead
 
     def _serve_rtu(
         self, data: bytes, splitter: RtuSplitter, write: Callable[[bytes], None]
@@ -125,8 +149,10 @@ class ModbusLine:
             # A second master on the line: the packs hear garbage, answer nothing.
             return
         for _, frame in splitter.feed(data):
-            if frame.is_request and (
-                reply := self.rtu_reply(frame.unit, frame.function, frame.data)
+            if (
+                isinstance(frame, Frame)
+                and frame.is_request
+                and (reply := self.rtu_reply(frame.unit, frame.function, frame.data))
             ):
                 write(reply)
 
@@ -231,15 +257,20 @@ class ModbusLine:
         as they would appear on a shared RS485 line.
         """
         self._round_done = asyncio.Condition()
+        # A master that speaks for itself sends no request to its own unit.
+        own = getattr(self.packs, "master_unit", None)
 
         async def poll() -> None:
             assert self._round_done is not None
             while True:
                 for unit, function, address, count in polls:
-                    request = read_request(unit, function, address, count)
+                    request = master_request(unit, function, address, count)
                     reply = self.rtu_reply(unit, function, request[2:-2])
+                    if unit == own:
+                        request = b""
                     for output in list(self._outputs):
-                        output(request)
+                        if request:
+                            output(request)
                         if reply:
                             output(reply)
                     await asyncio.sleep(period)
