@@ -75,7 +75,7 @@ StartServer = Callable[[SimBank, str, int], Awaitable[Server]]
 
 def _start_pace_modbus() -> StartServer:
     # Imported only when asked for, so that one personality's dependencies
-    # (pymodbus here) never stop the other from serving.
+    # never stop another from serving.
     from .pace_modbus import start_server  # noqa: PLC0415
 
     return start_server
