@@ -26,7 +26,17 @@ from pathlib import Path
 import signal
 from typing import Any, Protocol
 
-from .bank import LoadProfile, SimBank, constant_load, make_bank, solar_day, step_load
+from .bank import (
+    PACE_PACK,
+    PYLONTECH_PACK,
+    LoadProfile,
+    PackMaker,
+    SimBank,
+    constant_load,
+    make_bank,
+    solar_day,
+    step_load,
+)
 from .wiretap import Wiretap, start_wiretap
 
 _LOGGER = logging.getLogger("simulator")
@@ -68,7 +78,7 @@ StartServer = Callable[[SimBank, str, int], Awaitable[Server]]
 
 def _start_pace_modbus() -> StartServer:
     # Imported only when asked for, so that one personality's dependencies
-    # (pymodbus here) never stop the other from serving.
+    # never stop another from serving.
     from .pace_modbus import start_server  # noqa: PLC0415
 
     return start_server
@@ -88,6 +98,12 @@ def _start_pace_ascii() -> StartServer:
 
 def _start_seplos_v2() -> StartServer:
     from .seplos_v2 import start_server  # noqa: PLC0415
+
+    return start_server
+
+
+def _start_jk_pb_master() -> StartServer:
+    from .jk_pb import start_server  # noqa: PLC0415
 
     return start_server
 
@@ -128,6 +144,8 @@ class Personality:
     loader: Callable[[], StartServer]
     # Serves on a pseudo-terminal instead (``--serial``), where the wire has one.
     pty_loader: Callable[[], StartPty] | None = None
+    # What the packs call themselves: a PACE bank is not a Pylontech one.
+    identity: PackMaker = PYLONTECH_PACK
 
 
 PERSONALITIES: dict[str, Personality] = {
@@ -136,6 +154,7 @@ PERSONALITIES: dict[str, Personality] = {
         first_address=1,
         default_port=5020,
         loader=_start_pace_modbus,
+        identity=PACE_PACK,
     ),
     "pylontech-ascii": Personality(
         description="Pylontech RS485 ASCII over raw TCP",
@@ -150,6 +169,7 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_pace_ascii,
         pty_loader=_pty_of("pace_ascii"),
+        identity=PACE_PACK,
     ),
     "seplos-v2": Personality(
         description="Seplos V2 RS485",
@@ -157,6 +177,14 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_seplos_v2,
         pty_loader=_pty_of("seplos_v2"),
+    ),
+    # The pack at DIP 0 is the master and drives the bus itself (listen-only).
+    "jk-pb-master": Personality(
+        description="JK-PB bank whose DIP-0 master drives the RS485 bus (raw RTU)",
+        first_address=0,
+        default_port=8899,
+        loader=_start_jk_pb_master,
+        pty_loader=_pty_of("jk_pb"),
     ),
 }
 
@@ -369,6 +397,7 @@ async def serve(args: argparse.Namespace) -> None:
         first_address=personality.first_address,
         aged=tuple(args.aged),
         load=make_load(args.load, args.amps),
+        identity=personality.identity,
     )
     # Start the clock at the requested time of day; a zero step settles the
     # currents for the load at that hour.

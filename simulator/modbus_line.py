@@ -1,16 +1,20 @@
 """An RS485 line of Modbus RTU packs, served over a pseudo-terminal, raw TCP or Modbus TCP.
 
-pymodbus' server plays well-behaved devices behind a gateway (see
-``pace_modbus.py``), but a real RS485 line does more than that: unit 0 is a
+The Modbus TCP server (``modbus_server.py``) plays well-behaved devices
+behind a gateway (see ``pace_modbus.py``), but a real RS485 line does more than that: unit 0 is a
 real pack on a Seplos bank, replies arrive with a broken CRC, with garbage in
 front, cut short or from the wrong address, and a master pack may already be
-polling the others. None of that can be played through pymodbus' server,
-which owns the framing; so the line is played here at the byte level, with
-the frames built independently of the drivers' client (pymodbus).
+polling the others. None of that can be played through a gateway's
+framing; so the line is played here at the byte level, with the frames
+built independently of the drivers' client.
 
 A personality only says what a pack holds: ``read(unit, function, address,
 count)`` returns registers, coils, a Modbus exception code or None (no pack
 there: silence). The line does the framing, the faults and the master.
+Optionally (JK-PB) a personality takes one-register writes (function 0x10:
+``read`` returns ``[]`` to accept), sends bytes of its own before a reply
+(``preamble(unit, function, address)``) and names a ``master_unit`` that
+speaks unasked in master mode.
 
 Three ways to reach the line, as a user's hardware would:
 
@@ -30,6 +34,7 @@ sent nothing.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 import contextlib
 from dataclasses import dataclass, field
@@ -38,11 +43,22 @@ import os
 import tty
 from typing import Final, Protocol
 
-from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
+from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
+WRITE_MULTIPLE: Final = 0x10
 ILLEGAL_FUNCTION: Final = 0x01
+ILLEGAL_VALUE: Final = 0x03
+WRITE_SINGLE: Final = 0x06
 GARBAGE: Final = b"\x00\xff\x5a\xa5"
+
+
+def master_request(unit: int, function: int, address: int, count: int) -> bytes:
+    """Return a master's request: a read, or a write of ``count`` zero registers (0x10)."""
+    if function != WRITE_MULTIPLE:
+        return read_request(unit, function, address, count)
+    head = bytes((unit, function)) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return seal(head + bytes((2 * count,)) + bytes(2 * count))
 
 
 class Fault(StrEnum):
@@ -61,7 +77,12 @@ class Personality(Protocol):
     def read(
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
-        """Return registers, coils, an exception code, or None for a unit with no pack."""
+        """Return registers, coils, an exception code, or None for a unit with no pack.
+
+        A personality that takes writes also has ``write(unit, address,
+        values)``, returning True (done), an exception code, or None
+        (silence).
+        """
 
 
 @dataclass
@@ -72,15 +93,21 @@ class ModbusLine:
     faults: dict[int, Fault] = field(default_factory=dict)
     received: int = 0  # bytes that arrived from outside, over every way in
     rounds: int = 0  # master polling rounds completed
+    # The last requests heard as RTU frames, whole (address to CRC), oldest first.
+    heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
     _master: asyncio.Task[None] | None = field(default=None, repr=False)
     _round_done: asyncio.Condition | None = field(default=None, repr=False)
 
-    def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+    def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:  # noqa: PLR0911
         """Return the reply PDU (function and data) to a request, or None for silence."""
-        if function not in (0x01, 0x02, 0x03, 0x04) or len(data) < 4:
+        if function == WRITE_SINGLE or (
+            function == WRITE_MULTIPLE and getattr(self.packs, "write", None) is not None
+        ):
+            return self._write_pdu(unit, function, data)
+        if function not in (0x01, 0x02, 0x03, 0x04, WRITE_MULTIPLE) or len(data) < 4:
             return bytes((function | 0x80, ILLEGAL_FUNCTION))
         address = int.from_bytes(data[0:2], "big")
         count = int.from_bytes(data[2:4], "big")
@@ -89,6 +116,8 @@ class ModbusLine:
             return None
         if isinstance(result, int):
             return bytes((function | 0x80, result))
+        if function == WRITE_MULTIPLE:
+            return bytes((function,)) + data[0:4]  # the write taken: address and count echoed
         if function in (0x01, 0x02):
             packed = bytearray((len(result) + 7) // 8)
             for index, bit in enumerate(result):
@@ -98,6 +127,29 @@ class ModbusLine:
         raw = b"".join(int(value).to_bytes(2, "big") for value in result)
         return bytes((function, len(raw))) + raw
 
+    def _write_pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+        """Answer a write (0x06, 0x10) through the personality's ``write``, if it has one."""
+        write = getattr(self.packs, "write", None)
+        if write is None or len(data) < 4:
+            return bytes((function | 0x80, ILLEGAL_FUNCTION))
+        address = int.from_bytes(data[0:2], "big")
+        if function == WRITE_SINGLE:
+            values = [int.from_bytes(data[2:4], "big")]
+            echo = data[0:4]
+        else:
+            count = int.from_bytes(data[2:4], "big")
+            raw = data[5:]
+            if len(data) < 5 or data[4] != 2 * count or len(raw) != 2 * count:
+                return bytes((function | 0x80, ILLEGAL_VALUE))
+            values = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+            echo = data[0:4]
+        result = write(unit, address, values)
+        if result is None:
+            return None
+        if isinstance(result, int) and not isinstance(result, bool):
+            return bytes((function | 0x80, result))
+        return bytes((function,)) + echo
+
     def rtu_reply(self, unit: int, function: int, data: bytes) -> bytes:  # noqa: PLR0911
         """Return the bytes that go on the line in reply to a request, faults applied."""
         fault = self.faults.get(unit)
@@ -106,7 +158,8 @@ class ModbusLine:
         pdu = self.pdu(unit, function, data)
         if pdu is None:
             return b""
-        frame = seal(bytes((unit,)) + pdu)
+        lead = self._preamble(unit, function, data)
+        frame = lead + seal(bytes((unit,)) + pdu)
         if fault is Fault.CRC:
             return frame[:-1] + bytes((frame[-1] ^ 0xFF,))
         if fault is Fault.GARBAGE:
@@ -114,8 +167,16 @@ class ModbusLine:
         if fault is Fault.PARTIAL:
             return frame[: len(frame) // 2]
         if fault is Fault.WRONG_ADDRESS:
-            return seal(bytes(((unit + 1) & 0xFF,)) + pdu)
+            return lead + seal(bytes(((unit + 1) & 0xFF,)) + pdu)
         return frame
+
+    def _preamble(self, unit: int, function: int, data: bytes) -> bytes:
+        """Return what a personality sends before its reply (JK-PB's 55AA frame), if anything."""
+        preamble = getattr(self.packs, "preamble", None)
+        if preamble is None or len(data) < 2:
+            return b""
+        lead: bytes = preamble(unit, function, int.from_bytes(data[0:2], "big"))
+        return lead
 
     def _serve_rtu(
         self, data: bytes, splitter: RtuSplitter, write: Callable[[bytes], None]
@@ -125,8 +186,14 @@ class ModbusLine:
             # A second master on the line: the packs hear garbage, answer nothing.
             return
         for _, frame in splitter.feed(data):
-            if frame.is_request and (
-                reply := self.rtu_reply(frame.unit, frame.function, frame.data)
+            if isinstance(frame, Frame) and frame.is_request:
+                # The splitter took it for a request only with its CRC sound,
+                # so sealing it again gives back the bytes that came.
+                self.heard.append(seal(bytes((frame.unit, frame.function)) + frame.data))
+            if (
+                isinstance(frame, Frame)
+                and frame.is_request
+                and (reply := self.rtu_reply(frame.unit, frame.function, frame.data))
             ):
                 write(reply)
 
@@ -231,15 +298,20 @@ class ModbusLine:
         as they would appear on a shared RS485 line.
         """
         self._round_done = asyncio.Condition()
+        # A master that speaks for itself sends no request to its own unit.
+        own = getattr(self.packs, "master_unit", None)
 
         async def poll() -> None:
             assert self._round_done is not None
             while True:
                 for unit, function, address, count in polls:
-                    request = read_request(unit, function, address, count)
+                    request = master_request(unit, function, address, count)
                     reply = self.rtu_reply(unit, function, request[2:-2])
+                    if unit == own:
+                        request = b""
                     for output in list(self._outputs):
-                        output(request)
+                        if request:
+                            output(request)
                         if reply:
                             output(reply)
                     await asyncio.sleep(period)

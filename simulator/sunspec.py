@@ -29,9 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from pymodbus.constants import ExcCodes
-from pymodbus.simulator import DataType, SimData, SimDevice
-
 from custom_components.rack_battery.protocol.drivers.sunspec import (
     B802,
     B803,
@@ -51,7 +48,7 @@ from custom_components.rack_battery.protocol.drivers.sunspec import (
 )
 
 from .bank import SimBank, SimPack
-from .modbus_server import Action, ModbusServing, listen, nobody_there
+from .modbus_server import Action, ExcCodes, ModbusServing, SimDevice, listen, nobody_there
 
 BASE: Final = 40000
 MARKER: Final = (0x5375, 0x6E53)  # "SunS"
@@ -79,6 +76,24 @@ ENABLED_AND_CLOSED: Final = 0b11
 ENABLED_ONLY: Final = 0b01
 # Evt1 bit 0: the controller lost a module.
 COMMUNICATION_ERROR: Final = 1 << 0
+
+
+# Where each model (and each repeating group) has signed points: int16
+# measurements and the sunssf scale factors, offsets from the model's
+# SunSpec definition. A signed point the device does not set reads 0x8000,
+# an unsigned one 0xFFFF.
+SIGNED_802: Final = frozenset({42, 45, 47, *range(50, 62)})  # A, W, ReqW, the scale factors
+SIGNED_803: Final = frozenset({2, 5, 8, 14, 16, 18, *range(20, 26)})  # ModTmp*, StrA*, SFs
+SIGNED_803_GROUP: Final = frozenset({6, 12, 14, 16})  # StrA, StrModTmpMax/Min/Avg
+SIGNED_804: Final = frozenset({11, 18, 20, 22, *range(36, 43)})  # A, ModTmp*, SFs
+SIGNED_804_GROUP: Final = frozenset({8, 10, 12})  # ModCellTmpMax/Min/Avg
+SIGNED_805: Final = frozenset({14, 16, 18, *range(36, 42)})  # CellTmpMax/Min/Avg, SFs
+SIGNED_805_GROUP: Final = frozenset({1})  # CellTmp
+
+
+def _blank(length: int, signed: frozenset[int]) -> list[int]:
+    """Return a body of points the device does not set: 0x8000 where signed, else 0xFFFF."""
+    return [SIGNED_UNSET if offset in signed else UNSET for offset in range(length)]
 
 
 def _unsigned(value: float, exponent: int) -> int:
@@ -139,12 +154,12 @@ def encode_common(bank: SimBank) -> list[int]:
 
 def encode_battery_base(bank: SimBank) -> list[int]:
     """Model 802: the bank as one battery."""
-    body = [UNSET] * BATTERY_BASE_LENGTH
+    body = _blank(BATTERY_BASE_LENGTH, SIGNED_802)
     packs = [pack for pack in bank.packs if pack.online]
     capacity = sum(pack.full_capacity for pack in packs)
     soc = sum(pack.soc * pack.full_capacity for pack in packs) / capacity if capacity else 0.0
     cells = [cell for pack in packs for cell in pack.cell_voltages]
-    connected = any(pack.connected for pack in bank.packs)
+    connected = any(pack.charge_on and pack.discharge_on for pack in bank.packs)
     values = {
         "AHRtg": _unsigned(sum(pack.design_capacity for pack in bank.packs), CAPACITY_SF),
         "SoC": _unsigned(100.0 * soc, PERCENT_SF),
@@ -167,13 +182,15 @@ def encode_battery_base(bank: SimBank) -> list[int]:
         values["CellVMax"] = _unsigned(max(cells), CELL_SF)
         values["CellVMin"] = _unsigned(min(cells), CELL_SF)
     _put(body, B802, values)
+    body[B802["SetOp"]] = 0  # implemented; reads 0 once a command is done
     _put32(body, B802["NCyc"], max((p.cycles for p in packs), default=0))
     _put32(body, B802["Evt1"], 0 if len(packs) == len(bank.packs) else COMMUNICATION_ERROR)
     return body
 
 
 def _status(pack: SimPack) -> int:
-    return ENABLED_AND_CLOSED if pack.connected else ENABLED_ONLY
+    # The contactor is closed while current may flow either way.
+    return ENABLED_AND_CLOSED if pack.charge_on and pack.discharge_on else ENABLED_ONLY
 
 
 def _events(pack: SimPack) -> int:
@@ -183,14 +200,14 @@ def _events(pack: SimPack) -> int:
 def encode_lithium_bank(bank: SimBank) -> list[int]:
     """Model 803: the bank, and one group per string (one pack each)."""
     packs = bank.packs
-    body = [UNSET] * (BANK_FIXED + BANK_STRING_GROUP * len(packs))
+    body = _blank(BANK_FIXED, SIGNED_803) + [UNSET] * (BANK_STRING_GROUP * len(packs))
     online = [pack for pack in packs if pack.online]
     temperatures = [t for pack in online for t in pack.cell_temperatures]
     voltages = [pack.voltage for pack in online]
     currents = [_discharge_positive(pack.current) for pack in packs]
     values = {
         "NStr": len(packs),
-        "NStrCon": sum(pack.connected for pack in packs),
+        "NStrCon": sum(pack.charge_on and pack.discharge_on for pack in packs),
         "StrAAvg": _signed(sum(currents) / len(currents), A_SF),
         "CellV_SF": _exponent(CELL_SF),
         "ModTmp_SF": _exponent(TEMPERATURE_SF),
@@ -209,8 +226,9 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
     _put(body, B803, values)
     for index, pack in enumerate(packs):
         start = BANK_FIXED + index * BANK_STRING_GROUP
-        group = [UNSET] * BANK_STRING_GROUP
+        group = _blank(BANK_STRING_GROUP, SIGNED_803_GROUP)
         group[G803["StrNMod"]] = 1
+        group[G803["StrSetEna"]] = group[G803["StrSetCon"]] = 0
         _put32(group, G803["StrSt"], _status(pack))
         _put32(group, G803["StrEvt1"], _events(pack))
         # The string's own current sensor keeps measuring a lost module.
@@ -234,7 +252,7 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
 
 def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
     """Model 804: string ``index`` (1-based), holding one module: ``pack``."""
-    body = [UNSET] * (STRING_FIXED + STRING_MODULE_GROUP)
+    body = _blank(STRING_FIXED, SIGNED_804) + [UNSET] * STRING_MODULE_GROUP
     values = {
         "Idx": index,
         "NMod": 1,
@@ -246,9 +264,10 @@ def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
         "CellV_SF": _exponent(CELL_SF),
         "ModTmp_SF": _exponent(TEMPERATURE_SF),
     }
+    body[B804["SetEna"]] = body[B804["SetCon"]] = 0
     _put32(body, B804["St"], _status(pack))
     _put32(body, B804["Evt1"], _events(pack))
-    group = [UNSET] * STRING_MODULE_GROUP
+    group = _blank(STRING_MODULE_GROUP, SIGNED_804_GROUP)
     group[G804["ModNCell"]] = len(pack.cell_voltages)
     if pack.online:
         values |= {
@@ -291,7 +310,9 @@ def cell_temperature(pack: SimPack, cell: int) -> float:
 def encode_lithium_module(string_index: int, pack: SimPack) -> list[int]:
     """Model 805: module 1 of string ``string_index``, which is ``pack``, cell by cell."""
     cells = pack.cell_voltages
-    body = [UNSET] * (MODULE_FIXED + MODULE_CELL_GROUP * len(cells))
+    body = _blank(MODULE_FIXED, SIGNED_805) + [*_blank(MODULE_CELL_GROUP, SIGNED_805_GROUP)] * len(
+        cells
+    )
     values = {
         "StrIdx": string_index,
         "ModIdx": 1,
@@ -339,6 +360,26 @@ def encode_map(bank: SimBank) -> list[int]:
     return image
 
 
+def control_points(bank: SimBank) -> dict[int, int | None]:
+    """Return where the map's connect points are: register -> pack address (None: the battery).
+
+    802 SetOp switches every string; 803 StrSetCon and 804 SetCon switch
+    the string that is one pack.
+    """
+    points: dict[int, int | None] = {}
+    at = BASE + len(MARKER)
+    at += 2 + len(encode_common(bank))
+    points[at + 2 + B802["SetOp"]] = None
+    at += 2 + len(encode_battery_base(bank))
+    for index, pack in enumerate(bank.packs):
+        points[at + 2 + BANK_FIXED + index * BANK_STRING_GROUP + G803["StrSetCon"]] = pack.address
+    at += 2 + len(encode_lithium_bank(bank))
+    for index, pack in enumerate(bank.packs, start=1):
+        points[at + 2 + B804["SetCon"]] = pack.address
+        at += 2 + len(encode_lithium_string(index, pack))
+    return points
+
+
 @dataclass(kw_only=True)
 class RunningServer(ModbusServing):
     """A listening SunSpec device at one unit number."""
@@ -347,7 +388,7 @@ class RunningServer(ModbusServing):
 
 
 def _device_action(bank: SimBank) -> Action:
-    async def answer(  # noqa: PLR0917 - pymodbus calls an action with six positionals
+    async def answer(  # noqa: PLR0917 - an action takes six positionals
         function_code: int,
         start_address: int,
         request_address: int,
@@ -381,19 +422,11 @@ async def start_server(
     if not bank.packs:
         raise ValueError("a SunSpec battery needs at least one pack")
     size = len(encode_map(bank))
-    # Unit 0 stands in for every unit number not listed (pymodbus' rule).
+    # Unit 0 stands in for every unit number not listed.
     devices = [
-        SimDevice(
-            0,
-            # The whole address range, so the action answers wherever a request points.
-            simdata=[SimData(0, count=ADDRESS_SPACE, datatype=DataType.REGISTERS)],
-            action=nobody_there,
-        ),
-        SimDevice(
-            unit,
-            simdata=[SimData(BASE, count=size, datatype=DataType.REGISTERS)],
-            action=_device_action(bank),
-        ),
+        # The whole address range, so the action answers wherever a request points.
+        SimDevice(0, start=0, size=ADDRESS_SPACE, action=nobody_there),
+        SimDevice(unit, start=BASE, size=size, action=_device_action(bank)),
     ]
     server, bound_port = await listen(devices, host, port)
     return RunningServer(host=host, port=bound_port, bank=bank, unit=unit, _server=server)

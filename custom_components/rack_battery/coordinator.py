@@ -23,12 +23,13 @@ from .bank.analysis import (
     Value,
 )
 from .bank.energy import EnergyMeter
+from .bank.hourly import HourlyAggregator
 from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
 from .const import DOMAIN, LOGGER, SCAN_INTERVAL
 from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
-from .store import ANALYSIS, ENERGY, MAINTENANCE, BankStore, log_dropped
+from .store import ANALYSIS, ENERGY, HOURLY, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 
@@ -72,6 +73,10 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self._running: asyncio.Task[BankData] | None = None
         self._silent: set[int] = set()
         self.store = BankStore(hass, entry.entry_id)
+        # What the bank runs with: a change of the data reloads it, of the
+        # options only retunes the rules (see _async_entry_updated).
+        self._set_up_with = dict(entry.data)
+        self._options = dict(entry.options)
         # Replaced in _async_setup by one with the stored schedule and state.
         self.maintenance = MaintenanceSchedule(
             created=dt_util.utcnow(), tz=dt_util.get_default_time_zone()
@@ -80,6 +85,8 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             Thresholds.from_dict(entry.options), maintenance=self.maintenance
         )
         self.energy = EnergyMeter()
+        # The cells' hourly statistics being gathered (cell_history.py).
+        self.hourly = HourlyAggregator()
         self._saved_revision = 0
         self._saved_at: datetime | None = None
         self._loaded = False
@@ -100,13 +107,29 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         )
         self.maintenance = restored.schedule
         self.energy = restored.energy
+        self.hourly = restored.hourly
         self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
         lost = self.analyzer.restore_state(restored.analysis)
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
         self._loaded = True
         self.config_entry.async_on_unload(
-            self.config_entry.add_update_listener(_async_entry_updated)
+            self.config_entry.add_update_listener(self._async_entry_updated)
         )
+
+    async def _async_entry_updated(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        """Reload the bank when its bus or packs changed; apply changed options in place.
+
+        This listener is the only thing that reloads a running bank after a
+        change of its entry: the flows that move it or add a pack only update
+        the entry. Home Assistant (2026.6 on) reports a flow that reloads an
+        entry which has an update listener, and 2026.12 refuses it.
+        """
+        if entry.data != self._set_up_with:
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+            return
+        if entry.options != self._options:
+            self.apply_options(entry.options)
+            await self.async_request_refresh()
 
     def apply_options(self, options: Mapping[str, Any]) -> None:
         """Judge the bank by new settings from the next poll on, without a reload.
@@ -114,6 +137,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         A reload would drop every short history the rules keep (voltage
         swings, load steps), and findings would take their debounce again.
         """
+        self._options = dict(options)
         self.analyzer.thresholds = Thresholds.from_dict(options)
 
     async def async_record_maintenance(
@@ -131,7 +155,12 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             MAINTENANCE: self.maintenance.to_dict(),
             ANALYSIS: self.analyzer.export_state(),
             ENERGY: self.energy.to_dict(),
+            HOURLY: self.hourly.to_dict(),
         }
+
+    def async_save_soon(self) -> None:
+        """Save what the bank keeps a little later (an hour of statistics written)."""
+        self._save_later(dt_util.utcnow())
 
     def _save_later(self, now: datetime) -> None:
         self._saved_revision = self.maintenance.revision
@@ -219,7 +248,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         failed = dict(report.failed)
         for address in sorted(addresses):
             try:
-                readings[address] = await self.driver.read_pack(address)
+                readings[address] = self.driver.screened(
+                    address, await self.driver.read_pack(address)
+                )
             except (PackNotResponding, FrameError) as err:
                 failed[address] = str(err) or type(err).__name__
             except BusUnavailable:
@@ -244,13 +275,6 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         for address in report.readings.keys() & self._silent:
             self._silent.discard(address)
             LOGGER.info("%s: pack %s is answering again", self.name, address)
-
-
-async def _async_entry_updated(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> None:
-    """Apply changed options to the running bank."""
-    coordinator = entry.runtime_data.coordinator
-    coordinator.apply_options(entry.options)
-    await coordinator.async_request_refresh()
 
 
 @dataclass(kw_only=True)

@@ -8,19 +8,35 @@ from dataclasses import dataclass
 import socket
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 import pytest
 
 from custom_components.rack_battery.const import DOMAIN
 from simulator import pace_modbus, pylontech_ascii
-from simulator.bank import SimBank, make_bank
+from simulator.bank import PACE_PACK, SimBank, make_bank
 
 
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration from custom_components."""
+
+
+# What a user sees of one reload: the bank goes away and comes back.
+ONE_RELOAD = [
+    ConfigEntryState.UNLOAD_IN_PROGRESS,
+    ConfigEntryState.NOT_LOADED,
+    ConfigEntryState.SETUP_IN_PROGRESS,
+    ConfigEntryState.LOADED,
+]
+
+
+def record_states(entry: ConfigEntry) -> list[ConfigEntryState]:
+    """Return a list that gets every state the entry passes through from now on."""
+    states: list[ConfigEntryState] = []
+    entry.async_on_state_change(lambda: states.append(entry.state))
+    return states
 
 
 @dataclass
@@ -35,7 +51,7 @@ class SimulatedBus:
 @pytest.fixture
 async def pace_bus() -> AsyncIterator[SimulatedBus]:
     """Serve four PACE packs over Modbus TCP, the fourth one aged."""
-    bank = make_bank(4, aged=[3], first_address=1, seed=7)
+    bank = make_bank(4, aged=[3], first_address=1, seed=7, identity=PACE_PACK)
     server = await pace_modbus.start_server(bank, "127.0.0.1", 0)
     try:
         yield SimulatedBus(bank, server.host, server.port)

@@ -31,7 +31,8 @@ from simulator import pace_modbus
 from simulator.bank import make_bank
 from simulator.wiretap import Wiretap, start_wiretap
 
-from .conftest import SimulatedBus, finish_scan, wait_for_progress
+from .conftest import ONE_RELOAD, SimulatedBus, finish_scan, record_states, wait_for_progress
+from .findings_helpers import bank_entry
 
 # Fired by Home Assistant 2025.6 and later as a scan moves on.
 PROGRESS_UPDATE = "data_entry_flow_progress_update"
@@ -135,10 +136,13 @@ async def test_modbus_tcp_detects_the_family_and_finds_every_pack(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "confirm"
-    listing = result["description_placeholders"]["packs"]
-    for pack in pace_bus.bank.packs:
-        assert pack.serial in listing
-        assert pack.model in listing
+    # Each pack is listed once, as a box to tick that names it.
+    assert "packs" not in result["description_placeholders"]
+    labels = result["data_schema"].schema["packs"].config["options"]
+    assert len(labels) == len(pace_bus.bank.packs)
+    for pack, label in zip(pace_bus.bank.packs, labels, strict=True):
+        assert pack.serial in label["label"]
+        assert pack.model in label["label"]
     assert result["description_placeholders"]["count"] == "4"
     if hasattr(ConfigFlow, "async_update_progress"):
         assert progress == sorted(progress)
@@ -403,13 +407,16 @@ async def test_reconfigure_moves_the_bank_and_keeps_its_devices(
     finally:
         await other_server.stop()
 
-    # The same packs behind another port (the tap) are this bank.
+    # The same packs behind another port (the tap) are this bank: it is set
+    # up again there, once.
+    states = record_states(entry)
     flow = await hass.config_entries.flow.async_configure(
         flow["flow_id"], {"host": tap.host, "port": tap.port}
     )
     assert flow["type"] is FlowResultType.ABORT
     assert flow["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
+    assert states == ONE_RELOAD
     assert entry.data["port"] == tap.port
     assert entry.unique_id == f"tcp://127.0.0.1:{tap.port}#pace_modbus#1"
     assert entry.state is ConfigEntryState.LOADED
@@ -490,6 +497,35 @@ async def test_closing_the_dialog_during_a_scan_stops_it_and_gives_back_the_bus(
     hass.config_entries.flow.async_abort(flow_id)
     await hass.async_block_till_done()
     assert len(bus_registry(hass)) == 0
+
+
+async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
+    hass: HomeAssistant, pace_bus: SimulatedBus, closed_port: int
+) -> None:
+    """A bank whose gateway moved waits to retry its setup; moving it there sets it up now.
+
+    Such a bank is not running, so it has no update listener to reload it:
+    the flow sets it up itself, rather than leaving it to the next retry.
+    """
+    entry = bank_entry(pace_bus)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, data={**entry.data, "port": closed_port})
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    states = record_states(entry)
+
+    flow = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    flow = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"host": pace_bus.host, "port": pace_bus.port}
+    )
+    assert flow["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert states[-1] is ConfigEntryState.LOADED
+    assert hass.states.get("sensor.pace_bank_pack_1_voltage") is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_the_frontend_moving_on_from_the_scan_shows_the_next_screen(

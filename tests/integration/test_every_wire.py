@@ -18,8 +18,10 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import slugify
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
@@ -123,7 +125,7 @@ def _modbus_line(make_line: Callable[[SimBank], ModbusLine], way: Wire) -> Serve
 
 @contextlib.asynccontextmanager
 async def _pace_modbus_gateway(bank: SimBank) -> AsyncIterator[Fields]:
-    """PACE behind a Modbus TCP gateway (pymodbus' server)."""
+    """PACE behind a Modbus TCP gateway (the simulator's Modbus TCP server)."""
     server = await pace_modbus.start_server(bank, "127.0.0.1", 0)
     try:
         yield {"host": server.host, "port": server.port}
@@ -133,7 +135,7 @@ async def _pace_modbus_gateway(bank: SimBank) -> AsyncIterator[Fields]:
 
 @contextlib.asynccontextmanager
 async def _sunspec_device(bank: SimBank) -> AsyncIterator[Fields]:
-    """A SunSpec device on Modbus TCP (pymodbus' server)."""
+    """A SunSpec device on Modbus TCP (the simulator's Modbus TCP server)."""
     server = await sunspec.start_server(bank, "127.0.0.1", 0)
     try:
         yield {"host": server.host, "port": server.port}
@@ -428,4 +430,67 @@ async def test_family_on_wire_is_found_and_read(
             assert _state(hass, f"{prefix}_highest_temperature") == pytest.approx(
                 hottest, abs=step.temperature
             )
+
+        # No value that never comes: after a few polls every entity the bank
+        # shows has a value. An event entity is the exception Home Assistant
+        # makes itself: it has no state until its first event.
+        bank.step(60)
+        await _poll(hass, freezer)
+        await _poll(hass, freezer)
+        registry = er.async_get(hass)
+        shown = [
+            entity.entity_id
+            for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+            if entity.disabled_by is None and entity.domain != "event"
+        ]
+        unknown = [
+            entity_id
+            for entity_id in shown
+            if (state := hass.states.get(entity_id)) is None
+            or state.state in (STATE_UNKNOWN, STATE_UNAVAILABLE)
+        ]
+        assert shown
+        assert unknown == [], unknown
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.usefixtures("quick_buses")
+async def test_a_seplos_v3_pack_shows_its_maker_and_serial(hass: HomeAssistant) -> None:
+    """The version block's text, high byte first as real packs send it, names each pack."""
+    bank = make_bank(2, first_address=1, seed=5, load=constant_load(10))
+    for pack in bank.packs:
+        pack.manufacturer = "SEPLOS"
+        pack.model = "BMS48100"
+    async with _modbus_line(seplos_v3.make_line, Wire.MODBUS_RTU_TCP)(bank) as fields:
+        result: Any = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USER}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": Wire.MODBUS_RTU_TCP.value}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {**fields, "family": "seplos_v3"}
+        )
+        result = await finish_scan(hass, result)
+        assert result["step_id"] == "confirm", result
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"packs": ["1", "2"]}
+        )
+        await hass.async_block_till_done()
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        entry = result["result"]
+        # async_get_device(identifiers=...) is deprecated from 2026.x on, and
+        # its replacement is not in 2025.4: look among the bank's devices.
+        devices = {
+            identifier: device
+            for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+            for (_, identifier) in device.identifiers
+        }
+        for pack in bank.packs:
+            # Keyed by the pack's own serial, not by the slot it sits in.
+            device = devices.get(f"seplos_v3_{pack.serial}")
+            assert device is not None, pack.serial
+            assert device.manufacturer == "SEPLOS"
+            assert device.model == "BMS48100"
+            assert device.serial_number == pack.serial
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -20,11 +20,11 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import EVENT_FINDING
 from custom_components.rack_battery.logbook import describe_finding
-from custom_components.rack_battery.options_flow import section_of
+from custom_components.rack_battery.options_flow import MAIN, section_of
 from simulator import faults
 from simulator.bank import CELLS, SimBank
 
-from .conftest import SimulatedBus
+from .conftest import SimulatedBus, record_states
 from .findings_helpers import (
     ENTRY_ID,
     MIN,
@@ -174,11 +174,15 @@ async def test_the_banks_make_up(
     assert hass.states.get(problem_entity(None)).state == STATE_OFF  # type: ignore[union-attr]
 
 
-def _options_input(thresholds: Thresholds) -> dict[str, dict[str, float]]:
-    """Return the options form filled in with these settings, section by section."""
-    form: dict[str, dict[str, float]] = {}
+def _options_input(thresholds: Thresholds) -> dict[str, Any]:
+    """Return the options form filled in with these settings: the main ones
+    at the top, the rest section by section."""
+    form: dict[str, Any] = {}
     for key, value in thresholds.to_dict().items():
-        form.setdefault(section_of(key), {})[key] = value
+        if (name := section_of(key)) == MAIN:
+            form[key] = value
+        else:
+            form.setdefault(name, {})[key] = value
     return form
 
 
@@ -229,6 +233,40 @@ async def test_options_change_what_the_rules_judge_by(
     await poll(hass, freezer)
     assert issue(hass, "too_many_packs") is None
     assert [e.data["action"] for e in events] == ["raised", "cleared"]
+
+
+async def test_changed_options_keep_a_finding_on_its_schedule(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """New settings apply to the running bank: a hot pack three minutes into its
+    five-minute debounce is raised on time, judged by the new warning level,
+    and the bank is not set up again (its entities never go away)."""
+    bank = quiet_bus.bank
+    entry = await setup_entry(hass, bank_entry(quiet_bus))
+    _heat(bank, 50.0)
+    await run(hass, freezer, bank, 3 * MIN)
+    assert issue(hass, "high_temperature_pack_4") is None
+
+    states = record_states(entry)
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _options_input(replace(Thresholds(), temperature_warning=48.0))
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options["temperature_warning"] == 48.0
+
+    # Raised once five minutes have passed since the first hot poll (minute
+    # one); a reload would have started the debounce again at minute three,
+    # and nothing would show before minute eight.
+    await run(hass, freezer, bank, 4 * MIN)
+    repair = issue(hass, "high_temperature_pack_4")
+    assert repair is not None
+    assert repair.severity is ir.IssueSeverity.WARNING
+    assert (repair.translation_placeholders or {})["limit"] == "48"
+    assert states == []
 
 
 async def test_info_findings_are_events_not_repairs(
@@ -299,13 +337,14 @@ def test_logbook_names_the_pack_and_the_change() -> None:
         "severity": "warning",
         "address": 3,
     }
-    assert describe_finding(data) == {
-        "name": "Rack battery pack 3",
-        "message": "high resistance raised, warning",
+    assert describe_finding(data, "Garage bank pack 3", "binary_sensor.garage_bank_pack_3") == {
+        "name": "Garage bank pack 3",
+        "message": "high resistance found (warning)",
+        "entity_id": "binary_sensor.garage_bank_pack_3",
     }
     assert describe_finding({**data, "action": "cleared", "address": None}) == {
-        "name": "Rack battery bank",
-        "message": "high resistance cleared, was warning",
+        "name": "Battery bank",
+        "message": "high resistance cleared (was warning)",
     }
     assert describe_finding({**data, "action": "changed", "severity": "critical"})["message"] == (
         "high resistance is now critical"
