@@ -264,7 +264,8 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         """Start a scan or a listen; return it, and whether it ended within INLINE_WAIT."""
         task = self.hass.async_create_task(work)
         self._held = None
-        await asyncio.wait({task}, timeout=INLINE_WAIT)
+        if INLINE_WAIT > 0:
+            await asyncio.wait({task}, timeout=INLINE_WAIT)
         return task, task.done()
 
     def _held_task(self, task: asyncio.Task[Discovery | None]) -> asyncio.Task[None]:
