@@ -17,8 +17,9 @@ Running it again against a set-up instance changes nothing, so scripts/develop
 runs it on every start. ``--token`` only logs in and prints an access token,
 for curl against the REST API while developing.
 
-Only the standard library is used: this must run before anything but Home
-Assistant itself is known to be installed.
+Only the standard library is used, and Home Assistant's own aiohttp for
+the one websocket call: this must run before anything but Home Assistant
+itself is known to be installed.
 """
 
 from __future__ import annotations
@@ -231,6 +232,45 @@ def onboard(ha: HomeAssistant, steps: list[dict[str, Any]], username: str, passw
         )
 
 
+def keep_http_settings(ha: HomeAssistant) -> bool:
+    """Keep the HTTP settings of configuration.yaml; return whether they needed keeping.
+
+    Current Home Assistant moves them into its own storage at the first
+    start, as a trial: unless they are confirmed within five minutes it goes
+    back to its defaults (port 8123 on every address) and restarts. This
+    confirms them, as the dialog it shows would. 2025.4 knows no such trial
+    and answers the question with an error, which leaves nothing to do.
+    Home Assistant itself is installed by now, so its aiohttp is at hand for
+    the websocket these commands need.
+    """
+    import asyncio  # noqa: PLC0415
+
+    import aiohttp  # noqa: PLC0415
+
+    url = ha.url.replace("http", "ws", 1) + "/api/websocket"
+
+    async def promote() -> bool:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as socket:
+            await socket.receive_json()  # auth_required
+            await socket.send_json({"type": "auth", "access_token": ha.token})
+            if (await socket.receive_json()).get("type") != "auth_ok":
+                raise BootstrapError("The websocket refused the access token")
+            await socket.send_json({"id": 1, "type": "http/config"})
+            reply = await socket.receive_json()
+            if not reply.get("success") or reply["result"].get("active_config_type") != "pending":
+                return False
+            await socket.send_json({"id": 2, "type": "http/config/promote"})
+            reply = await socket.receive_json()
+            if not reply.get("success"):
+                raise BootstrapError(f"Could not keep the HTTP settings: {reply.get('error')}")
+            return True
+
+    try:
+        return asyncio.run(asyncio.wait_for(promote(), 30))
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise BootstrapError(f"Could not ask about the HTTP settings: {err!r}") from err
+
+
 def entries(ha: HomeAssistant, domain: str | None = None) -> list[dict[str, Any]]:
     """Return the config entries, of one domain if given."""
     path = "/api/config/config_entries/entry"
@@ -337,12 +377,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--token", action="store_true", help="only log in and print an access token"
     )
+    parser.add_argument(
+        "--onboard-only", action="store_true", help="onboard, but leave adding a bank to the user"
+    )
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    ha = HomeAssistant(args.url)
+    # A first start answers slowly while it installs what onboarding adds.
+    ha = HomeAssistant(args.url, timeout=60.0)
     try:
         if args.token:
             ha.log_in(args.username, args.password)
@@ -350,9 +394,13 @@ def main() -> int:
             return 0
         steps = ha.wait_until_up(args.tries, args.hass_pid)
         onboard(ha, steps, args.username, args.password)
+        if keep_http_settings(ha):
+            print("Kept the HTTP settings of configuration.yaml (current Home Assistant asks)")
         try:
             existing = entries(ha, DOMAIN)
-            if existing:
+            if args.onboard_only:
+                print("Onboarded; no bank added (--onboard-only)")
+            elif existing:
                 titles = ", ".join(f"{entry['title']} ({entry['state']})" for entry in existing)
                 print(f"Rack Battery Bank already set up: {titles}")
             else:

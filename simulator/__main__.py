@@ -20,9 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from dataclasses import dataclass
 import importlib
+import json
 import logging
+from pathlib import Path
 import signal
-from typing import Protocol
+from typing import Any, Protocol
 
 from .bank import (
     PACE_PACK,
@@ -35,6 +37,7 @@ from .bank import (
     solar_day,
     step_load,
 )
+from .wiretap import Wiretap, start_wiretap
 
 _LOGGER = logging.getLogger("simulator")
 
@@ -262,8 +265,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="serve on a pseudo-terminal and print its path, instead of TCP (ASCII protocols)",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="hold every answer back this long, as a slow gateway would (TCP only; default 0)",
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help="write the bank's values as JSON to PATH every second: what Home Assistant shows",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
+    if args.latency < 0:
+        parser.error("--latency must not be negative")
+    if args.latency and args.serial:
+        parser.error("--latency is offered on TCP only")
     if not 1 <= args.packs <= 15:
         parser.error("--packs must be between 1 and 15, as on one RS485 bus")
     if bad := [index for index in args.aged if not 0 <= index < args.packs]:
@@ -312,7 +331,42 @@ def log_summary(bank: SimBank) -> None:
         )
 
 
-async def advance(bank: SimBank, speed: float) -> None:
+def state_of(bank: SimBank) -> dict[str, Any]:
+    """Return the bank's values as a BMS reports them, in the bank model's units."""
+    # Only here: the readings come through the integration's bank model.
+    from .readings import reading_of  # noqa: PLC0415
+
+    packs = []
+    for pack in bank.packs:
+        reading = reading_of(pack)
+        packs.append(
+            {
+                "address": pack.address,
+                "serial": pack.serial,
+                "model": pack.model,
+                "online": pack.online,
+                "voltage": reading.voltage,
+                "current": reading.current,
+                "soc": reading.soc,
+                "soh": reading.soh,
+                "remaining_capacity": reading.remaining_capacity,
+                "full_capacity": reading.full_capacity,
+                "cycles": reading.cycles,
+                "temperatures": list(reading.temperatures),
+                "cell_voltages": list(reading.cell_voltages),
+            }
+        )
+    return {"clock": bank.clock, "bus_voltage": bank.bus_voltage, "packs": packs}
+
+
+def write_state(bank: SimBank, path: Path) -> None:
+    """Write the bank's values to ``path`` whole, so a reader never sees half a file."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(state_of(bank), indent=1))
+    part.replace(path)
+
+
+async def advance(bank: SimBank, speed: float, state_file: Path | None = None) -> None:
     """Step the bank's clock with the wall's, ``speed`` times as fast, until cancelled.
 
     Each tick steps by the time that really passed rather than by the nominal
@@ -327,6 +381,8 @@ async def advance(bank: SimBank, speed: float) -> None:
         now = loop.time()
         bank.step(speed * (now - last))
         last = now
+        if state_file is not None:
+            write_state(bank, state_file)
         if now >= next_summary:
             log_summary(bank)
             next_summary = now + SUMMARY_SECONDS
@@ -349,11 +405,22 @@ async def serve(args: argparse.Namespace) -> None:
     bank.step(0.0)
 
     server: Server | _PtyServer
+    tap: Wiretap | None = None
     if args.serial and personality.pty_loader is not None:
         server = _PtyServer(await personality.pty_loader()(bank))
+    elif args.latency > 0:
+        # The bank on a free port, and a tap that holds its answers back in front.
+        start_server = personality.loader()
+        server = await start_server(bank, args.host, 0)
+        tap = await start_wiretap(
+            server.host, server.port, args.host, port=args.port, reply_delay=args.latency
+        )
     else:
         start_server = personality.loader()
         server = await start_server(bank, args.host, args.port)
+    state_file = Path(args.state_file) if args.state_file else None
+    if state_file is not None:
+        write_state(bank, state_file)
     last = personality.first_address + args.packs - 1
     aged = ", @".join(str(personality.first_address + index) for index in sorted(set(args.aged)))
     # One plain line on stdout, flushed, so a script waiting for it sees it
@@ -361,7 +428,8 @@ async def serve(args: argparse.Namespace) -> None:
     print(
         f"Simulating {args.packs} packs (addresses {personality.first_address}..{last}"
         f"{f'; aged: @{aged}' if aged else ''}) as {personality.description} "
-        f"on {server.host}:{server.port}; load {args.load}, speed x{args.speed:g}",
+        f"on {server.host}:{tap.port if tap else server.port}; load {args.load}, "
+        f"speed x{args.speed:g}{f', answers {args.latency:g} s late' if tap else ''}",
         flush=True,
     )
 
@@ -369,7 +437,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    ticker = asyncio.create_task(advance(bank, args.speed))
+    ticker = asyncio.create_task(advance(bank, args.speed, state_file))
     log_summary(bank)
     try:
         await stop.wait()
@@ -382,6 +450,8 @@ async def serve(args: argparse.Namespace) -> None:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
+        if tap is not None:
+            await tap.stop()
         await server.stop()
         _LOGGER.info("Stopped serving on %s:%s", server.host, server.port)
 

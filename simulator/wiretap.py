@@ -64,11 +64,19 @@ class Wiretap:
 
 
 async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[bytes], None]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    seen: Callable[[bytes], None],
+    delay: float = 0.0,
 ) -> None:
-    """Copy bytes one way until the reader ends, telling ``seen`` of each chunk."""
+    """Copy bytes one way until the reader ends, telling ``seen`` of each chunk.
+
+    ``delay`` holds each chunk back that long, as a slow gateway would.
+    """
     try:
         while chunk := await reader.read(65536):
+            if delay > 0:
+                await asyncio.sleep(delay)
             seen(chunk)
             writer.write(chunk)
             await writer.drain()
@@ -78,9 +86,20 @@ async def _pump(
         writer.close()
 
 
-async def start_wiretap(upstream_host: str, upstream_port: int, host: str = "127.0.0.1") -> Wiretap:
-    """Listen on a free loopback port and relay every connection to the upstream server."""
-    tap = Wiretap(host=host, port=0)
+async def start_wiretap(
+    upstream_host: str,
+    upstream_port: int,
+    host: str = "127.0.0.1",
+    *,
+    port: int = 0,
+    reply_delay: float = 0.0,
+) -> Wiretap:
+    """Listen on ``port`` (0: a free one) and relay every connection to the upstream server.
+
+    ``reply_delay`` holds every answer back that many seconds: a gateway far
+    away or a slow RS485 line, for a scan that takes its time.
+    """
+    tap = Wiretap(host=host, port=port)
     numbers = iter(range(1, 1 << 30))
 
     async def relay(
@@ -104,7 +123,12 @@ async def start_wiretap(upstream_host: str, upstream_port: int, host: str = "127
         try:
             await asyncio.gather(
                 _pump(client_reader, server_writer, lambda data: tap.note_request(number, data)),
-                _pump(server_reader, client_writer, lambda _data: tap.note_answer(number)),
+                _pump(
+                    server_reader,
+                    client_writer,
+                    lambda _data: tap.note_answer(number),
+                    reply_delay,
+                ),
             )
         finally:
             tap.note_answer(number)
@@ -113,7 +137,7 @@ async def start_wiretap(upstream_host: str, upstream_port: int, host: str = "127
             server_writer.close()
             client_writer.close()
 
-    server = await asyncio.start_server(relay, host, 0)
+    server = await asyncio.start_server(relay, host, port)
     tap.port = int(server.sockets[0].getsockname()[1])
     tap._server = server
     return tap

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 import logging
+import os
 import re
 
 import pytest
+
+# The browser tests need a running Home Assistant and Chromium: scripts/e2e
+# starts them and asks for tests/e2e; a plain run of the suite leaves them out.
+collect_ignore = [] if os.environ.get("RACK_BATTERY_E2E") else ["e2e"]
 
 # How Home Assistant tells that an integration uses an API it has deprecated
 # or removed: its frame helper (report_usage) and its deprecation helper

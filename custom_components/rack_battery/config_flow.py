@@ -3,13 +3,22 @@
 Every wire the catalog has a family for gets a menu entry and a form, built
 from the catalog: adding a family or a wire needs no code here. The scan
 walks every address a family allows, which on a serial line costs a full
-timeout per empty address, so it runs as a progress step and the user then
-confirms what was found.
+timeout per empty address; the user then confirms what was found.
+
+A scan (or a listen) that ends within ``INLINE_WAIT`` is awaited in the step
+itself and the flow goes straight on to what it found. Home Assistant's
+frontend, on 2025.4 as on current versions, subscribes to the event that
+announces a progress step's end only after the request that reached the step
+has returned, so a step that ended first would leave the dialog spinning for
+ever. A longer one shows a progress step whose end is announced no sooner
+than ``PROGRESS_HOLD`` after it was shown, and announced again while nobody
+has fetched the step after it, for a frontend that subscribed later still.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 import ipaddress
 import re
@@ -17,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.core import callback
+from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -72,6 +83,14 @@ RTU_WIRES: Final = frozenset({Wire.MODBUS_RTU_SERIAL, Wire.MODBUS_RTU_TCP})
 MASTER_WINDOW: Final = 2.0
 # Listening for the packs ends after the master has gone round them, or after this.
 LISTEN_WINDOW: Final = 30.0
+# A scan or a listen that ends within this many seconds is awaited in the step
+# itself, and the flow goes on without a progress step (see the module's doc).
+INLINE_WAIT: Final = 3.0
+# A progress step's end is announced no sooner than this after it was shown,
+# so that the frontend has subscribed to the announcement by then ...
+PROGRESS_HOLD: Final = 2.0
+# ... and again after these pauses while nobody has fetched the next step.
+REANNOUNCE: Final = (3.0, 10.0, 30.0)
 
 # A host name as RFC 1123 allows it: labels of letters, digits and inner
 # hyphens, separated by dots.
@@ -227,6 +246,61 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         self._listen_only = False
         self._listen_task: asyncio.Task[Discovery | None] | None = None
         self._listen_error: str | None = None
+        # The task a progress step shows: a scan or a listen, held back (see
+        # _held), and the one that announces the step's end again.
+        self._held: asyncio.Task[None] | None = None
+        self._announcer: asyncio.Task[None] | None = None
+
+    @callback
+    def async_remove(self) -> None:
+        """Stop whatever still runs for a flow the user closed."""
+        for task in (self._scan_task, self._listen_task, self._held, self._announcer):
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def _async_start(
+        self, work: Coroutine[Any, Any, Discovery | None]
+    ) -> tuple[asyncio.Task[Discovery | None], bool]:
+        """Start a scan or a listen; return it, and whether it ended within INLINE_WAIT."""
+        task = self.hass.async_create_task(work)
+        self._held = None
+        if INLINE_WAIT > 0:
+            await asyncio.wait({task}, timeout=INLINE_WAIT)
+        return task, task.done()
+
+    def _held_task(self, task: asyncio.Task[Discovery | None]) -> asyncio.Task[None]:
+        """Return the task a progress step for ``task`` shows; the same one each time."""
+        if self._held is None:
+            self._held = self.hass.async_create_background_task(
+                _held(task, PROGRESS_HOLD), f"{DOMAIN} config flow {self.flow_id} progress"
+            )
+        return self._held
+
+    def _progress_done(self, next_step_id: str) -> ConfigFlowResult:
+        """End a progress step, and announce its end again until the frontend moved on."""
+        if self._announcer is not None:
+            self._announcer.cancel()
+        self._announcer = self.hass.async_create_background_task(
+            self._async_announce_again(), f"{DOMAIN} config flow {self.flow_id} announcer"
+        )
+        return self.async_show_progress_done(next_step_id=next_step_id)
+
+    async def _async_announce_again(self) -> None:
+        """Tell the frontend again that the flow moved on, while it has not fetched it.
+
+        Home Assistant announces a progress step's end once; a frontend that
+        subscribed only after that would wait for ever. Once the step after
+        it has been fetched, the flow's current step is that one, and
+        nothing more is said.
+        """
+        for pause in REANNOUNCE:
+            await asyncio.sleep(pause)
+            if self.cur_step is None or self.cur_step["type"] != FlowResultType.SHOW_PROGRESS_DONE:
+                return
+            self.hass.bus.async_fire(
+                EVENT_DATA_ENTRY_FLOW_PROGRESSED,
+                {"handler": self.handler, "flow_id": self.flow_id, "refresh": True},
+            )
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how the bank's bus reaches Home Assistant."""
@@ -343,38 +417,54 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         return None
 
     async def async_step_scan(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Walk the bus's addresses, showing progress, then show what answered."""
+        """Walk the bus's addresses, then show what answered; a long walk shows progress."""
         assert self._spec is not None
         if self._scan_task is None:
-            self._scan_task = self.hass.async_create_task(self._async_scan(self._spec))
-        if not self._scan_task.done():
+            self._scan_task, ended = await self._async_start(self._async_scan(self._spec))
+            if ended:
+                return await self._async_step_to(self._scan_outcome())
+        held = self._held_task(self._scan_task)
+        if not held.done():
             return self.async_show_progress(
                 step_id="scan",
                 progress_action="scan",
-                progress_task=self._scan_task,
+                progress_task=held,
                 description_placeholders={"where": self._spec.where},
             )
         # The task stays: Home Assistant may call this step again once the
         # scan has ended (newer versions do so by themselves), and the answer
         # must be the same one, not a second scan.
+        return self._progress_done(self._scan_outcome())
+
+    def _scan_outcome(self) -> str:
+        """Return the step that follows the ended scan, keeping what it found or why not."""
+        assert self._spec is not None
+        assert self._scan_task is not None
         try:
             found = self._scan_task.result()
         except BusUnavailable as err:
             LOGGER.debug("Lost %s while scanning: %s", self._spec.where, err)
             self._scan_error = bus_error(err)
-            return self.async_show_progress_done(next_step_id=self._wire.value)
+            return self._wire.value
         if self._master_heard:
             # Another master polls this line: asking would talk over it.
-            return self.async_show_progress_done(next_step_id="master_found")
+            return "master_found"
         if found is None:
             if claimed_addresses(self._async_current_entries(), self._spec):
                 # Everything that answers on this bus already belongs to a
                 # bank. A progress step may not end in an abort itself.
-                return self.async_show_progress_done(next_step_id="all_set_up")
+                return "all_set_up"
             self._scan_error = "no_packs_found"
-            return self.async_show_progress_done(next_step_id=self._wire.value)
+            return self._wire.value
         self._found = found
-        return self.async_show_progress_done(next_step_id="confirm")
+        return "confirm"
+
+    async def _async_step_to(self, step_id: str) -> ConfigFlowResult:
+        """Show a step straight away, as a progress step's end would lead to it."""
+        step: Callable[[dict[str, Any] | None], Awaitable[ConfigFlowResult]] = getattr(
+            self, f"async_step_{step_id}"
+        )
+        return await step(None)
 
     async def async_step_all_set_up(
         self, user_input: dict[str, Any] | None = None
@@ -493,31 +583,40 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_listen(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Listen to the master's polls, showing progress, then show the packs heard."""
+        """Listen to the master's polls, then show the packs heard; a long listen shows progress."""
         assert self._spec is not None
         if self._listen_task is None:
-            self._listen_task = self.hass.async_create_task(
+            self._listen_task, ended = await self._async_start(
                 self._async_listen(self._spec, self._families[0])
             )
-        if not self._listen_task.done():
+            if ended:
+                return await self._async_step_to(self._listen_outcome())
+        held = self._held_task(self._listen_task)
+        if not held.done():
             return self.async_show_progress(
                 step_id="listen",
                 progress_action="listen",
-                progress_task=self._listen_task,
+                progress_task=held,
                 description_placeholders={"where": self._spec.where},
             )
         # Kept, as with the scan: calling this step again must not listen again.
+        return self._progress_done(self._listen_outcome())
+
+    def _listen_outcome(self) -> str:
+        """Return the step that follows the ended listen, keeping what it heard or why not."""
+        assert self._spec is not None
+        assert self._listen_task is not None
         try:
             found = self._listen_task.result()
         except BusUnavailable as err:
             LOGGER.debug("Cannot listen on %s: %s", self._spec.where, err)
             self._listen_error = bus_error(err)
-            return self.async_show_progress_done(next_step_id="master_found")
+            return "master_found"
         if found is None:
             self._listen_error = "nothing_heard"
-            return self.async_show_progress_done(next_step_id="master_found")
+            return "master_found"
         self._found = found
-        return self.async_show_progress_done(next_step_id="confirm")
+        return "confirm"
 
     async def _async_listen(self, spec: ConnectionSpec, family: str) -> Discovery | None:
         """Hear which packs answer the master, leaving out those other banks hold."""
@@ -704,6 +803,18 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         finally:
             await listener.close()
         return None if set(heard) & set(known) else "no_packs_found"
+
+
+async def _held(task: asyncio.Task[Discovery | None], hold: float) -> None:
+    """Wait for ``task``, and end no sooner than ``hold`` seconds from now.
+
+    The task's own outcome (an error included) is read by the step, not here.
+    """
+    loop = asyncio.get_running_loop()
+    until = loop.time() + hold
+    await asyncio.wait({task})
+    if (left := until - loop.time()) > 0:
+        await asyncio.sleep(left)
 
 
 def _spec_input(spec: ConnectionSpec) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class MaintenanceRepairFlow(RepairsFlow):
         coordinator = entry.runtime_data.coordinator
         today = dt_util.now().date()
         errors: dict[str, str] = {}
+        if user_input is not None and CONF_DONE_ON not in user_input:
+            # Home Assistant opens a fix flow with the id as this
+            # step's input; only the form sent back is an answer.
+            user_input = None
         if user_input is not None:
             done_on = _parse_date(user_input.get(CONF_DONE_ON))
             if done_on is None:

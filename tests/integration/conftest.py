@@ -80,10 +80,16 @@ def closed_port() -> int:
 
 
 async def finish_scan(hass: HomeAssistant, result: Any) -> Any:
-    """Let a scan's progress step run to its end and return the step after it."""
-    assert result["type"] is FlowResultType.SHOW_PROGRESS, result
-    assert result["step_id"] == "scan"
-    await wait_for_progress(hass, result["flow_id"], "scan")
+    """Return the step after a scan or a listen.
+
+    One that ends quickly is awaited within the request and its next step
+    comes back at once; a longer one shows a progress step, which is let run
+    to its end (test_config_flow tests each way on its own).
+    """
+    if result["type"] is not FlowResultType.SHOW_PROGRESS:
+        return result
+    assert result["step_id"] in ("scan", "listen"), result
+    await wait_for_progress(hass, result["flow_id"], result["step_id"])
     return await hass.config_entries.flow.async_configure(result["flow_id"])
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 import os
 from typing import Any
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     SOURCE_USER,
@@ -13,11 +15,14 @@ from homeassistant.config_entries import (
     ConfigFlow,
 )
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 from homeassistant.helpers import device_registry as dr
+from homeassistant.util import dt as dt_util
 import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 import serial
 
+from custom_components.rack_battery import config_flow
 from custom_components.rack_battery.buses import bus_registry
 from custom_components.rack_battery.const import DOMAIN
 from custom_components.rack_battery.protocol.catalog import families_on
@@ -61,6 +66,41 @@ async def _confirm(hass: HomeAssistant, result: Any, addresses: list[int]) -> An
 
 
 @pytest.fixture
+def slow_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Treat every scan as one too long to await in the step: it shows progress."""
+    monkeypatch.setattr(config_flow, "INLINE_WAIT", 0.0)
+
+
+@pytest.fixture
+def quick_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Await every scan in the step, however loaded the machine running the test."""
+    monkeypatch.setattr(config_flow, "INLINE_WAIT", 60.0)
+
+
+def _announcements(hass: HomeAssistant, flow_id: str) -> list[Event]:
+    """Collect the events that tell the frontend a flow moved on."""
+    seen: list[Event] = []
+
+    @callback
+    def heard(event: Event) -> None:
+        if event.data["flow_id"] == flow_id:
+            seen.append(event)
+
+    hass.bus.async_listen(EVENT_DATA_ENTRY_FLOW_PROGRESSED, heard)
+    return seen
+
+
+async def _let_time_pass(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float
+) -> None:
+    # The hold and the pauses run on the event loop's clock: fire what falls
+    # due within ``seconds`` of it, however the freezer stands to it.
+    freezer.tick(timedelta(seconds=seconds))
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
+    await hass.async_block_till_done()
+
+
+@pytest.fixture
 async def tap(pace_bus: SimulatedBus) -> AsyncIterator[Wiretap]:
     """Watch the traffic to the PACE gateway."""
     running = await start_wiretap(pace_bus.host, pace_bus.port)
@@ -77,9 +117,13 @@ async def test_menu_lists_every_wire_with_a_family(hass: HomeAssistant) -> None:
 
 
 async def test_modbus_tcp_detects_the_family_and_finds_every_pack(
-    hass: HomeAssistant, pace_bus: SimulatedBus
+    hass: HomeAssistant, pace_bus: SimulatedBus, quick_scans: None
 ) -> None:
-    """Detect automatically finds the PACE bank; the result lists model and serial."""
+    """Detect automatically finds the PACE bank; the result lists model and serial.
+
+    A bank that answers at once is listed at once, in the answer to the
+    form: there is no progress step whose end the browser could miss.
+    """
     progress: list[float] = []
 
     @callback
@@ -87,15 +131,12 @@ async def test_modbus_tcp_detects_the_family_and_finds_every_pack(
         progress.append(event.data["progress"])
 
     hass.bus.async_listen(PROGRESS_UPDATE, on_progress)
-    result = await _start(hass, "modbus_tcp")
+    result: Any = await _start(hass, "modbus_tcp")
     assert result["data_schema"]({"host": "h"})["family"] == "auto"
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"host": pace_bus.host, "port": pace_bus.port, "family": "auto"}
     )
-    assert result["type"] is FlowResultType.SHOW_PROGRESS
-    assert result["progress_action"] == "scan"
-    result = await finish_scan(hass, result)
-
+    assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "confirm"
     # Each pack is listed once, as a box to tick that names it.
     assert "packs" not in result["description_placeholders"]
@@ -387,6 +428,87 @@ async def test_reconfigure_moves_the_bank_and_keeps_its_devices(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_slow_scan_ends_only_once_the_frontend_can_hear_it(
+    hass: HomeAssistant, pace_bus: SimulatedBus, slow_scans: None, freezer: FrozenDateTimeFactory
+) -> None:
+    """A scan in a progress step announces its end no sooner than the hold.
+
+    The browser subscribes to the announcement only after the form's answer
+    has reached it; an end announced before then would leave the dialog
+    spinning for ever.
+    """
+    result: Any = await _start(hass, "modbus_tcp")
+    flow_id = result["flow_id"]
+    heard = _announcements(hass, flow_id)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
+    )
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "scan"
+    # The scan itself ends at once (the simulator answers at once) ...
+    await hass.async_block_till_done()
+    assert heard == []
+    assert hass.config_entries.flow.async_get(flow_id)["step_id"] == "scan"
+    # ... and is told only when the hold has passed.
+    await _let_time_pass(hass, freezer, config_flow.PROGRESS_HOLD)
+    for _ in range(20):  # the scan's last replies still travel over loopback
+        if heard:
+            break
+        await _let_time_pass(hass, freezer, 0.5)
+    assert len(heard) == 1
+    result = await hass.config_entries.flow.async_configure(flow_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "confirm"
+    assert result["description_placeholders"]["count"] == "4"
+
+
+async def test_the_end_of_a_scan_is_told_again_until_the_frontend_moves_on(
+    hass: HomeAssistant, pace_bus: SimulatedBus, slow_scans: None, freezer: FrozenDateTimeFactory
+) -> None:
+    """A browser that subscribed late still hears the end; one that moved on hears no more."""
+    result = await _start(hass, "modbus_tcp")
+    flow_id = result["flow_id"]
+    heard = _announcements(hass, flow_id)
+    await hass.config_entries.flow.async_configure(
+        flow_id, {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
+    )
+    await hass.async_block_till_done()
+    await _let_time_pass(hass, freezer, config_flow.PROGRESS_HOLD)
+    for _ in range(20):  # the scan's last replies still travel over loopback
+        if heard:
+            break
+        await _let_time_pass(hass, freezer, 0.5)
+    assert len(heard) == 1
+    # Nobody fetched the flow: it is said again.
+    await _let_time_pass(hass, freezer, config_flow.REANNOUNCE[0])
+    assert len(heard) == 2
+    result = await hass.config_entries.flow.async_configure(flow_id)
+    assert result["step_id"] == "confirm"
+    # The frontend has moved on: nothing more is said.
+    for pause in config_flow.REANNOUNCE[1:]:
+        await _let_time_pass(hass, freezer, pause)
+    assert len(heard) == 2
+    result = await hass.config_entries.flow.async_configure(flow_id, {"packs": ["1", "2"]})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_closing_the_dialog_during_a_scan_stops_it_and_gives_back_the_bus(
+    hass: HomeAssistant, pace_bus: SimulatedBus, slow_scans: None
+) -> None:
+    """A flow thrown away while its progress step shows leaves nothing running."""
+    result = await _start(hass, "modbus_tcp")
+    flow_id = result["flow_id"]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
+    )
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    hass.config_entries.flow.async_abort(flow_id)
+    await hass.async_block_till_done()
+    assert len(bus_registry(hass)) == 0
+
+
 async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
     hass: HomeAssistant, pace_bus: SimulatedBus, closed_port: int
 ) -> None:
@@ -417,7 +539,7 @@ async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
 
 
 async def test_the_frontend_moving_on_from_the_scan_shows_the_next_screen(
-    hass: HomeAssistant, pace_bus: SimulatedBus
+    hass: HomeAssistant, pace_bus: SimulatedBus, slow_scans: None, freezer: FrozenDateTimeFactory
 ) -> None:
     """After a progress step the frontend posts an empty form; it is not an answer.
 
@@ -429,6 +551,8 @@ async def test_the_frontend_moving_on_from_the_scan_shows_the_next_screen(
     result = await hass.config_entries.flow.async_configure(
         flow_id, {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
     )
+    await hass.async_block_till_done()
+    await _let_time_pass(hass, freezer, config_flow.PROGRESS_HOLD)
     await wait_for_progress(hass, flow_id, "scan")
     result = await hass.config_entries.flow.async_configure(flow_id, {})
     assert result["type"] is FlowResultType.FORM
@@ -442,6 +566,8 @@ async def test_the_frontend_moving_on_from_the_scan_shows_the_next_screen(
     await hass.config_entries.flow.async_configure(
         again["flow_id"], {"host": pace_bus.host, "port": pace_bus.port, "family": "pace_modbus"}
     )
+    await hass.async_block_till_done()
+    await _let_time_pass(hass, freezer, config_flow.PROGRESS_HOLD)
     await wait_for_progress(hass, again["flow_id"], "scan")
     again = await hass.config_entries.flow.async_configure(again["flow_id"], {})
     assert again["type"] is FlowResultType.FORM

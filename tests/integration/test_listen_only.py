@@ -31,7 +31,7 @@ from simulator import jk_pb as sim_jk, seplos_v3 as sim_seplos
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
 
-from .conftest import finish_scan, wait_for_progress
+from .conftest import finish_scan
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -119,10 +119,7 @@ async def _set_up_by_listening(hass: HomeAssistant, mastered: MasteredLine) -> A
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"family": mastered.family}
     )
-    assert result["type"] is FlowResultType.SHOW_PROGRESS
-    assert result["progress_action"] == "listen"
-    await wait_for_progress(hass, result["flow_id"], "listen")
-    result = await hass.config_entries.flow.async_configure(result["flow_id"])
+    result = await finish_scan(hass, result)
     assert result["step_id"] == "confirm", result
     assert result["description_placeholders"]["count"] == str(len(mastered.heard))
     result = await hass.config_entries.flow.async_configure(

@@ -56,6 +56,8 @@ async def _fix(hass: HomeAssistant, finding_id: str, user_input: dict[str, Any])
     result: Any = await manager.async_init(DOMAIN, data={"issue_id": f"{ENTRY_ID}_{finding_id}"})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "init"
+    # Opened as the frontend opens it, the form asks; it does not complain.
+    assert result["errors"] == {}
     result = await manager.async_configure(result["flow_id"], user_input)
     await hass.async_block_till_done()
     return result

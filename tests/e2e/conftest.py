@@ -1,0 +1,242 @@
+"""What the browser tests share: the simulators, Chromium, a logged-in page, screenshots.
+
+scripts/e2e starts Home Assistant as scripts/develop does, with a fresh
+config folder and one simulator, and passes where everything is through
+the environment. The other simulators (a slow gateway, the Pylon protocol)
+are started here, on the ports after the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    TimeoutError as PlaywrightTimeoutError,
+    sync_playwright,
+)
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = os.environ.get("E2E_URL", "http://127.0.0.1:8141")
+CONFIG = Path(os.environ.get("E2E_CONFIG", ROOT / "config"))
+ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", ROOT / "build" / "e2e"))
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+SIM_PORT = int(os.environ.get("E2E_SIM_PORT", "5041"))
+USERNAME = PASSWORD = "dev"
+# Each answer this late makes a scan take several seconds: long enough for
+# the flow to show its progress step, short of the drivers' reply timeout.
+SLOW_GATEWAY = 0.3
+TRANSLATIONS: dict[str, Any] = json.loads(
+    (ROOT / "custom_components" / "rack_battery" / "translations" / "en.json").read_text()
+)
+
+
+@dataclass(frozen=True)
+class Sim:
+    """A simulated bank on loopback, and the file where it writes its values."""
+
+    name: str
+    wire: str
+    port: int
+    state_file: Path
+    slow: bool
+
+    def state(self) -> dict[str, Any]:
+        """Return the bank's values as it last wrote them."""
+        state: dict[str, Any] = json.loads(self.state_file.read_text())
+        return state
+
+
+def pytest_report_header() -> list[str]:
+    """Say where the screenshots go, at the top of the run."""
+    return [f"e2e: Home Assistant at {URL}; screenshots in {ARTIFACTS}"]
+
+
+@pytest.fixture(scope="session")
+def sims() -> Iterator[dict[str, Sim]]:
+    """The four banks the tests add: two wires, each answering at once and slowly."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # The first is the one scripts/develop started.
+    found = {"pace": Sim("pace", "modbus_tcp", SIM_PORT, ARTIFACTS / "sim-pace.json", slow=False)}
+    started: list[subprocess.Popen[bytes]] = []
+    extra = (
+        ("pace-slow", "modbus_tcp", "pace-modbus", SLOW_GATEWAY),
+        ("pylon", "ascii_tcp", "pylontech-ascii", 0.0),
+        ("pylon-slow", "ascii_tcp", "pylontech-ascii", SLOW_GATEWAY),
+    )
+    try:
+        for offset, (name, wire, protocol, latency) in enumerate(extra, start=1):
+            sim = Sim(name, wire, SIM_PORT + offset, ARTIFACTS / f"sim-{name}.json", latency > 0)
+            log = (ARTIFACTS / f"sim-{name}.log").open("wb")
+            started.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "simulator",
+                        "--protocol",
+                        protocol,
+                        "--port",
+                        str(sim.port),
+                        "--packs",
+                        "3",
+                        "--load",
+                        "constant",
+                        "--latency",
+                        str(latency),
+                        "--state-file",
+                        str(sim.state_file),
+                        # Serials of their own: a pack's device is keyed by its serial.
+                        "--seed",
+                        str(10 + offset),
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            found[name] = sim
+        for sim in found.values():
+            _wait_for_file(sim.state_file)
+        yield found
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait(timeout=30)
+
+
+def _wait_for_file(path: Path, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {within:g} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium; Playwright's own browser download does not work here."""
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    yield launched
+    launched.close()
+
+
+class Shots:
+    """Numbered screenshots in the artifact folder, in the order they were taken."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def take(self, page: Page, name: str, *, full_page: bool = False) -> Path:
+        """Save what the page shows now as NN-name.png and return its path."""
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        # Let animations (a dialog opening, a spinner) settle for the picture.
+        page.wait_for_timeout(400)
+        page.screenshot(path=path, full_page=full_page)
+        return path
+
+
+@pytest.fixture(scope="session")
+def shots() -> Shots:
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nScreenshots: {folder}")
+    return Shots(folder)
+
+
+def log_in(page: Page) -> None:
+    """Log in on the login page as a person would."""
+    page.goto(URL)
+    page.get_by_role("textbox", name="Username").fill(USERNAME)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
+    page.wait_for_url(re.compile(r"/(lovelace|home)"), timeout=60_000)
+    page.locator("home-assistant").wait_for()
+    confirm_http_settings(page)
+
+
+def confirm_http_settings(page: Page) -> None:
+    """Keep the HTTP settings of configuration.yaml, where Home Assistant asks to.
+
+    Current Home Assistant asks, at the first login after its HTTP settings
+    changed (the port and address scripts/develop writes), whether to keep
+    them, and reverts them after three minutes otherwise; 2025.4 does not ask.
+    """
+    ask = page.get_by_text(re.compile("confirm new http server configuration", re.IGNORECASE))
+    try:
+        ask.first.wait_for(timeout=5_000)
+    except PlaywrightTimeoutError:
+        return
+    page.get_by_role("button", name=re.compile(r"^\s*confirm\s*$", re.IGNORECASE)).click()
+    ask.first.wait_for(state="hidden")
+
+
+@pytest.fixture(scope="session")
+def page(browser: Browser) -> Iterator[Page]:
+    """One logged-in tab for the tests that follow each other through the UI."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    tab = context.new_page()
+    log_in(tab)
+    yield tab
+    context.close()
+
+
+def call_ws(page: Page, message: dict[str, Any]) -> Any:
+    """Send a websocket command as the logged-in frontend does."""
+    return page.evaluate(
+        "async (message) => document.querySelector('home-assistant').hass.callWS(message)",
+        message,
+    )
+
+
+def call_api(page: Page, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call Home Assistant's REST API with the logged-in frontend's token."""
+    return page.evaluate(
+        "async ([method, path, body]) =>"
+        " document.querySelector('home-assistant').hass.callApi(method, path, body)",
+        [method, path, body],
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any]:
+    """Keep each phase's report on the test, for the screenshot taken when it failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Save what the shared tab showed when a test failed, beside the step screenshots."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed and "page" in request.fixturenames:
+        tab: Page = request.getfixturevalue("page")
+        name = re.sub(r"[^\w.-]+", "-", request.node.name)
+        tab.screenshot(path=ARTIFACTS / f"failed-{name}.png")
