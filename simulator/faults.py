@@ -15,13 +15,22 @@ the same way every time.
 - :class:`Aging`: capacity fade and resistance growth, with cycles to match.
 - :class:`Rebadged`: a pack of another model or firmware in the bank.
 - :class:`FlakyLink`: a pack whose link cable drops replies at random.
+
+Those are faults of the packs. :class:`WireFaults` is what a line does to the
+bytes between a pack and whoever asks it (noise, cut frames, late replies,
+echoes, a gateway that resets or restarts, ...): every simulated wire
+(``modbus_line.py``, ``pylon_line.py``, ``pylontech_can.py``) asks it how
+to deliver each reply, so one fault means the same on every wire.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 import random
-from typing import Protocol
+from typing import Final, Protocol
 
 from .bank import CELLS, SimBank
 
@@ -235,3 +244,199 @@ class FlakyLink:
         """Mend the link."""
         self.active = False
         bank.put_on_bus(self.address)
+
+
+# ---------------------------------------------------------------------------
+# Faults of the wire
+
+
+class WireFault(StrEnum):
+    """One way a line mangles the replies of one pack."""
+
+    GARBAGE = "garbage"  # noise instead of the reply
+    NOISE_BURST = "noise_burst"  # a burst of noise (kilobytes), then the sound reply
+    HALF_FRAME = "half_frame"  # the first half of the reply, and nothing more
+    JUNK_AFTER = "junk_after"  # the sound reply, then junk
+    WRONG_ADDRESS = "wrong_address"  # another pack's reply, under that pack's address
+    LATE = "late"  # the sound reply, after the asker has given up waiting
+    ECHO = "echo"  # the request comes back (a 2-wire adapter), then the sound reply
+    WRONG_FUNCTION = "wrong_function"  # a sound frame answering another function or command
+    RESET = "reset"  # the gateway resets the connection instead of replying
+    RESTART = "restart"  # the gateway closes its port and opens it again once mended
+    SILENCE = "silence"  # no reply at all
+    DRIP = "drip"  # the sound reply, a few bytes at a time
+    ONE_SHOT = "one_shot"  # exactly one reply is missed, then the pack answers again
+
+
+# Faults that end the connection, which a serial line does not have.
+CONNECTION_FAULTS: Final = frozenset({WireFault.RESET, WireFault.RESTART})
+# Faults after which the sound reply still arrives in time: a client that
+# frames and matches its replies strictly reads the pack all the same.
+SURVIVABLE: Final = frozenset(
+    {
+        WireFault.NOISE_BURST,
+        WireFault.JUNK_AFTER,
+        WireFault.ECHO,
+        WireFault.DRIP,
+        WireFault.ONE_SHOT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What goes back on the wire for one request.
+
+    ``chunks`` are written in order, each at its delay (seconds after the
+    request arrived). ``reset`` drops the asker's connection, ``restart``
+    the gateway's whole port until the fault is mended.
+    """
+
+    chunks: tuple[tuple[float, bytes], ...] = ()
+    reset: bool = False
+    restart: bool = False
+
+
+# A reply that is not there (no pack at the address): nothing arrives.
+NOTHING: Final = Delivery()
+
+
+@dataclass
+class WireFaults:
+    """The wire faults in force, by pack address, and how long each one lasts.
+
+    ``late_by`` must be longer than the asker's reply timeout, so a late
+    reply lands in the transaction after the one it answers. ``drip_over``
+    is how long a dripped reply takes to arrive in all (shorter than that
+    timeout, so it still counts). Everything random is seeded.
+    """
+
+    packs: dict[int, WireFault] = field(default_factory=dict)
+    late_by: float = 1.5
+    drip_over: float = 0.1
+    drip_chunks: int = 8
+    burst: int = 4096
+    seed: int = 0
+    # How many replies each fault has spoiled, by address (for tests and the soak).
+    spoiled: dict[int, int] = field(default_factory=dict)
+    _rng: random.Random = field(init=False, repr=False)
+    _watchers: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Seed the noise."""
+        self._rng = random.Random(self.seed)
+
+    def inject(self, address: int, fault: WireFault) -> None:
+        """Put a fault on one pack's replies (replacing the one it had)."""
+        self.packs[address] = fault
+        self._changed()
+
+    def mend(self, address: int | None = None) -> None:
+        """Take the fault off one pack, or (address None) off every pack."""
+        if address is None:
+            self.packs.clear()
+        else:
+            self.packs.pop(address, None)
+        self._changed()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a fault is put on or taken off."""
+        self._watchers.append(callback)
+
+    def _changed(self) -> None:
+        for callback in list(self._watchers):
+            callback()
+
+    @property
+    def restarting(self) -> bool:
+        """Return whether a gateway restart is in force (the port stays closed)."""
+        return WireFault.RESTART in self.packs.values()
+
+    def noise(self, length: int) -> bytes:
+        """Return ``length`` bytes of seeded noise."""
+        return self._rng.randbytes(length)
+
+    def deliver(  # noqa: PLR0911, PLR0912 - one case per fault
+        self,
+        address: int,
+        request: bytes,
+        reply: bytes | None,
+        *,
+        foreign: Callable[[], bytes | None],
+        misfunction: Callable[[], bytes | None],
+    ) -> Delivery:
+        """Return how the reply of the pack at ``address`` to ``request`` arrives.
+
+        ``reply`` is the sound reply (None where no pack answers: then
+        nothing arrives, whatever the fault). ``foreign`` builds another
+        pack's sound reply to the same question, ``misfunction`` a sound
+        reply of the same pack to another function or command; both are
+        asked only when needed (None: there is none, and nothing arrives).
+        """
+        fault = self.packs.get(address)
+        if reply is None:
+            return NOTHING
+        if fault is None:
+            return Delivery(((0.0, reply),))
+        self.spoiled[address] = self.spoiled.get(address, 0) + 1
+        match fault:
+            case WireFault.SILENCE:
+                return NOTHING
+            case WireFault.ONE_SHOT:
+                self.packs.pop(address, None)
+                self._changed()
+                return NOTHING
+            case WireFault.GARBAGE:
+                return Delivery(((0.0, self.noise(max(len(reply), 16))),))
+            case WireFault.NOISE_BURST:
+                return Delivery(((0.0, self.noise(self.burst)), (0.0, reply)))
+            case WireFault.HALF_FRAME:
+                return Delivery(((0.0, reply[: len(reply) // 2]),))
+            case WireFault.JUNK_AFTER:
+                return Delivery(((0.0, reply + self.noise(32)),))
+            case WireFault.WRONG_ADDRESS:
+                other = foreign()
+                return NOTHING if other is None else Delivery(((0.0, other),))
+            case WireFault.LATE:
+                return Delivery(((self.late_by, reply),))
+            case WireFault.ECHO:
+                return Delivery(((0.0, request), (0.002, reply)))
+            case WireFault.WRONG_FUNCTION:
+                other = misfunction()
+                return NOTHING if other is None else Delivery(((0.0, other),))
+            case WireFault.RESET:
+                return Delivery(reset=True)
+            case WireFault.RESTART:
+                return Delivery(restart=True)
+            case WireFault.DRIP:
+                size = max(1, -(-len(reply) // self.drip_chunks))
+                gap = self.drip_over / self.drip_chunks
+                return Delivery(
+                    tuple(
+                        (index * gap, reply[start : start + size])
+                        for index, start in enumerate(range(0, len(reply), size))
+                    )
+                )
+
+
+def play(
+    delivery: Delivery, write: Callable[[bytes], None], pending: set[asyncio.TimerHandle]
+) -> None:
+    """Write a delivery's chunks, each at its delay; ``pending`` keeps the timers not yet run.
+
+    A line cancels what is still pending when it stops, so that no late
+    reply outlives the line (or the test) it belongs to.
+    """
+    loop = asyncio.get_running_loop()
+    for delay, data in delivery.chunks:
+        if delay <= 0:
+            write(data)
+            continue
+        box: list[asyncio.TimerHandle] = []
+
+        def later(data: bytes = data, box: list[asyncio.TimerHandle] = box) -> None:
+            pending.difference_update(box)
+            write(data)
+
+        box.append(loop.call_later(delay, later))
+        pending.update(box)
