@@ -295,6 +295,9 @@ class Delivery:
     chunks: tuple[tuple[float, bytes], ...] = ()
     reset: bool = False
     restart: bool = False
+    # Held back: it goes out with the line's next request (the transaction
+    # after the one it answers), or at its delay if no request comes first.
+    late: bool = False
 
 
 # A reply that is not there (no pack at the address): nothing arrives.
@@ -321,6 +324,11 @@ class WireFaults:
     spoiled: dict[int, int] = field(default_factory=dict)
     _rng: random.Random = field(init=False, repr=False)
     _watchers: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
+    # Chunks written later: the timer, and the write it will make.
+    _pending: dict[asyncio.TimerHandle, tuple[Callable[[bytes], None], bytes, bool]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Seed the noise."""
@@ -398,7 +406,7 @@ class WireFaults:
                 other = foreign()
                 return NOTHING if other is None else Delivery(((0.0, other),))
             case WireFault.LATE:
-                return Delivery(((self.late_by, reply),))
+                return Delivery(((self.late_by, reply),), late=True)
             case WireFault.ECHO:
                 return Delivery(((0.0, request), (0.002, reply)))
             case WireFault.WRONG_FUNCTION:
@@ -418,25 +426,43 @@ class WireFaults:
                     )
                 )
 
+    def play(self, delivery: Delivery, write: Callable[[bytes], None]) -> None:
+        """Write a delivery's chunks, each at its delay (a late one held for the next request)."""
+        loop = asyncio.get_running_loop()
+        for delay, data in delivery.chunks:
+            if delay <= 0:
+                write(data)
+                continue
+            box: list[asyncio.TimerHandle] = []
 
-def play(
-    delivery: Delivery, write: Callable[[bytes], None], pending: set[asyncio.TimerHandle]
-) -> None:
-    """Write a delivery's chunks, each at its delay; ``pending`` keeps the timers not yet run.
+            def later(box: list[asyncio.TimerHandle] = box) -> None:
+                self._write_pending(box[0])
 
-    A line cancels what is still pending when it stops, so that no late
-    reply outlives the line (or the test) it belongs to.
-    """
-    loop = asyncio.get_running_loop()
-    for delay, data in delivery.chunks:
-        if delay <= 0:
-            write(data)
-            continue
-        box: list[asyncio.TimerHandle] = []
+            box.append(loop.call_later(delay, later))
+            self._pending[box[0]] = (write, data, delivery.late)
 
-        def later(data: bytes = data, box: list[asyncio.TimerHandle] = box) -> None:
-            pending.difference_update(box)
-            write(data)
+    def _write_pending(self, handle: asyncio.TimerHandle) -> None:
+        handle.cancel()
+        write, data, _ = self._pending.pop(handle)
+        write(data)
+        if not self._pending:
+            self._quiet.set()
 
-        box.append(loop.call_later(delay, later))
-        pending.update(box)
+    def request_arrived(self) -> None:
+        """Send what was held back: a late reply lands in the next transaction."""
+        for handle, (_, _, late) in list(self._pending.items()):
+            if late:
+                self._write_pending(handle)
+
+    async def settled(self) -> None:
+        """Wait until every chunk put off for later has gone out."""
+        while self._pending:
+            self._quiet.clear()
+            await self._quiet.wait()
+
+    def cancel(self) -> None:
+        """Drop whatever is still to be written (the line is stopping)."""
+        for handle in self._pending:
+            handle.cancel()
+        self._pending.clear()
+        self._quiet.set()

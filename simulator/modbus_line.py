@@ -49,7 +49,7 @@ from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
 
-from .faults import Delivery, WireFaults, play
+from .faults import Delivery, WireFaults
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 ILLEGAL_FUNCTION: Final = 0x01
@@ -120,7 +120,6 @@ class ModbusLine:
     # Ways in over TCP: (host, bound port, connection handler), to reopen after a restart.
     _listening: list[tuple[str, int, _Handler]] = field(default_factory=list, repr=False)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
-    _pending: set[asyncio.TimerHandle] = field(default_factory=set, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _down: bool = field(default=False, repr=False)
 
@@ -205,7 +204,7 @@ class ModbusLine:
                 _reset(each)
             return
         for output in outputs:
-            play(delivery, output, self._pending)
+            self.wire.play(delivery, output)
 
     def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
         """Return the reply PDU (function and data) to a request, or None for silence."""
@@ -259,6 +258,7 @@ class ModbusLine:
             return
         for _, frame in splitter.feed(data):
             if frame.is_request:
+                self.wire.request_arrived()
                 delivery = self._delivery_rtu(frame.unit, frame.function, frame.data)
                 if writer is None and (delivery.reset or delivery.restart):
                     continue  # a serial line has no connection to drop
@@ -343,6 +343,7 @@ class ModbusLine:
                 if fault is Fault.SILENT:
                     continue
                 function, data = body[0], body[1:]
+                self.wire.request_arrived()
                 pdu = self.pdu(unit, function, data)
                 if pdu is None:
                     pdu = bytes((function | 0x80, GATEWAY_TARGET_SILENT))
@@ -399,6 +400,7 @@ class ModbusLine:
                     outputs = list(self._outputs)
                     for output in outputs:
                         output(request)
+                    self.wire.request_arrived()
                     self._carry_out(delivery, outputs, None)
                     await asyncio.sleep(period)
                 async with self._round_done:
@@ -416,9 +418,7 @@ class ModbusLine:
 
     async def stop(self) -> None:
         """Stop the master and close every way in."""
-        for handle in self._pending:
-            handle.cancel()
-        self._pending.clear()
+        self.wire.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

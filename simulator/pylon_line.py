@@ -56,7 +56,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack
-from .faults import NOTHING, Delivery, WireFaults, play
+from .faults import NOTHING, Delivery, WireFaults
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF
@@ -261,6 +261,7 @@ def _delivery(bank: SimBank, chunk: bytes, dialect: Dialect, faults: LineFaults)
     if start < 0:
         return NOTHING
     request = chunk[start:]
+    faults.wire.request_arrived()
     reply = answer(bank, request, dialect, faults)
     if reply is None:
         return NOTHING
@@ -319,7 +320,6 @@ class RunningServer:
     _server: asyncio.Server = field(repr=False)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
     _serve: _Handler | None = field(default=None, repr=False)
-    _pending: set[asyncio.TimerHandle] = field(default_factory=set, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _down: bool = field(default=False, repr=False)
     restarts: int = 0
@@ -363,13 +363,11 @@ class RunningServer:
                 if not writer.is_closing():
                     writer.write(data)
 
-            play(delivery, write, self._pending)
+            self.faults.wire.play(delivery, write)
 
     async def stop(self) -> None:
         """Stop listening and drop every connection, as a gateway losing power would."""
-        for handle in self._pending:
-            handle.cancel()
-        self._pending.clear()
+        self.faults.wire.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -429,13 +427,10 @@ class RunningPty:
     faults: LineFaults
     _master: int = field(repr=False)
     _slave: int = field(repr=False)
-    _pending: set[asyncio.TimerHandle] = field(default_factory=set, repr=False)
 
     async def stop(self) -> None:
         """Stop answering and close both ends, as an adapter pulled out would."""
-        for handle in self._pending:
-            handle.cancel()
-        self._pending.clear()
+        self.faults.wire.cancel()
         asyncio.get_running_loop().remove_reader(self._master)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
@@ -476,7 +471,7 @@ async def serve_pty(
             delivery = _delivery(bank, chunk, dialect, line_faults)
             if not (delivery.reset or delivery.restart):
                 # A serial line has no connection to drop.
-                play(delivery, write, line._pending)
+                line_faults.wire.play(delivery, write)
 
     asyncio.get_running_loop().add_reader(master, readable)
     return line

@@ -41,7 +41,7 @@ from typing import Any, Final
 import can
 
 from .bank import SimBank, SimPack
-from .faults import Delivery, WireFaults, play
+from .faults import Delivery, WireFaults
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -278,8 +278,9 @@ class RunningServer:
     received: list[Frame] = field(default_factory=list)
     wire: WireFaults = field(default_factory=WireFaults)
     restarts: int = 0
+    cycles: int = 0  # cycles broadcast (or spoiled by the wire) so far
+    _cycled: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
-    _pending: set[asyncio.TimerHandle] = field(default_factory=set)
     _reopening: set[asyncio.Task[None]] = field(default_factory=set)
     _down: bool = False
     _echo: bytes = b""
@@ -293,6 +294,13 @@ class RunningServer:
         """Bring a restarted daemon back when its fault is mended."""
         self.wire.watch(self._wire_changed)
 
+    async def wait_cycles(self, count: int) -> None:
+        """Wait until ``count`` more cycles have gone out."""
+        target = self.cycles + count
+        while self.cycles < target:
+            self._cycled.clear()
+            await self._cycled.wait()
+
     async def wait_for_received(self, count: int) -> list[Frame]:
         """Wait until clients have sent ``count`` frames; return them all."""
         while len(self.received) < count:
@@ -302,9 +310,7 @@ class RunningServer:
 
     async def stop(self) -> None:
         """Stop listening and drop every client, as a daemon that is killed."""
-        for handle in self._pending:
-            handle.cancel()
-        self._pending.clear()
+        self.wire.cancel()
         for task in list(self._reopening):
             task.cancel()
         await asyncio.gather(*self._reopening, return_exceptions=True)
@@ -353,7 +359,9 @@ class RunningServer:
                     _reset(writer)
             else:
                 for writer in list(self._raw):
-                    play(delivery, _guarded(writer), self._pending)
+                    self.wire.play(delivery, _guarded(writer))
+            self.cycles += 1
+            self._cycled.set()
             await asyncio.sleep(period)
 
     def _restart(self) -> None:
