@@ -56,7 +56,7 @@ def watch_the_loop(limit: float = BLOCK_LIMIT) -> Iterator[LoopWatch]:
             if took > limit:
                 watch.offenders.append((took, repr(handle)[:300]))
 
-    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign, assignment]
     try:
         yield watch
     finally:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
 from dataclasses import asdict, dataclass, field
+import itertools
 import logging
 from typing import Any
 
@@ -368,6 +369,7 @@ async def _poll(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
     coordinator: BankCoordinator,
+    *,
     bank: SimBank,
     served: Served,
     load: float,
@@ -392,7 +394,7 @@ def _count(records: list[logging.LogRecord], text: str, *, level: int | None = N
 
 @pytest.mark.usefixtures("quick_buses")
 @pytest.mark.parametrize(("case", "fault"), _cells())
-async def test_wire_survives_fault(  # noqa: PLR0915 - one story, told in order
+async def test_wire_survives_fault(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
     caplog: pytest.LogCaptureFixture,
@@ -453,7 +455,7 @@ async def test_wire_survives_fault(  # noqa: PLR0915 - one story, told in order
         loads = iter(LOADS)
 
         async def poll() -> None:
-            await _poll(hass, freezer, coordinator, bank, served, next(loads))
+            await _poll(hass, freezer, coordinator, bank=bank, served=served, load=next(loads))
             bank_up.append(coordinator.last_update_success)
             faulty_up.append(_available(hass, case.faulty))
 
@@ -467,7 +469,9 @@ async def test_wire_survives_fault(  # noqa: PLR0915 - one story, told in order
                 await poll()
                 if fault is not WireFault.RESTART:
                     for address in others:
-                        assert _available(hass, address), f"pack {address} lost to a fault of another"
+                        assert _available(hass, address), (
+                            f"pack {address} lost to a fault of another"
+                        )
             served.faults.mend()
             await poll()
             assert faulty_up[-1], f"pack {case.faulty} not back one poll after the fault ended"
@@ -491,7 +495,7 @@ async def test_wire_survives_fault(  # noqa: PLR0915 - one story, told in order
             if before and not after and up
         )
         bank_outages = sum(
-            1 for before, after in zip(bank_up, bank_up[1:], strict=False) if before and not after
+            1 for before, after in itertools.pairwise(bank_up) if before and not after
         )
         ours = [r for r in records if r.name.startswith("custom_components.rack_battery")]
         complaints = [r for r in ours if r.levelno >= logging.WARNING]
@@ -508,7 +512,8 @@ async def test_wire_survives_fault(  # noqa: PLR0915 - one story, told in order
         errors = [
             r
             for r in records
-            if r.levelno >= logging.ERROR and not r.name.startswith("custom_components.rack_battery")
+            if r.levelno >= logging.ERROR
+            and not r.name.startswith("custom_components.rack_battery")
         ]
         assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
         # asyncio's own slow-callback warning ("Executing ... took") times
