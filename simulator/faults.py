@@ -445,8 +445,7 @@ class WireFaults:
         handle.cancel()
         write, data, _ = self._pending.pop(handle)
         write(data)
-        if not self._pending:
-            self._quiet.set()
+        self._quiet.set()
 
     def request_arrived(self) -> None:
         """Send what was held back: a late reply lands in the next transaction."""
@@ -455,8 +454,13 @@ class WireFaults:
                 self._write_pending(handle)
 
     async def settled(self) -> None:
-        """Wait until every chunk put off for later has gone out."""
-        while self._pending:
+        """Wait until every chunk put off for later, as of now, has gone out.
+
+        Chunks put off after this call (a late fault still in force keeps
+        adding them) are not waited for.
+        """
+        owed = set(self._pending)
+        while owed & self._pending.keys():
             self._quiet.clear()
             await self._quiet.wait()
 

@@ -12,8 +12,8 @@ that differ from the truth. In every cell:
 - the faulty pack is back one poll after the fault ends;
 - one warning (or, when the whole bus is down, the coordinator's error)
   per outage, and one info line on each return;
-- no exception escapes, and nothing but the bank's own outage is logged at
-  ERROR;
+- no exception escapes (no traceback logged), and neither Home Assistant
+  nor asyncio logs an ERROR;
 - every state Home Assistant publishes for a pack is the simulator's truth
   for that pack within the protocol's resolution;
 - no callback holds the event loop for more than 50 ms of CPU.
@@ -123,6 +123,8 @@ class WireCase:
     serial: bool = False
     # Faults after which this wire cannot get the sound reply through.
     not_survivable: frozenset[WireFault] = field(default_factory=frozenset)
+    # Faults that leave sound frames on this wire after all.
+    still_read: frozenset[WireFault] = field(default_factory=frozenset)
 
     @property
     def bank_only(self) -> bool:
@@ -193,8 +195,9 @@ async def _can(bank: SimBank) -> AsyncIterator[Served]:
     server.wire.late_by = CAN_OPEN * 1.5
 
     async def settle() -> None:
-        await server.wire.settled()
+        # Two cycles sent since the load changed, and (if late) arrived.
         await server.wait_cycles(2)
+        await server.wire.settled()
 
     try:
         yield Served(
@@ -292,6 +295,8 @@ WIRES: tuple[WireCase, ...] = (
         faulty=0,
         resolution=PYLONTECH_CAN,
         not_survivable=STREAM_NOISE,
+        # The first half of a cycle is whole frames: 0x351, 0x355 and 0x356.
+        still_read=frozenset({WireFault.HALF_FRAME}),
     ),
 )
 
@@ -485,7 +490,7 @@ async def test_wire_survives_fault(
         # What a user would notice during the fault.
         if fault in SURVIVABLE and fault not in case.not_survivable:
             assert all(faulty_up), f"a {fault} made the pack unavailable: {faulty_up}"
-        if fault in LOSING:
+        if fault in LOSING - case.still_read:
             assert not faulty_up[2], f"a pack with no sound reply ({fault}) is shown available"
 
         # One line per outage and one per return.
@@ -508,14 +513,16 @@ async def test_wire_survives_fault(
         assert len(complaints) == pack_outages + bank_outages, [r.getMessage() for r in complaints]
         assert _count(ours, "recovered", level=logging.INFO) == bank_outages
 
-        # Nothing escaped: no ERROR but the bank's own outage, nothing from asyncio.
-        errors = [
-            r
+        # Nothing escaped: no traceback logged anywhere, no ERROR from Home
+        # Assistant or asyncio. (What client libraries say of a bad line at
+        # their own ERROR level, pymodbus and python-can do, is theirs.)
+        escaped = [
+            f"{r.name}: {r.getMessage()}"
             for r in records
-            if r.levelno >= logging.ERROR
-            and not r.name.startswith("custom_components.rack_battery")
+            if r.exc_info is not None
+            or (r.levelno >= logging.ERROR and r.name.split(".")[0] in ("asyncio", "homeassistant"))
         ]
-        assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
+        assert not escaped, escaped
         # asyncio's own slow-callback warning ("Executing ... took") times
         # the wall clock, which the freezer moves: the CPU watch below stands
         # in for it. Anything else asyncio says is a fault of ours.
