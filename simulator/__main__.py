@@ -89,6 +89,12 @@ def _start_seplos_v2() -> StartServer:
     return start_server
 
 
+def _start_jk_pb_master() -> StartServer:
+    from .jk_pb import start_server  # noqa: PLC0415
+
+    return start_server
+
+
 class PtyLine(Protocol):
     """What a personality serving on a pseudo-terminal returns."""
 
@@ -154,6 +160,14 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_seplos_v2,
         pty_loader=_pty_of("seplos_v2"),
+    ),
+    # The pack at DIP 0 is the master and drives the bus itself (listen-only).
+    "jk-pb-master": Personality(
+        description="JK-PB bank whose DIP-0 master drives the RS485 bus (raw RTU)",
+        first_address=0,
+        default_port=8899,
+        loader=_start_jk_pb_master,
+        pty_loader=_pty_of("jk_pb"),
     ),
 }
 

@@ -3,8 +3,17 @@
 The map is a byte image per block, and a register address is the block's
 base plus a byte offset: a read of N registers at an address returns the 2N
 bytes from that offset. Reads of more than 40 registers are refused, as
-packs in the field are reported to fail them. In master mode the pack at
-DIP 0 polls the others (units 1..15) in chunks of 40, for the listen-only case.
+packs in the field are reported to fail them. The blocks are as long and as
+filled as the V1.1 map lays them out.
+
+In master mode the pack at DIP 0 drives the bus as a real JK-PB master does
+(see ``jk-pb-rs485-frames.md``): it reads no registers, but triggers each
+slave with a one-register write (0x1620 live data, then 0x161E settings);
+the slave answers with a 300-byte ``55 AA EB 90`` frame, its block
+little-endian from frame byte 6, then the ordinary write reply. Addresses
+that did not answer are probed with the live trigger alone, and at the end
+of each cycle the master sends its own live and settings frames unasked,
+each followed by a write reply from unit 0.
 
 Offsets come from the driver's tables (public facts of the vendor document);
 the encoding is written here on its own.
@@ -12,18 +21,18 @@ the encoding is written here on its own.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 from custom_components.rack_battery.protocol.drivers.jk_pb import (
     INFO_BYTES,
-    LIVE_BYTES,
     MAX_CHUNK,
+    SETTINGS_ADDRESS,
     SETTINGS_CAPACITY,
     SETTINGS_CELL_COUNT,
     Block,
     Info,
     Live,
-    chunks,
+    LiveExtra,
 )
 
 from .bank import SimBank, SimPack
@@ -32,24 +41,60 @@ from .modbus_line import ModbusLine
 ILLEGAL_FUNCTION: Final = 0x01
 ILLEGAL_ADDRESS: Final = 0x02
 ILLEGAL_VALUE: Final = 0x03
-# Block sizes served: the live block to 0x110, settings to 0x11C, info to 0x28.
-SIZES: Final = {Block.SETTINGS: 0x11C, Block.LIVE: 0x110, Block.INFO: 0x28}
+WRITE_MULTIPLE: Final = 0x10
+# Block sizes served, as far as the V1.1 map goes: settings to 0x11A, the
+# live block to 0x10E, device information to 0x108; each frame's payload
+# runs 293 bytes (frame bytes 6..298).
+SIZES: Final = {Block.SETTINGS: 0x11C, Block.LIVE: 0x110, Block.INFO: 0x108}
+PAYLOAD: Final = 293
+HEADER: Final = b"\x55\xaa\xeb\x90"
+# Trigger registers and the frame type each asks for.
+TRIGGER_SETTINGS: Final = 0x161E
+TRIGGER_LIVE: Final = 0x1620
+FRAME_TYPES: Final = {TRIGGER_SETTINGS: 0x01, TRIGGER_LIVE: 0x02}
+MASTER: Final = 0
+# The gap a real master leaves between one exchange and the next request.
+MASTER_GAP: Final = 0.18
+HARDWARE: Final = "19A"
+# Run time (s) of a simulated pack when the bank's clock starts: a year;
+# the RTC (s since 2020-01-01) then reads mid-2026.
+RUN_TIME: Final = 365 * 86400
+RTC: Final = 200_000_000
+
+Order = Literal["big", "little"]
 
 
-def _put(image: bytearray, offset: int, value: int, size: int, *, signed: bool = False) -> None:
-    image[offset : offset + size] = value.to_bytes(size, "big", signed=signed)
+def _put(
+    image: bytearray, offset: int, value: int, size: int, order: Order, *, signed: bool = False
+) -> None:
+    image[offset : offset + size] = value.to_bytes(size, order, signed=signed)
 
 
-def live_image(pack: SimPack) -> bytearray:
-    """Return the live block of a pack, big-endian throughout."""
-    image = bytearray(SIZES[Block.LIVE])
-    for cell, volts in enumerate(pack.cell_voltages):
-        _put(image, Live.CELLS + 2 * cell, round(volts * 1000), 2)
-    _put(image, Live.CELL_PRESENT, (1 << len(pack.cell_voltages)) - 1, 4)
-    _put(image, Live.MOSFET_TEMPERATURE, round(pack.mosfet_temperature * 10), 2, signed=True)
-    _put(image, Live.VOLTAGE, round(pack.voltage * 1000), 4)
-    _put(image, Live.POWER, round(abs(pack.voltage * pack.current) * 1000), 4)
-    _put(image, Live.CURRENT, round(pack.current * 1000), 4, signed=True)
+def live_image(
+    pack: SimPack, order: Order = "big", size: int | None = None, *, clock: float = 0.0
+) -> bytearray:
+    """Return the live block of a pack: big-endian over Modbus, little in a 55AA frame.
+
+    ``clock`` is the bank's clock, which the run-time fields count on from
+    a pack that has run for a year already.
+    """
+    image = bytearray(size or SIZES[Block.LIVE])
+    cells = pack.cell_voltages
+    millivolts = [round(volts * 1000) for volts in cells]
+    for cell, mv in enumerate(millivolts):
+        _put(image, Live.CELLS + 2 * cell, mv, 2, order)
+    _put(image, Live.CELL_PRESENT, (1 << len(cells)) - 1, 4, order)
+    _put(image, LiveExtra.CELL_AVERAGE, round(sum(millivolts) / len(millivolts)), 2, order)
+    _put(image, LiveExtra.CELL_DELTA, max(millivolts) - min(millivolts), 2, order)
+    # Highest cell then lowest, both counted from 0, in one register.
+    image[LiveExtra.CELL_NUMBERS] = millivolts.index(max(millivolts))
+    image[LiveExtra.CELL_NUMBERS + 1] = millivolts.index(min(millivolts))
+    for cell in range(len(cells)):
+        _put(image, LiveExtra.WIRE_RESISTANCES + 2 * cell, 42 + cell % 5, 2, order)  # mOhm
+    _put(image, Live.MOSFET_TEMPERATURE, round(pack.mosfet_temperature * 10), 2, order, signed=True)
+    _put(image, Live.VOLTAGE, round(pack.voltage * 1000), 4, order)
+    _put(image, Live.POWER, round(abs(pack.voltage * pack.current) * 1000), 4, order)
+    _put(image, Live.CURRENT, round(pack.current * 1000), 4, order, signed=True)
     temperatures = (*pack.cell_temperatures, pack.ambient)
     offsets = (
         Live.TEMPERATURE_1,
@@ -59,56 +104,120 @@ def live_image(pack: SimPack) -> bytearray:
         Live.TEMPERATURE_5,
     )
     for offset, celsius in zip(offsets, temperatures, strict=True):
-        _put(image, offset, round(celsius * 10), 2, signed=True)
+        _put(image, offset, round(celsius * 10), 2, order, signed=True)
+    image[Live.BALANCE_STATE_SOC] = 1 if pack.balancing_cells else 0
     image[Live.BALANCE_STATE_SOC + 1] = min(round(pack.soc * 100), 100)
-    _put(image, Live.REMAINING, round(pack.remaining_capacity * 1000), 4, signed=True)
-    _put(image, Live.FULL, round(pack.full_capacity * 1000), 4)
-    _put(image, Live.CYCLES, pack.cycles, 4)
+    _put(image, Live.REMAINING, round(pack.remaining_capacity * 1000), 4, order, signed=True)
+    _put(image, Live.FULL, round(pack.full_capacity * 1000), 4, order)
+    _put(image, Live.CYCLES, pack.cycles, 4, order)
+    _put(
+        image, LiveExtra.CYCLE_CAPACITY, round(pack.cycles * pack.design_capacity * 1000), 4, order
+    )
     image[Live.SOH_PRECHARGE] = min(round(pack.soh), 100)
+    run_time = RUN_TIME + round(clock)
+    _put(image, LiveExtra.RUN_TIME, run_time, 4, order)
     image[Live.FETS] = int(pack.connected)
     image[Live.FETS + 1] = int(pack.connected)
     image[Live.SENSORS_HEATING] = 0x3F  # the MOSFET sensor and five battery sensors
+    _put(image, LiveExtra.VOLTAGE_CENTIVOLTS, round(pack.voltage * 100), 2, order)
+    _put(image, LiveExtra.TICKS, run_time * 10 % 0x1_0000_0000, 4, order)
+    _put(image, LiveExtra.RTC, RTC + round(clock), 4, order)
+    _put(image, LiveExtra.SLEEP_TIME, 3600, 4, order)
     return image
 
 
-def settings_image(pack: SimPack) -> bytearray:
-    """Return the settings block: only the cell count and design capacity are filled."""
-    image = bytearray(SIZES[Block.SETTINGS])
-    _put(image, SETTINGS_CELL_COUNT, len(pack.cell_voltages), 4)
-    _put(image, SETTINGS_CAPACITY, round(pack.design_capacity * 1000), 4)
+def settings_image(pack: SimPack, order: Order = "big", size: int | None = None) -> bytearray:
+    """Return the settings block: protection thresholds, cell count, capacity, address."""
+    image = bytearray(size or SIZES[Block.SETTINGS])
+    # Cell limits (mV): sleep, UVP, UVP recovery, OVP, OVP recovery, balance
+    # trigger, SoC 100 %, SoC 0 %, RCV, RFV, power off.
+    for index, mv in enumerate((2900, 2600, 2800, 3650, 3400, 10, 3450, 2900, 3450, 3350, 2500)):
+        _put(image, 4 * index, mv, 4, order)
+    _put(image, SETTINGS_CELL_COUNT, len(pack.cell_voltages), 4, order)
+    for switch in range(3):  # charge, discharge, balance enabled
+        _put(image, SETTINGS_CELL_COUNT + 4 + 4 * switch, 1, 4, order)
+    _put(image, SETTINGS_CAPACITY, round(pack.design_capacity * 1000), 4, order)
+    _put(image, SETTINGS_ADDRESS, pack.address, 4, order)
     return image
 
 
-def info_image(pack: SimPack) -> bytearray:
-    """Return the device-information block: model, hardware and software versions."""
+def _ascii(image: bytearray, offset: int, text: str, width: int) -> None:
+    image[offset : offset + width] = text.encode("ascii")[:width].ljust(width, b"\x00")
+
+
+def info_image(pack: SimPack, *, clock: float = 0.0) -> bytearray:
+    """Return the device-information block, every field the V1.1 map names."""
     image = bytearray(SIZES[Block.INFO])
-    image[Info.MODEL : Info.MODEL + 16] = pack.model.encode("ascii")[:16].ljust(16, b"\x00")
-    image[Info.HARDWARE : Info.HARDWARE + 8] = b"19A".ljust(8, b"\x00")
-    image[Info.SOFTWARE : Info.SOFTWARE + 8] = pack.firmware.encode("ascii")[:8].ljust(8, b"\x00")
+    _ascii(image, Info.MODEL, pack.model, 16)
+    _ascii(image, Info.HARDWARE, HARDWARE, 8)
+    _ascii(image, Info.SOFTWARE, pack.firmware, 8)
+    _put(image, Info.RUN_TIME, RUN_TIME + round(clock), 4, "big")
+    _put(image, Info.POWER_ON_COUNT, 7, 4, "big")
+    image[Info.UART1_PROTOCOL] = 1  # UART1 protocol number
+    image[Info.UART1_PROTOCOL + 1] = 2  # CAN protocol number
+    image[Info.UART1_ENABLE : Info.UART1_ENABLE + 16] = bytes((1,) * 16)
+    image[Info.UART2_PROTOCOL] = 1
+    image[Info.UART2_PROTOCOL + 1] = 1
+    image[Info.LCD_BUZZER_TRIGGER] = 1
+    image[Info.LCD_BUZZER_TRIGGER + 1] = 2  # DRY1 trigger
+    image[Info.DRY2_TRIGGER] = 3
+    image[Info.DRY2_TRIGGER + 1] = 5  # UART protocol library version
+    for offset, value in (
+        (Info.LCD_BUZZER_VALUE, 3600),
+        (Info.LCD_BUZZER_RELEASE, 3500),
+        (Info.DRY1_VALUE, 3600),
+        (Info.DRY1_RELEASE, 3500),
+        (Info.DRY2_VALUE, 2800),
+        (Info.DRY2_RELEASE, 3000),
+        (Info.DATA_STORED_PERIOD, 600),
+    ):
+        _put(image, offset, value, 4, "big", signed=True)
+    image[Info.CHARGE_TIMES] = 20  # RCV time, 0.1 h
+    image[Info.CHARGE_TIMES + 1] = 100  # RFV time, 0.1 h
+    image[Info.CAN_LIBRARY] = 3
     assert len(image) >= INFO_BYTES
     return image
+
+
+def frame(kind: int, block: bytes | bytearray) -> bytes:
+    """Return a 300-byte 55AA frame of a block: header, type, counter, payload, sum."""
+    body = HEADER + bytes((kind, 0)) + bytes(block[:PAYLOAD]).ljust(PAYLOAD, b"\x00")
+    return body + bytes((sum(body) & 0xFF,))
+
+
+def pack_frame(pack: SimPack, trigger: int, *, clock: float = 0.0) -> bytes:
+    """Return the frame a pack sends for a trigger register."""
+    if trigger == TRIGGER_SETTINGS:
+        return frame(0x01, settings_image(pack, "little", PAYLOAD))
+    return frame(0x02, live_image(pack, "little", PAYLOAD, clock=clock))
 
 
 class JkPbPacks:
     """What each pack on a JK-PB line holds, read from the bank when asked."""
 
+    # The master speaks for itself: the line sends no request to it.
+    master_unit: Final = MASTER
+
     def __init__(self, bank: SimBank) -> None:
         """Serve ``bank``; pack addresses are DIP addresses (unit numbers)."""
         self.bank = bank
 
-    def read(
+    def read(  # noqa: PLR0911
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
-        """Answer a read, as the pack at ``unit`` would."""
+        """Answer a read or a trigger, as the pack at ``unit`` would."""
         if (pack := self.bank.answering(unit)) is None:
             return None
+        if function == WRITE_MULTIPLE:
+            return [] if address in FRAME_TYPES and count == 1 else ILLEGAL_ADDRESS
         if function != 0x03:
             return ILLEGAL_FUNCTION
         if count > MAX_CHUNK:
             return ILLEGAL_VALUE
+        clock = self.bank.clock
         for base, build in (
-            (Block.INFO, info_image),
-            (Block.LIVE, live_image),
+            (Block.INFO, lambda pack: info_image(pack, clock=clock)),
+            (Block.LIVE, lambda pack: live_image(pack, clock=clock)),
             (Block.SETTINGS, settings_image),
         ):
             if address >= base:
@@ -120,15 +229,36 @@ class JkPbPacks:
                 return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
         return ILLEGAL_ADDRESS
 
+    def preamble(self, unit: int, function: int, address: int) -> bytes:
+        """Return the 55AA frame a pack sends before its reply to a trigger."""
+        pack = self.bank.answering(unit)
+        if pack is None or function != WRITE_MULTIPLE or address not in FRAME_TYPES:
+            return b""
+        return pack_frame(pack, address, clock=self.bank.clock)
+
 
 def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:
-    """Return what the DIP-0 master asks each of units 1..15, in turn."""
+    """Return one cycle of the DIP-0 master: triggers, probes, then its own two frames.
+
+    Each is (unit, 0x10, trigger register, 1). A JK-PB master asks each
+    slave for live data and settings, probes every other address with the
+    live trigger, and ends with its own frames (unit 0: nothing is sent,
+    the master just speaks).
+    """
+    slaves = {pack.address for pack in bank.packs if pack.address != MASTER}
     polls: list[tuple[int, int, int, int]] = []
-    for pack in bank.packs:
-        if pack.address == 0:
-            continue
+    for unit in sorted(slaves):
         polls += [
-            (pack.address, 0x03, start, count) for start, count in chunks(Block.LIVE, LIVE_BYTES)
+            (unit, WRITE_MULTIPLE, TRIGGER_LIVE, 1),
+            (unit, WRITE_MULTIPLE, TRIGGER_SETTINGS, 1),
+        ]
+    polls += [
+        (unit, WRITE_MULTIPLE, TRIGGER_LIVE, 1) for unit in range(1, 16) if unit not in slaves
+    ]
+    if any(pack.address == MASTER for pack in bank.packs):
+        polls += [
+            (MASTER, WRITE_MULTIPLE, TRIGGER_LIVE, 1),
+            (MASTER, WRITE_MULTIPLE, TRIGGER_SETTINGS, 1),
         ]
     return polls
 
@@ -136,3 +266,34 @@ def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:
 def make_line(bank: SimBank) -> ModbusLine:
     """Return the RS485 line of a JK-PB bank (open it as a pty, or serve it over TCP)."""
     return ModbusLine(JkPbPacks(bank))
+
+
+class MasterBus:
+    """A JK-PB bank whose DIP-0 master drives the line, served for ``python -m simulator``."""
+
+    def __init__(self, line: ModbusLine, host: str, port: int, path: str = "") -> None:
+        """Hold the line and where it is served (host and port, or a pty's path)."""
+        self.line = line
+        self.host = host
+        self.port = port
+        self.path = path
+
+    async def stop(self) -> None:
+        """Stop the master and close the line."""
+        await self.line.stop()
+
+
+async def start_server(bank: SimBank, host: str, port: int) -> MasterBus:
+    """Serve a master bus as raw RTU over TCP (a transparent gateway)."""
+    line = make_line(bank)
+    host, bound = await line.serve_rtu_tcp(host, port)
+    line.start_master(master_polls(bank), period=MASTER_GAP)
+    return MasterBus(line, host, bound)
+
+
+async def start_pty(bank: SimBank) -> MasterBus:
+    """Serve a master bus on a pseudo-terminal (a USB RS485 adapter)."""
+    line = make_line(bank)
+    path = line.open_pty()
+    line.start_master(master_polls(bank), period=MASTER_GAP)
+    return MasterBus(line, "serial", 0, path)

@@ -11,6 +11,10 @@ the frames built independently of the drivers' client (pymodbus).
 A personality only says what a pack holds: ``read(unit, function, address,
 count)`` returns registers, coils, a Modbus exception code or None (no pack
 there: silence). The line does the framing, the faults and the master.
+Optionally (JK-PB) a personality takes one-register writes (function 0x10:
+``read`` returns ``[]`` to accept), sends bytes of its own before a reply
+(``preamble(unit, function, address)``) and names a ``master_unit`` that
+speaks unasked in master mode.
 
 Three ways to reach the line, as a user's hardware would:
 
@@ -47,13 +51,22 @@ import struct
 import tty
 from typing import Final, Protocol
 
-from custom_components.rack_battery.protocol.rtu import RtuSplitter, read_request, seal
+from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
 from .faults import Delivery, WireFaults
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
+WRITE_MULTIPLE: Final = 0x10
 ILLEGAL_FUNCTION: Final = 0x01
 GARBAGE: Final = b"\x00\xff\x5a\xa5"
+
+
+def master_request(unit: int, function: int, address: int, count: int) -> bytes:
+    """Return a master's request: a read, or a write of ``count`` zero registers (0x10)."""
+    if function != WRITE_MULTIPLE:
+        return read_request(unit, function, address, count)
+    head = bytes((unit, function)) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return seal(head + bytes((2 * count,)) + bytes(2 * count))
 
 
 class Fault(StrEnum):
@@ -208,7 +221,7 @@ class ModbusLine:
 
     def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
         """Return the reply PDU (function and data) to a request, or None for silence."""
-        if function not in (0x01, 0x02, 0x03, 0x04) or len(data) < 4:
+        if function not in (0x01, 0x02, 0x03, 0x04, WRITE_MULTIPLE) or len(data) < 4:
             return bytes((function | 0x80, ILLEGAL_FUNCTION))
         address = int.from_bytes(data[0:2], "big")
         count = int.from_bytes(data[2:4], "big")
@@ -217,6 +230,8 @@ class ModbusLine:
             return None
         if isinstance(result, int):
             return bytes((function | 0x80, result))
+        if function == WRITE_MULTIPLE:
+            return bytes((function,)) + data[0:4]  # the write taken: address and count echoed
         if function in (0x01, 0x02):
             packed = bytearray((len(result) + 7) // 8)
             for index, bit in enumerate(result):
@@ -234,7 +249,8 @@ class ModbusLine:
         pdu = self.pdu(unit, function, data)
         if pdu is None:
             return b""
-        frame = seal(bytes((unit,)) + pdu)
+        lead = self._preamble(unit, function, data)
+        frame = lead + seal(bytes((unit,)) + pdu)
         if fault is Fault.CRC:
             return frame[:-1] + bytes((frame[-1] ^ 0xFF,))
         if fault is Fault.GARBAGE:
@@ -242,8 +258,16 @@ class ModbusLine:
         if fault is Fault.PARTIAL:
             return frame[: len(frame) // 2]
         if fault is Fault.WRONG_ADDRESS:
-            return seal(bytes(((unit + 1) & 0xFF,)) + pdu)
+            return lead + seal(bytes(((unit + 1) & 0xFF,)) + pdu)
         return frame
+
+    def _preamble(self, unit: int, function: int, data: bytes) -> bytes:
+        """Return what a personality sends before its reply (JK-PB's 55AA frame), if anything."""
+        preamble = getattr(self.packs, "preamble", None)
+        if preamble is None or len(data) < 2:
+            return b""
+        lead: bytes = preamble(unit, function, int.from_bytes(data[0:2], "big"))
+        return lead
 
     def _serve_rtu(
         self,
@@ -257,7 +281,7 @@ class ModbusLine:
             # A second master on the line: the packs hear garbage, answer nothing.
             return
         for _, frame in splitter.feed(data):
-            if frame.is_request:
+            if isinstance(frame, Frame) and frame.is_request:
                 self.wire.request_arrived()
                 delivery = self._delivery_rtu(frame.unit, frame.function, frame.data)
                 if writer is None and (delivery.reset or delivery.restart):
@@ -390,16 +414,19 @@ class ModbusLine:
         as they would appear on a shared RS485 line.
         """
         self._round_done = asyncio.Condition()
+        # A master that speaks for itself sends no request to its own unit.
+        own = getattr(self.packs, "master_unit", None)
 
         async def poll() -> None:
             assert self._round_done is not None
             while True:
                 for unit, function, address, count in polls:
-                    request = read_request(unit, function, address, count)
+                    request = master_request(unit, function, address, count)
                     delivery = self._delivery_rtu(unit, function, request[2:-2])
                     outputs = list(self._outputs)
-                    for output in outputs:
-                        output(request)
+                    if unit != own:
+                        for output in outputs:
+                            output(request)
                     self.wire.request_arrived()
                     self._carry_out(delivery, outputs, None)
                     await asyncio.sleep(period)

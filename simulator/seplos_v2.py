@@ -4,7 +4,9 @@ Each pack answers its own DIP address, 0 to 15; nothing relays, so a pack
 off the bus is silent. It answers 0x42 (values in 10 mA, 10 mV, 10 mAh and
 0.1 K from 2731, with its own state of charge and health) and 0x44 (twenty
 event bytes with warnings and protections apart, switch and balancing
-state). A pack warmer than 45 degC raises the charge high-temperature alarm
+state). Like a real pack, one at ADR 0 answers with command group 0x01
+(the battery group, counted from 1) where a pack at ADR n answers n. A
+pack warmer than 45 degC raises the charge high-temperature alarm
 and above 55 degC its protection; below 10 % the residual capacity alarm.
 """
 
@@ -36,6 +38,11 @@ LOW_SOC: Final = 0.10
 _EVENT_BYTES: Final = 20
 
 
+def command_group(pack: SimPack) -> int:
+    """Return the "command group" byte a pack puts in its 0x42 and 0x44 replies."""
+    return pack.address or 1
+
+
 def _temperatures(pack: SimPack) -> tuple[float, ...]:
     # Four cell sensors, the environment, the power (MOSFET) board.
     return (*pack.cell_temperatures, pack.ambient, pack.mosfet_temperature)
@@ -44,7 +51,7 @@ def _temperatures(pack: SimPack) -> tuple[float, ...]:
 def analog_info(pack: SimPack, profile: VendorProfile = SEPLOS_V2) -> bytes:
     """Return the INFO of a 0x42 reply describing ``pack`` right now."""
     return (
-        bytes((_INFO_FLAG, pack.address))
+        bytes((_INFO_FLAG, command_group(pack)))
         + measurements_info(pack, _temperatures(pack), profile)
         + u16(pack.remaining_capacity / profile.capacity_scale)
         + bytes((10,))
@@ -69,7 +76,7 @@ def alarm_info(pack: SimPack, _profile: VendorProfile = SEPLOS_V2) -> bytes:
     cells = len(pack.cell_voltages)
     temperatures = len(_temperatures(pack))
     return (
-        bytes((_INFO_FLAG, pack.address, cells)) + bytes(cells)
+        bytes((_INFO_FLAG, command_group(pack), cells)) + bytes(cells)
         + bytes((temperatures,)) + bytes(temperatures)
         + bytes(2)  # current, voltage
         + bytes((_EVENT_BYTES,)) + bytes(events)

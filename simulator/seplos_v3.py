@@ -45,16 +45,19 @@ def _kelvin(celsius: float) -> int:
 
 
 def _text(value: str, registers: int) -> list[int]:
-    """Two characters a register, the first in the LOW byte ("small end first")."""
+    """Two characters a register, the first in the HIGH byte, as real packs send them.
+
+    (The map's "small end first" is not what a pack does.)
+    """
     raw = value.encode("ascii", errors="replace")[: 2 * registers].ljust(2 * registers, b"\x00")
-    return [raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2)]
+    return [raw[i] << 8 | raw[i + 1] for i in range(0, len(raw), 2)]
 
 
 def _firmware(version: str) -> int:
-    """Encode "V1.4" as major 1 in the low byte and minor 4 in the high byte."""
+    """Encode "V1.4" as major 1 in the high byte (sent first) and minor 4 in the low byte."""
     digits = [int(part) for part in version.lstrip("Vv").split(".") if part.isdigit()]
     major, minor = ([*digits, 0, 0])[:2]
-    return (major & 0xFF) | (minor & 0xFF) << 8
+    return (major & 0xFF) << 8 | (minor & 0xFF)
 
 
 def input_registers(pack: SimPack) -> dict[int, int]:

@@ -81,6 +81,24 @@ ENABLED_ONLY: Final = 0b01
 COMMUNICATION_ERROR: Final = 1 << 0
 
 
+# Where each model (and each repeating group) has signed points: int16
+# measurements and the sunssf scale factors, offsets from the model's
+# SunSpec definition. A signed point the device does not set reads 0x8000,
+# an unsigned one 0xFFFF.
+SIGNED_802: Final = frozenset({42, 45, 47, *range(50, 62)})  # A, W, ReqW, the scale factors
+SIGNED_803: Final = frozenset({2, 5, 8, 14, 16, 18, *range(20, 26)})  # ModTmp*, StrA*, SFs
+SIGNED_803_GROUP: Final = frozenset({6, 12, 14, 16})  # StrA, StrModTmpMax/Min/Avg
+SIGNED_804: Final = frozenset({11, 18, 20, 22, *range(36, 43)})  # A, ModTmp*, SFs
+SIGNED_804_GROUP: Final = frozenset({8, 10, 12})  # ModCellTmpMax/Min/Avg
+SIGNED_805: Final = frozenset({14, 16, 18, *range(36, 42)})  # CellTmpMax/Min/Avg, SFs
+SIGNED_805_GROUP: Final = frozenset({1})  # CellTmp
+
+
+def _blank(length: int, signed: frozenset[int]) -> list[int]:
+    """Return a body of points the device does not set: 0x8000 where signed, else 0xFFFF."""
+    return [SIGNED_UNSET if offset in signed else UNSET for offset in range(length)]
+
+
 def _unsigned(value: float, exponent: int) -> int:
     # 0xFFFF means "unimplemented"; a real value stops short of it.
     return min(max(round(value / 10.0**exponent), 0), 0xFFFE)
@@ -139,7 +157,7 @@ def encode_common(bank: SimBank) -> list[int]:
 
 def encode_battery_base(bank: SimBank) -> list[int]:
     """Model 802: the bank as one battery."""
-    body = [UNSET] * BATTERY_BASE_LENGTH
+    body = _blank(BATTERY_BASE_LENGTH, SIGNED_802)
     packs = [pack for pack in bank.packs if pack.online]
     capacity = sum(pack.full_capacity for pack in packs)
     soc = sum(pack.soc * pack.full_capacity for pack in packs) / capacity if capacity else 0.0
@@ -183,7 +201,7 @@ def _events(pack: SimPack) -> int:
 def encode_lithium_bank(bank: SimBank) -> list[int]:
     """Model 803: the bank, and one group per string (one pack each)."""
     packs = bank.packs
-    body = [UNSET] * (BANK_FIXED + BANK_STRING_GROUP * len(packs))
+    body = _blank(BANK_FIXED, SIGNED_803) + [UNSET] * (BANK_STRING_GROUP * len(packs))
     online = [pack for pack in packs if pack.online]
     temperatures = [t for pack in online for t in pack.cell_temperatures]
     voltages = [pack.voltage for pack in online]
@@ -209,7 +227,7 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
     _put(body, B803, values)
     for index, pack in enumerate(packs):
         start = BANK_FIXED + index * BANK_STRING_GROUP
-        group = [UNSET] * BANK_STRING_GROUP
+        group = _blank(BANK_STRING_GROUP, SIGNED_803_GROUP)
         group[G803["StrNMod"]] = 1
         _put32(group, G803["StrSt"], _status(pack))
         _put32(group, G803["StrEvt1"], _events(pack))
@@ -234,7 +252,7 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
 
 def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
     """Model 804: string ``index`` (1-based), holding one module: ``pack``."""
-    body = [UNSET] * (STRING_FIXED + STRING_MODULE_GROUP)
+    body = _blank(STRING_FIXED, SIGNED_804) + [UNSET] * STRING_MODULE_GROUP
     values = {
         "Idx": index,
         "NMod": 1,
@@ -248,7 +266,7 @@ def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
     }
     _put32(body, B804["St"], _status(pack))
     _put32(body, B804["Evt1"], _events(pack))
-    group = [UNSET] * STRING_MODULE_GROUP
+    group = _blank(STRING_MODULE_GROUP, SIGNED_804_GROUP)
     group[G804["ModNCell"]] = len(pack.cell_voltages)
     if pack.online:
         values |= {
@@ -291,7 +309,9 @@ def cell_temperature(pack: SimPack, cell: int) -> float:
 def encode_lithium_module(string_index: int, pack: SimPack) -> list[int]:
     """Model 805: module 1 of string ``string_index``, which is ``pack``, cell by cell."""
     cells = pack.cell_voltages
-    body = [UNSET] * (MODULE_FIXED + MODULE_CELL_GROUP * len(cells))
+    body = _blank(MODULE_FIXED, SIGNED_805) + [*_blank(MODULE_CELL_GROUP, SIGNED_805_GROUP)] * len(
+        cells
+    )
     values = {
         "StrIdx": string_index,
         "ModIdx": 1,

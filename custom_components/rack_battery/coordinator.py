@@ -219,7 +219,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         failed = dict(report.failed)
         for address in sorted(addresses):
             try:
-                readings[address] = await self.driver.read_pack(address)
+                readings[address] = self.driver.screened(
+                    address, await self.driver.read_pack(address)
+                )
             except (PackNotResponding, FrameError) as err:
                 failed[address] = str(err) or type(err).__name__
             except BusUnavailable:

@@ -20,6 +20,7 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import slugify
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
@@ -428,4 +429,40 @@ async def test_family_on_wire_is_found_and_read(
             assert _state(hass, f"{prefix}_highest_temperature") == pytest.approx(
                 hottest, abs=step.temperature
             )
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.usefixtures("quick_buses")
+async def test_a_seplos_v3_pack_shows_its_maker_and_serial(hass: HomeAssistant) -> None:
+    """The version block's text, high byte first as real packs send it, names each pack."""
+    bank = make_bank(2, first_address=1, seed=5, load=constant_load(10))
+    for pack in bank.packs:
+        pack.manufacturer = "SEPLOS"
+        pack.model = "BMS48100"
+    async with _modbus_line(seplos_v3.make_line, Wire.MODBUS_RTU_TCP)(bank) as fields:
+        result: Any = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USER}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"next_step_id": Wire.MODBUS_RTU_TCP.value}
+        )
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {**fields, "family": "seplos_v3"}
+        )
+        result = await finish_scan(hass, result)
+        assert result["step_id"] == "confirm", result
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"packs": ["1", "2"]}
+        )
+        await hass.async_block_till_done()
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        entry = result["result"]
+        devices = dr.async_get(hass)
+        for pack in bank.packs:
+            # Keyed by the pack's own serial, not by the slot it sits in.
+            device = devices.async_get_device(identifiers={(DOMAIN, f"seplos_v3_{pack.serial}")})
+            assert device is not None, pack.serial
+            assert device.manufacturer == "SEPLOS"
+            assert device.model == "BMS48100"
+            assert device.serial_number == pack.serial
         assert await hass.config_entries.async_unload(entry.entry_id)

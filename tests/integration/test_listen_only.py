@@ -4,6 +4,11 @@ The simulated RS485 line counts every byte that reaches it from outside.
 With a master pack polling it, Home Assistant must find that out by
 listening, offer to listen instead of scanning, and read the packs from the
 master's traffic, all without that count ever leaving zero.
+
+The JK-PB master bus is the real one: the DIP-0 master triggers each slave
+with a one-register write and the slave answers with a 55AA frame; the
+master sends its own frames too, so it is heard and gets a device. A
+Seplos V3 master's own data never crosses the line.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ pytestmark = pytest.mark.usefixtures("socket_enabled")
 # How long a test waits for the line at most before it fails (not a sleep).
 PATIENCE = 5.0
 
-# family: (line, the master's polls, baud rate, the bank's title)
+# family: (line, the master's polls, baud rate, the bank's title, the packs heard)
 CASES = {
-    "seplos_v3": (sim_seplos.make_line, sim_seplos.master_polls, 19200, "seplos_bank"),
-    "jk_pb": (sim_jk.make_line, sim_jk.master_polls, 115200, "jk_bank"),
+    "seplos_v3": (sim_seplos.make_line, sim_seplos.master_polls, 19200, "seplos_bank", (1, 2)),
+    "jk_pb": (sim_jk.make_line, sim_jk.master_polls, 115200, "jk_bank", (0, 1, 2)),
 }
 
 
@@ -50,6 +55,7 @@ class MasteredLine:
     wire: str
     bus_input: dict[str, Any]
     prefix: str
+    heard: tuple[int, ...]
 
 
 @pytest.fixture(params=["seplos_v3", "jk_pb"])
@@ -60,7 +66,7 @@ def family(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=["modbus_rtu_tcp", "modbus_rtu_serial"])
 async def mastered(request: pytest.FixtureRequest, family: str) -> AsyncIterator[MasteredLine]:
     """Three packs: the master at address 0 polling packs 1 and 2, under a 30 A load."""
-    make_line, polls, baudrate, prefix = CASES[family]
+    make_line, polls, baudrate, prefix, heard = CASES[family]
     bank = make_bank(3, first_address=0, load=constant_load(30.0), seed=5)
     line = make_line(bank)
     wire = str(request.param)
@@ -71,7 +77,7 @@ async def mastered(request: pytest.FixtureRequest, family: str) -> AsyncIterator
         bus_input = {"serial_port": line.open_pty(), "baudrate": str(baudrate)}
     line.start_master(polls(bank))
     try:
-        yield MasteredLine(family, bank, line, wire, bus_input, prefix)
+        yield MasteredLine(family, bank, line, wire, bus_input, prefix, heard)
     finally:
         await line.stop()
 
@@ -118,10 +124,9 @@ async def _set_up_by_listening(hass: HomeAssistant, mastered: MasteredLine) -> A
     await wait_for_progress(hass, result["flow_id"], "listen")
     result = await hass.config_entries.flow.async_configure(result["flow_id"])
     assert result["step_id"] == "confirm", result
-    # The master's own data never crosses the line: packs 1 and 2 are heard.
-    assert result["description_placeholders"]["count"] == "2"
+    assert result["description_placeholders"]["count"] == str(len(mastered.heard))
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {"packs": ["1", "2"]}
+        result["flow_id"], {"packs": [str(address) for address in mastered.heard]}
     )
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -135,13 +140,18 @@ async def test_a_bank_with_a_master_is_read_by_listening_without_sending_a_byte(
     result = await _set_up_by_listening(hass, mastered)
     assert result["data"][CONF_LISTEN_ONLY] is True
     assert result["data"]["family"] == mastered.family
-    assert [pack["address"] for pack in result["data"]["packs"]] == [1, 2]
+    assert [pack["address"] for pack in result["data"]["packs"]] == list(mastered.heard)
     cells = len(mastered.bank.pack(1).cell_voltages)
-    assert result["data"]["packs"][0]["cell_count"] == cells
+    assert all(pack["cell_count"] == cells for pack in result["data"]["packs"])
+    if mastered.family == "jk_pb":
+        # Each pack's settings frame tells its design capacity, the master's too.
+        for pack in result["data"]["packs"]:
+            design = mastered.bank.pack(pack["address"]).design_capacity
+            assert pack["design_capacity"] == pytest.approx(design)
     entry = result["result"]
     assert entry.state is ConfigEntryState.LOADED
 
-    for address in (1, 2):
+    for address in mastered.heard:
         pack = mastered.bank.pack(address)
         prefix = f"sensor.{mastered.prefix}_pack_{address}"
         # Both families report 10 mV / 10 mA or finer, SOC in whole percent.

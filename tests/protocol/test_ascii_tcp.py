@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+import random
+import re
 
 import pytest
 
@@ -62,12 +64,54 @@ async def test_stale_input_is_discarded_before_a_request(lines: list[RawLine]) -
     # The line answers every request twice, as an echoing gateway or a
     # late retry would; the second copy must not answer the next request.
     def twice(request: bytes) -> bytes:
-        reply = b"~" + request[1:5] + b"..." + b"\r"
+        reply = b"~" + request[1:5] + b"00\r"
         return reply * 2
 
     transport = await _transport(lines, twice)
-    assert await transport.transact(REQUEST_ADR2) == b"~2002...\r"
-    assert await transport.transact(REQUEST_ADR3) == b"~2003...\r"
+    assert await transport.transact(REQUEST_ADR2) == b"~200200\r"
+    assert await transport.transact(REQUEST_ADR3) == b"~200300\r"
+    # The first reply's copy was thrown away unread, and counted.
+    assert transport.stats.stray_frames >= 1
+    await transport.close()
+
+
+async def test_an_echo_of_the_request_is_not_its_answer(lines: list[RawLine]) -> None:
+    # Many RS485 adapters hear their own transmitter: the request comes
+    # back first, then the pack's answer.
+    transport = await _transport(lines, lambda request: request + RTN91_ADR3)
+    assert await transport.transact(REQUEST_ADR3) == RTN91_ADR3
+    assert transport.stats.pack(3).discarded == 1
+    assert (transport.stats.pack(3).requests, transport.stats.pack(3).replies) == (1, 1)
+    await transport.close()
+
+
+async def test_frames_the_caller_rejects_are_discarded_until_the_answer(
+    lines: list[RawLine],
+) -> None:
+    late = b"~200346000000FDB1\r"  # something else from ADR 3 first
+
+    def reject_late(frame: bytes) -> bytes:
+        if frame == late:
+            raise FrameError("it answers an earlier request")
+        return frame
+
+    transport = await _transport(lines, lambda _request: late + RTN91_ADR3)
+    assert await transport.exchange(REQUEST_ADR3, reject_late) == RTN91_ADR3
+    assert transport.stats.pack(3).discarded == 1
+    await transport.close()
+
+
+async def test_only_rejected_frames_end_in_a_frame_error_naming_why(
+    lines: list[RawLine],
+) -> None:
+    def reject(_frame: bytes) -> bytes:
+        raise FrameError("it answers an earlier request")
+
+    transport = await _transport(lines, lambda _request: RTN91_ADR3, answer_within=0.2)
+    with pytest.raises(FrameError, match=r"1 frame.* discarded, the last: it answers an earlier"):
+        await transport.exchange(REQUEST_ADR3, reject)
+    stats = transport.stats.pack(3)
+    assert (stats.requests, stats.replies, stats.timeouts, stats.discarded) == (1, 0, 1, 1)
     await transport.close()
 
 
@@ -109,11 +153,41 @@ async def test_refused_connection_is_bus_unavailable(lines: list[RawLine]) -> No
         await transport.transact(REQUEST_ADR2)
 
 
-async def test_babbling_line_is_a_frame_error(lines: list[RawLine]) -> None:
-    transport = await _transport(lines, lambda _request: b"~" + b"0" * 20_000)
-    with pytest.raises(FrameError, match="without ending a frame"):
-        await transport.transact(REQUEST_ADR2)
-    assert not transport.connected  # the rest of the babble is dropped with it
+async def test_a_babbling_line_is_noise_and_the_answer_after_it_is_read(
+    lines: list[RawLine],
+) -> None:
+    # 20 kB of hex after a "~" without a carriage return is longer than any
+    # frame: it is dropped as noise, and the connection stays up.
+    babble = b"~" + b"0" * 20_000
+    transport = await _transport(lines, lambda _request: babble + RTN91_ADR3)
+    assert await transport.transact(REQUEST_ADR3) == RTN91_ADR3
+    assert transport.connected
+    assert transport.stats.noise_bytes == len(babble)
+    await transport.close()
+
+
+async def test_64_kb_of_noise_is_dropped_and_counted(lines: list[RawLine]) -> None:
+    # Seeded, and checked to hold no "~hex...CR" by chance: all of it is noise.
+    noise = random.Random(3).randbytes(64 * 1024)
+    assert not re.search(rb"~[0-9A-F]*\r", noise)
+    transport = await _transport(lines, lambda _request: noise + RTN91_ADR3)
+    assert await transport.transact(REQUEST_ADR3) == RTN91_ADR3
+    assert transport.stats.noise_bytes == len(noise)
+    assert transport.connected
+    await transport.close()
+
+
+async def test_noise_alone_is_silence(lines: list[RawLine]) -> None:
+    noise = random.Random(8).randbytes(64 * 1024).replace(b"~", b"")
+    transport = await _transport(lines, lambda _request: noise, answer_within=0.3)
+    with pytest.raises(PackNotResponding, match="no answer"):
+        await transport.transact(REQUEST_ADR3)
+    assert transport.connected
+    assert transport.stats.pack(3).timeouts == 1
+    # What came after the timeout is thrown away, and counted, before the next request.
+    with pytest.raises(PackNotResponding):
+        await transport.transact(REQUEST_ADR3)
+    assert transport.stats.noise_bytes >= len(noise)
     await transport.close()
 
 

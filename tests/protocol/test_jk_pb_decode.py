@@ -17,6 +17,8 @@ from custom_components.rack_battery.protocol.drivers.jk_pb import (
     decode_heard,
     decode_identity,
     decode_live,
+    decode_live_frame,
+    decode_settings_frame,
 )
 from custom_components.rack_battery.protocol.errors import FrameError
 
@@ -141,3 +143,141 @@ def test_fuzz_live(raw: bytes) -> None:
 def test_fuzz_heard(heard: dict[tuple[int, int], list[int]]) -> None:
     with contextlib.suppress(FrameError):
         decode_heard(1, heard)
+
+
+# A type 0x02 frame of a JK-PB master bus, laid out byte by byte from
+# jk-pb-rs485-frames.md (32S column, little-endian), then summed.
+FRAME_FIELDS: dict[int, bytes] = {
+    0: bytes.fromhex("55AAEB90"),  # header
+    4: b"\x02",  # type: cell / live data
+    5: b"\x00",  # counter, ignored
+    **{6 + 2 * (n - 1): bytes.fromhex("E40C") for n in range(1, 16)},  # cells 1..15: 3300 mV
+    6 + 2 * 15: bytes.fromhex("F30C"),  # cell 16: 3315 mV
+    70: bytes.fromhex("FFFF0000"),  # cell_mask: cells 1..16 present
+    74: bytes.fromhex("E50C"),  # cell_avg 3301 mV (not used: derived from the cells)
+    144: bytes.fromhex("FA00"),  # mos_temp 250 -> 25.0 degC
+    150: bytes.fromhex("40CE0000"),  # pack_voltage 0x0000CE40 = 52800 mV
+    158: bytes.fromhex("2CCFFFFF"),  # pack_current 0xFFFFCF2C = -12500 mA
+    162: bytes.fromhex("0401"),  # temp_1 0x0104 = 260 -> 26.0 degC
+    164: bytes.fromhex("CEFF"),  # temp_2 0xFFCE = -50 -> -5.0 degC
+    166: bytes.fromhex("10200000"),  # alarms 0x2010: bit 4 cell OVP, bit 13 discharge OCP
+    172: b"\x01",  # balance_action: charge-balancing
+    173: b"\x50",  # soc 80 %
+    174: bytes.fromhex("80380100"),  # remaining 0x00013880 = 80000 mAh
+    178: bytes.fromhex("A0860100"),  # full 0x000186A0 = 100000 mAh
+    182: bytes.fromhex("96000000"),  # cycles 150
+    190: b"\x63",  # soh 99 %
+    198: b"\x01\x00",  # charge FET on, discharge FET off
+    214: b"\x07",  # temp_present: MOS, sensor 1, sensor 2
+}
+
+
+def laid_frame(fields: dict[int, bytes]) -> bytes:
+    raw = bytearray(300)
+    for offset, value in fields.items():
+        raw[offset : offset + len(value)] = value
+    raw[299] = sum(raw[:299]) & 0xFF
+    return bytes(raw)
+
+
+def test_live_frame_of_a_master_bus() -> None:
+    reading = decode_live_frame(3, laid_frame(FRAME_FIELDS))
+    assert reading.address == 3
+    assert reading.cell_voltages == (*(3.3,) * 15, 3.315)
+    assert reading.voltage == 52.8
+    assert reading.current == -12.5
+    assert reading.soc == 80.0
+    assert reading.soh == 99.0
+    assert reading.remaining_capacity == 80.0
+    assert reading.full_capacity == 100.0
+    assert reading.cycles == 150
+    assert reading.temperatures == (26.0, -5.0, None, None, None)
+    assert reading.mosfet_temperature == 25.0
+    assert reading.charge_enabled is True
+    assert reading.discharge_enabled is False
+    assert reading.balancing is True
+    assert reading.protections == {"cell_overvoltage", "discharge_overcurrent"}
+
+
+def test_settings_frame_names_cells_capacity_and_address() -> None:
+    settings_frame = laid_frame(
+        {
+            0: bytes.fromhex("55AAEB90"),
+            4: b"\x01",
+            114: bytes.fromhex("10000000"),  # cell_count 16
+            130: bytes.fromhex("C0450400"),  # design_capacity 0x000445C0 = 280000 mAh
+            270: bytes.fromhex("03000000"),  # device_address 3
+        }
+    )
+    found = decode_settings_frame(settings_frame)
+    assert (found.cell_count, found.design_capacity, found.address) == (16, 280.0, 3)
+
+
+def test_a_frame_that_does_not_add_up_is_a_frame_error() -> None:
+    frame = bytearray(laid_frame(FRAME_FIELDS))
+    frame[150] ^= 1
+    with pytest.raises(FrameError, match="checksum"):
+        decode_live_frame(3, bytes(frame))
+    with pytest.raises(FrameError, match="type"):
+        decode_settings_frame(laid_frame(FRAME_FIELDS))
+    with pytest.raises(FrameError):
+        decode_live_frame(3, laid_frame(FRAME_FIELDS)[:299])
+
+
+def test_sentinels_are_unknown() -> None:
+    # A pack that fills every register with 0xFFFF.
+    reading = decode_live(2, b"\xff" * LIVE_BYTES)
+    assert reading.voltage is None
+    assert reading.current is None
+    assert reading.remaining_capacity is None
+    assert reading.full_capacity is None
+    assert reading.cycles is None
+    assert reading.soc is None
+    assert reading.soh is None
+    assert reading.cell_voltages == ()
+    assert reading.temperatures == (None,) * 5
+    assert reading.mosfet_temperature is None
+    assert reading.charge_enabled is None
+    assert reading.balancing is None
+    assert reading.protections == frozenset()
+    # The signed sentinels 0x8000 and 0x80000000, with the sensors fitted.
+    signed = image(
+        {
+            **LIVE,
+            0x128A: 0x8000,  # MOSFET temperature
+            0x129C: 0x8000,  # TempBat1
+            0x1298: 0x8000,  # current s32 0x80000000 ...
+            0x129A: 0x0000,
+            0x12A8: 0x8000,  # remaining s32 0x80000000
+            0x12AA: 0x0000,
+            0x1290: 0xFFFF,  # voltage u32 0xFFFFFFFF
+            0x1292: 0xFFFF,
+            0x12B0: 0xFFFF,  # cycles u32 0xFFFFFFFF
+            0x12B2: 0xFFFF,
+        }
+    )
+    reading = decode_live(2, signed)
+    assert reading.mosfet_temperature is None
+    assert reading.temperatures[0] is None
+    assert reading.current is None
+    assert reading.remaining_capacity is None
+    assert reading.voltage is None
+    assert reading.cycles is None
+    assert reading.temperatures[1] == -5.0  # the rest stays
+
+
+def test_identity_with_unset_capacity() -> None:
+    identity = decode_identity(1, b"\xff" * 0x20, b"\xff" * 0x14)
+    assert identity.model is None
+    assert identity.design_capacity is None
+    assert identity.cell_count is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=300, max_size=300))
+def test_fuzz_frames(raw: bytes) -> None:
+    frame = b"\x55\xaa\xeb\x90" + raw[4:299]
+    frame += bytes((sum(frame) & 0xFF,))
+    for decode in (lambda f: decode_live_frame(1, f), decode_settings_frame):
+        with contextlib.suppress(FrameError):
+            decode(frame)

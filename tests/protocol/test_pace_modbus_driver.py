@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import socket
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from custom_components.rack_battery.protocol.transport.modbus_tcp import (
 )
 from simulator.bank import SimBank, SimPack, constant_load, make_bank
 from simulator.pace_modbus import RunningServer, start_server
+from simulator.wiretap import Wiretap
 
 # Home Assistant's test plugin blocks sockets; these tests need loopback TCP.
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -140,8 +140,7 @@ async def test_silent_pack_times_out_without_dropping_the_bus(
     await pace.connect()
     try:
         server.set_silent(2)
-        # pymodbus on its own closes the connection after the fifth silent
-        # request in a row; the transport turns that off.
+        # A silent pack is not a lost connection, however often it is silent.
         for _ in range(5):
             with pytest.raises(PackNotResponding, match=r"did not answer within 0\.1 s"):
                 await pace.read_pack(2)
@@ -157,8 +156,7 @@ async def test_silent_pack_times_out_without_dropping_the_bus(
 
 
 async def test_cancelling_a_request_cancels(server: RunningServer) -> None:
-    # pymodbus turns a cancelled request into an I/O error; a deadline
-    # around a driver call must still end as a deadline.
+    # A deadline around a driver call ends as a deadline, not as a bus error.
     pace = open_pace(server.host, server.port, timeout=5.0)
     await pace.connect()
     server.set_silent(2)
@@ -219,20 +217,23 @@ async def test_identity(bank: SimBank, driver: PaceModbusDriver) -> None:
 async def test_scan_finds_exactly_the_packs_without_waiting(
     bank: SimBank, server: RunningServer
 ) -> None:
-    # A long timeout: if any missing unit made the scan wait for it, the
-    # scan would take at least this long.
-    timeout = 10.0
-    pace = open_pace(server.host, server.port, timeout=timeout)
+    # A long timeout: a unit without a pack must not be waited for, as the
+    # gateway answers for it (exception 0x0B) and the scan moves on.
+    pace = open_pace(server.host, server.port, timeout=10.0)
     try:
-        started = time.monotonic()
         found = await pace.scan()
-        elapsed = time.monotonic() - started
         assert [identity.address for identity in found] == ADDRESSES
         assert [identity.serial for identity in found] == [pack.serial for pack in bank.packs]
-        assert elapsed < timeout
+        stats = pace.transport.stats
+        empty = set(stats.packs) - set(ADDRESSES)
+        assert empty  # units without a pack were asked too
+        for address, counts in stats.packs.items():
+            assert counts.timeouts == 0, address
+            assert counts.replies == counts.requests, address
 
         bank.take_off_bus(3)
         assert [identity.address for identity in await pace.scan()] == [1, 2, 4]
+        assert stats.pack(3).timeouts == 0
     finally:
         await pace.close()
 
@@ -286,18 +287,38 @@ async def test_requests_outside_modbus_limits_are_refused_before_sending() -> No
         await transport.write_registers(1, 60, [0x10000])
 
 
-async def test_quiet_time_between_frames_is_kept(server: RunningServer) -> None:
+async def test_quiet_time_between_frames_is_kept(
+    tap: Wiretap, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The document asks for more than 100 ms between frames on the line;
-    # the driver keeps that by default, here a shorter 50 ms.
-    pace = PaceModbusDriver.over_tcp(server.host, server.port, frame_gap=0.05)
-    assert PaceModbusDriver.over_tcp(server.host, server.port).transport.frame_gap == 0.1
+    # the driver keeps that by default.
+    assert PaceModbusDriver.over_tcp(tap.host, tap.port).transport.frame_gap == 0.1
+    # An hour's gap, on a loop clock the test moves by hand.
+    pace = PaceModbusDriver.over_tcp(tap.host, tap.port, timeout=2.0, frame_gap=3600.0)
+    loop = asyncio.get_running_loop()
+    real_time = loop.time
+    later = 0.0
+    monkeypatch.setattr(loop, "time", lambda: real_time() + later)
+
+    async def held_back(address: int) -> None:
+        """Within the gap a request is not sent: it reaches neither the count nor the line."""
+        heard = len(tap.requests)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await pace.read_pack(address)
+        assert pace.transport.stats.pack(address).requests == 0
+        assert len(tap.requests) == heard
+
     try:
-        await pace.read_pack(1)
-        started = time.monotonic()
-        await pace.read_pack(2)
+        assert (await pace.read_pack(1)).address == 1  # nothing before it: no wait
+        await held_back(2)
+        later += 3600.0
+        assert (await pace.read_pack(2)).address == 2
+        later += 3600.0
         with pytest.raises(PackNotResponding):
-            await pace.read_pack(9)  # a failed request is followed by the gap too
-        await pace.read_pack(3)
-        assert time.monotonic() - started >= 3 * 0.05
+            await pace.read_pack(9)
+        await held_back(3)  # a failed request is followed by the gap too
+        later += 3600.0
+        assert (await pace.read_pack(3)).address == 3
     finally:
         await pace.close()

@@ -334,3 +334,23 @@ async def test_socketcand_daemon_in_another_process() -> None:
     assert reading.voltage == pytest.approx(voltage, abs=0.005 + 1e-9)
     assert reading.current == pytest.approx(0.0, abs=0.05)
     assert info.protocol_version == "1.3"
+
+
+async def test_a_bank_voltage_of_0_v_is_unknown_and_counted_suspect(
+    bank: SimBank, master: RunningCan, driver: PylontechCanDriver
+) -> None:
+    # 0x356: voltage 0 (s16, 10 mV), current +10.0 A (0x0064 in 100 mA),
+    # temperature 25.0 degC (0x00FA in 0.1 degC), little-endian.
+    master.faults.replace[0x356] = bytes.fromhex("00006400FA00")
+    report = await driver.poll([0])
+    reading = report.readings[0]
+    assert reading.voltage is None
+    assert reading.current == pytest.approx(10.0)
+    assert reading.temperatures == (25.0,)
+    assert driver.transport.stats.pack(0).suspect == 1
+    assert reading.soc == pytest.approx(
+        100
+        * sum(p.remaining_capacity for p in bank.packs)
+        / sum(p.full_capacity for p in bank.packs),
+        abs=1.0,
+    )

@@ -14,6 +14,13 @@ from custom_components.rack_battery.protocol.drivers.seplos_v3 import (
     decode_text,
 )
 from custom_components.rack_battery.protocol.errors import FrameError
+from custom_components.rack_battery.protocol.rtu import (
+    Frame,
+    RtuSplitter,
+    read_request,
+    registers,
+    seal,
+)
 
 # PIA, input registers 0x1000..0x1010, a pack discharging at 10 A.
 PACK: tuple[int, ...] = (
@@ -140,26 +147,79 @@ def test_system_block_low_word_first() -> None:
     assert summary.soh == 99.5
 
 
-def test_version_text_is_low_byte_first() -> None:
-    # "SEPLOS", the first character in the low byte: 'S' 0x53, 'E' 0x45 -> 0x4553;
-    # 'P' 0x50, 'L' 0x4C -> 0x4C50; 'O' 0x4F, 'S' 0x53 -> 0x534F.
-    assert decode_text([0x4553, 0x4C50, 0x534F, 0x0000]) == "SEPLOS"
+def test_version_text_is_high_byte_first() -> None:
+    # "SEPLOS", the first character in the HIGH byte, as real packs send it:
+    # 'S' 0x53, 'E' 0x45 -> 0x5345; 'P' 0x50, 'L' 0x4C -> 0x504C; 'O' 0x4F, 'S' 0x53 -> 0x4F53.
+    assert decode_text([0x5345, 0x504C, 0x4F53, 0x0000]) == "SEPLOS"
     assert decode_text([0xFFFF, 0x0000]) is None
 
 
 def test_identity() -> None:
     via = [0] * 0x33
-    via[0:3] = [0x4553, 0x4C50, 0x534F]  # factory "SEPLOS"
-    via[0x0A:0x0C] = [0x3431, 0x3835]  # device name "1458" ('1' 0x31, '4' 0x34; '5' 0x35, '8' 0x38)
-    via[0x14] = 0x0601  # firmware: two bytes 0x01, 0x06, not text -> "1.6"
-    via[0x15:0x17] = [0x4D42, 0x3153]  # BMS serial "BMS1"
-    via[0x24:0x26] = [0x4150, 0x3743]  # pack serial "PAC7"
+    via[0:3] = [0x5345, 0x504C, 0x4F53]  # factory "SEPLOS"
+    via[0x0A:0x0C] = [0x3134, 0x3538]  # device name "1458" ('1' 0x31, '4' 0x34; '5' 0x35, '8' 0x38)
+    via[0x14] = 0x0106  # firmware: two bytes 0x01, 0x06, not text -> "1.6"
+    via[0x15:0x17] = [0x424D, 0x5331]  # BMS serial "BMS1"
+    via[0x24:0x26] = [0x5041, 0x4337]  # pack serial "PAC7"
     identity = decode_identity(2, via, rated=0x2710)  # 10000 * 10 mAh = 100 Ah
     assert identity.manufacturer == "SEPLOS"
     assert identity.model == "1458"
     assert identity.firmware == "1.6"
     assert identity.serial == "PAC7"
     assert identity.design_capacity == 100.0
+
+
+# A pack's whole reply to "read input registers 0x1700, 51 registers" (unit 1),
+# byte by byte as it arrives on the wire: unit, function, byte count, then
+# each register high byte first; the text itself high byte first too.
+VIA_REPLY_BODY = bytes.fromhex(
+    "01"  # unit 1
+    "04"  # read input registers
+    "66"  # 102 bytes: 51 registers
+    "5345 504C 4F53 0000 0000 0000 0000 0000 0000 0000"  # 1700 factory "SEPLOS"
+    "3130 3042 0000 0000 0000 0000 0000 0000 0000 0000"  # 170A device "100B"
+    "0106"  # 1714 firmware 1.6
+    "424D 5331 3233 3400 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000"  # BMS SN
+    "3232 3035 3036 3135 3136 3300 0000 0000 0000 0000 0000 0000 0000 0000 0000".replace(  # pack SN
+        " ", ""
+    )
+)
+
+
+def test_a_version_reply_frame_names_maker_and_serial() -> None:
+    frame = seal(VIA_REPLY_BODY)
+    found = [reply for _, reply in RtuSplitter().feed(read_request(1, 4, 0x1700, 51) + frame)]
+    reply = found[-1]
+    assert isinstance(reply, Frame)
+    identity = decode_identity(1, registers(reply))
+    assert identity.manufacturer == "SEPLOS"
+    assert identity.model == "100B"
+    assert identity.firmware == "1.6"
+    assert identity.serial == "22050615163"
+    assert identity.key == "22050615163"  # named by its serial, not its slot
+
+
+def test_system_sentinels_are_unknown() -> None:
+    unset = list(SYSTEM)
+    unset[2:4] = [0x0000, 0x8000]  # current INT32 0x80000000
+    unset[0:2] = [0xFFFF, 0xFFFF]  # voltage 0xFFFFFFFF
+    unset[0xC:0xE] = [0xFFFF, 0xFFFF]  # online packs: a sentinel, not 32 packs
+    summary = decode_system(unset)
+    assert summary.current is None
+    assert summary.voltage is None
+    assert summary.online_packs == frozenset()
+
+
+def test_pack_sentinels_are_unknown() -> None:
+    reading = decode_pack(1, [0xFFFF] * 17, [0xFFFF] * 26)
+    assert reading.voltage is None
+    assert reading.current is None  # 0xFFFF as INT16 is -1: unset
+    assert reading.soc is None
+    assert reading.cycles is None
+    assert reading.cell_voltages == ()
+    assert reading.temperatures == (None,) * 5
+    reading = decode_pack(1, [PACK[0], 0x8000, *PACK[2:]], CELLS)
+    assert reading.current is None
 
 
 def test_wrong_lengths_are_frame_errors() -> None:

@@ -13,7 +13,14 @@ import pytest
 from custom_components.rack_battery.bank.model import PackReading
 from custom_components.rack_battery.protocol.catalog import FAMILIES, open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
-from custom_components.rack_battery.protocol.drivers.sunspec import SunSpecDriver
+from custom_components.rack_battery.protocol.drivers.sunspec import (
+    B802,
+    G805,
+    MODULE_CELL_GROUP,
+    MODULE_FIXED,
+    SunSpecDriver,
+    decode_lithium_module,
+)
 from custom_components.rack_battery.protocol.errors import (
     BusUnavailable,
     FrameError,
@@ -21,7 +28,13 @@ from custom_components.rack_battery.protocol.errors import (
 )
 from simulator import pace_modbus
 from simulator.bank import SimBank, SimPack, constant_load, make_bank
-from simulator.sunspec import RunningServer, cell_temperature, start_server
+from simulator.sunspec import (
+    RunningServer,
+    cell_temperature,
+    encode_battery_base,
+    encode_lithium_module,
+    start_server,
+)
 
 # Home Assistant's test plugin blocks sockets; these tests need loopback TCP.
 pytestmark = pytest.mark.usefixtures("socket_enabled")
@@ -195,3 +208,21 @@ async def test_a_bus_of_other_packs_has_no_sunspec_device() -> None:
     finally:
         await sunspec.close()
         await running.stop()
+
+
+def test_points_the_device_does_not_set_read_as_sunspec_says(bank: SimBank) -> None:
+    """Unset signed points read 0x8000 and unsigned ones 0xFFFF; both decode to unknown."""
+    pack = bank.packs[1]
+    bank.take_off_bus(pack.address)
+    module = encode_lithium_module(2, pack)
+    cells = len(pack.cell_voltages)
+    for cell in range(cells):
+        start = MODULE_FIXED + cell * MODULE_CELL_GROUP
+        assert module[start + G805["CellTmp"]] == 0x8000  # int16, unset
+        assert module[start + G805["CellV"]] == 0xFFFF  # uint16, unset
+    decoded = decode_lithium_module(pack.address, module)
+    assert decoded.reading.temperatures == (None,) * cells  # not -0.1 degC
+    assert decoded.reading.cell_voltages == (None,) * cells
+    base = encode_battery_base(bank)
+    assert base[45] == 0x8000  # W, int16: this device does not report power
+    assert base[B802["A"]] != 0x8000  # the current it does report

@@ -9,10 +9,21 @@ frames, pairs each reply with the request before it, and lays the replies
 into a per-pack picture that the family's own decoder turns into readings.
 It never writes a byte: it has no code path that could.
 
+A JK-PB master reads no registers: it triggers each slave with a
+one-register write, and the slave answers with a 300-byte ``55 AA EB 90``
+frame, then the write reply. The frame names no unit, so it is laid at the
+door of the write reply that follows it, and only if that reply answers the
+trigger just heard (a late or foreign frame is discarded and counted). The
+master sends its own live and settings frames unasked, each followed by a
+write reply from unit 0, so the master pack is heard too.
+
 It has the driver's shape, so the coordinator polls it like any other: a
 poll returns the latest reading heard from each pack, and lists as failed a
 pack that the master asked and that did not answer, or that has not been
-heard within the window.
+heard within the window. What it heard and threw away is counted in
+``stats`` (a :class:`LinkStats`): the master's requests and the replies
+taken per pack, requests left unanswered, frames discarded, stray frames
+and noise bytes.
 
 :func:`detect_master` tells the config flow that a bus already has a
 master: any valid frame arriving while we say nothing was caused by
@@ -24,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar, Final, Protocol
 
@@ -34,11 +46,17 @@ from .connection import ConnectionSpec, Wire
 from .drivers import jk_pb, seplos_v3
 from .drivers.base import BmsDriver
 from .errors import BusUnavailable, FrameError, PackNotResponding, serial_open_error
-from .rtu import Frame, RtuSplitter, bits, registers
+from .linkstats import LinkStats
+from .rtu import Frame, JkFrame, RtuSplitter, bits, registers
 
 # How long a pack's last reading stands when the master stops asking for it.
 DEFAULT_WINDOW: Final = 30.0
 READ_BYTES: Final = 4096
+# Where the packs of every family that can be listened to sit: units 0..15.
+UNITS: Final = range(0, 16)
+# The unit of a JK-PB master's write replies after its own frames.
+JK_MASTER: Final = 0
+WRITE_MULTIPLE: Final = 0x10
 
 Heard = Mapping[tuple[int, int], Sequence[int] | Sequence[bool]]
 Decoder = Callable[[int, Heard], PackReading | None]
@@ -176,9 +194,32 @@ def open_listener(
     return BusListener(source_for(spec, baudrate=BAUDRATES[family]), family, window=window)
 
 
+def _owner(
+    block: JkFrame, request: Frame | None, reply: Frame, settings: jk_pb.FrameSettings | None
+) -> int | None:
+    """Return the unit a JK-PB frame belongs to, by the write reply after it; None if none.
+
+    A slave's frame counts only when the reply answers the trigger just
+    heard, for that frame's type (and a settings frame names that pack's own
+    DIP address); the master's own frames come with a reply from unit 0
+    that nobody asked for.
+    """
+    if reply.function != WRITE_MULTIPLE or reply.is_request:
+        return None
+    trigger = jk_pb.TRIGGERS.get(block.kind)
+    if trigger is None or reply.start != trigger or reply.count != 1:
+        return None
+    if request is None and reply.unit != JK_MASTER:
+        return None
+    if settings is not None and settings.address not in (None, reply.unit):
+        return None
+    return reply.unit
+
+
 @dataclass
 class _Pack:
     heard: dict[tuple[int, int], list[int] | list[bool]]
+    settings: jk_pb.FrameSettings | None = None  # from a JK-PB settings frame
     reading: PackReading | None = None
     heard_at: float | None = None  # event-loop time of the last reading
     unanswered: bool = False  # the master's last request to it went unanswered
@@ -196,10 +237,13 @@ class BusListener(BmsDriver):
         self.listened_family = family
         self._decode, self.family_addresses = DECODERS[family]
         self.window = window
-        self._splitter = RtuSplitter()
+        # A reply nobody asked for is thrown away anyway: it is not looked for.
+        self._splitter = RtuSplitter(UNITS, unasked=False)
         self._packs: dict[int, _Pack] = {}
         self._waiting: Frame | None = None
+        self._block: JkFrame | None = None  # a JK-PB frame, until its write reply
         self._open = False
+        self.stats = LinkStats()
         self.frames = 0  # valid frames heard
         self.readings_heard: Counter[int] = Counter()  # readings decoded, per pack
         # Set whenever bytes arrive; whoever waits for the bus clears it first.
@@ -226,22 +270,80 @@ class BusListener(BmsDriver):
 
     def _on_data(self, data: bytes) -> None:
         self.activity.set()
-        for request, frame in self._splitter.feed(data):
+        splitter = self._splitter
+        dropped = splitter.dropped
+        for request, frame in splitter.feed(data):
             self.frames += 1
+            if isinstance(frame, JkFrame):
+                if self._block is not None:
+                    self._discard()  # two frames in a row: the first had no reply
+                self._block = frame
+                continue
+            block, self._block = self._block, None
             if frame.is_request:
+                if block is not None:
+                    self._discard()
                 if self._waiting is not None:
                     # The master moved on without a reply: that pack is silent.
                     self._pack(self._waiting.unit).unanswered = True
+                    self.stats.pack(self._waiting.unit).timeouts += 1
                 self._waiting = frame
+                self.stats.pack(frame.unit).requests += 1
+                continue
+            if block is not None:
+                if self._claim(block, request, frame):
+                    continue
+                self._discard()
+            if request is None:
+                self._discard()  # answers nothing asked: late, foreign or broken
                 continue
             self._waiting = None
-            if request is None or frame.is_exception:
-                continue
-            self._absorb(request, frame)
+            self.stats.pack(request.unit).replies += 1
+            if not frame.is_exception:
+                self._absorb(request, frame)
+        self.stats.noise_bytes += splitter.dropped - dropped
+
+    def _discard(self) -> None:
+        """Count a frame thrown away: against the pack asked, or as stray."""
+        if self._waiting is not None:
+            self.stats.pack(self._waiting.unit).discarded += 1
+        else:
+            self.stats.stray_frames += 1
+
+    def _claim(self, block: JkFrame, request: Frame | None, reply: Frame) -> bool:
+        """Lay a JK-PB frame at the door of the write reply after it; False if it is not its own."""
+        settings: jk_pb.FrameSettings | None = None
+        if block.kind == jk_pb.FRAME_SETTINGS:
+            with contextlib.suppress(FrameError):
+                settings = jk_pb.decode_settings_frame(block.raw)
+        unit = _owner(block, request, reply, settings)
+        if unit is None:
+            return False
+        if request is not None:
+            self._waiting = None
+            self.stats.pack(unit).replies += 1
+        pack = self._pack(unit)
+        pack.unanswered = False
+        if block.kind == jk_pb.FRAME_SETTINGS:
+            pack.settings = settings or pack.settings
+            return True
+        try:
+            reading = jk_pb.decode_live_frame(unit, block.raw)
+        except FrameError:
+            return True  # a frame of another type (device information): nothing to read
+        self._heard(unit, pack, reading)
+        return True
+
+    def _heard(self, unit: int, pack: _Pack, reading: PackReading) -> None:
+        pack.reading = reading
+        pack.heard_at = asyncio.get_running_loop().time()
+        self.readings_heard[unit] += 1
 
     def _absorb(self, request: Frame, reply: Frame) -> None:
         pack = self._pack(request.unit)
         pack.unanswered = False
+        if request.function not in (0x01, 0x02, 0x03, 0x04):
+            return
         try:
             if request.function in (0x01, 0x02):
                 values: list[int] | list[bool] = bits(reply, request.count)
@@ -254,9 +356,7 @@ class BusListener(BmsDriver):
         except (FrameError, IndexError):
             return
         if reading is not None:
-            pack.reading = reading
-            pack.heard_at = asyncio.get_running_loop().time()
-            self.readings_heard[request.unit] += 1
+            self._heard(request.unit, pack, reading)
 
     async def read_pack(self, address: int) -> PackReading:
         """Return the latest reading heard from a pack, if it is recent and not since silent."""
@@ -273,13 +373,19 @@ class BusListener(BmsDriver):
         return pack.reading
 
     async def read_identity(self, address: int) -> PackIdentity:
-        """Return what listening can tell about a pack: its slot and cell count."""
+        """Return what listening can tell about a pack: its slot, cell count and capacity."""
         reading = await self.read_pack(address)
+        settings = self._packs[address].settings
+        cells = len(reading.cell_voltages) or None
+        capacity = reading.design_capacity
+        if settings is not None:
+            cells = settings.cell_count or cells
+            capacity = settings.design_capacity or capacity
         return PackIdentity(
             address=address,
             family=self.listened_family,
-            cell_count=len(reading.cell_voltages) or None,
-            design_capacity=reading.design_capacity,
+            cell_count=cells,
+            design_capacity=capacity,
         )
 
     def is_silent(self, address: int) -> bool:
@@ -324,7 +430,9 @@ async def detect_master(source: ByteSource, *, window: float = 2.0) -> bool:
     Any valid RTU frame that arrives while we stay silent was caused by
     someone else's request: the bus has a master already.
     """
-    splitter = RtuSplitter()
+    # A master's requests (and a JK-PB master's frames) give it away; replies
+    # need not be looked for.
+    splitter = RtuSplitter(unasked=False)
     frames = 0
     done = asyncio.Event()
 

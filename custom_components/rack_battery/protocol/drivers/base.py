@@ -2,7 +2,9 @@
 
 A driver reads each pack on its own, so a poll comes back as a report of
 which packs answered and which did not. Only a bus that answers nobody fails
-the whole poll.
+the whole poll. Every reading a poll returns has passed the plausibility
+screen (:mod:`..plausibility`): a value that cannot be true is unknown, and
+the reply is counted as suspect in the link's statistics.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import ClassVar, Protocol
 
 from ...bank.model import PackIdentity, PackReading, PollReport
 from ..errors import BusUnavailable, FrameError, PackNotResponding
+from ..linkstats import LinkStats
+from ..plausibility import screen
 
 
 class BmsDriver(ABC):
@@ -38,6 +42,33 @@ class BmsDriver(ABC):
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack's measurements."""
 
+    @property
+    def link_stats(self) -> LinkStats:
+        """Return the statistics of the link this driver reads through.
+
+        Those of its transport (or, for a listener, its own ``stats``) where
+        it has them, so that every bank on a bus counts in one place;
+        otherwise statistics the driver keeps for itself.
+        """
+        for holder in (self, getattr(self, "transport", None)):
+            stats = getattr(holder, "stats", None)
+            if isinstance(stats, LinkStats):
+                return stats
+        own: LinkStats | None = self.__dict__.get("_own_link_stats")
+        if own is None:
+            own = self.__dict__["_own_link_stats"] = LinkStats()
+        return own
+
+    def screened(self, address: int, reading: PackReading) -> PackReading:
+        """Return ``reading`` with what cannot be true made unknown; count it if suspect.
+
+        Every override of :meth:`poll` passes its readings through here.
+        """
+        result = screen(reading)
+        if result.suspect:
+            self.link_stats.pack(address).suspect += 1
+        return result.reading
+
     async def poll(self, addresses: Iterable[int]) -> PollReport:
         """Read every pack on its own and report who answered.
 
@@ -49,7 +80,7 @@ class BmsDriver(ABC):
         failed: dict[int, str] = {}
         for address in addresses:
             try:
-                readings[address] = await self.read_pack(address)
+                readings[address] = self.screened(address, await self.read_pack(address))
             except (PackNotResponding, FrameError) as err:
                 failed[address] = str(err) or type(err).__name__
         if failed and not readings:

@@ -18,14 +18,23 @@ so the live block is read in chunks of at most 40.
 
 DIP address 0 makes a pack the bus master: it polls units 1 to 15 itself,
 and a second master on the line garbles both. Such a bank is read with the
-listen-only mode instead (``protocol/listen.py``).
+listen-only mode instead (``protocol/listen.py``). That master does not read
+registers: it triggers each slave with a one-register write (0x1620 live
+data, 0x161E settings) and the slave answers with a 300-byte ``55 AA EB 90``
+frame whose payload is the same block, little-endian, from frame byte 6 on
+(frame offset = block offset + 6); then the ordinary write reply follows.
+
+A field that holds its type's "not implemented" sentinel (0xFFFF,
+0xFFFFFFFF, 0x8000, 0x80000000, or -1 in a signed field) is unknown, never
+a number.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
@@ -74,11 +83,50 @@ class Live(IntEnum):
 
 
 class Info(IntEnum):
-    """Byte offsets in the device-information block."""
+    """Byte offsets in the device-information block (V1.1)."""
 
     MODEL = 0x00  # ASCII, 16 bytes
     HARDWARE = 0x10  # ASCII, 8
     SOFTWARE = 0x18  # ASCII, 8
+    RUN_TIME = 0x20  # UINT32 s
+    POWER_ON_COUNT = 0x24  # UINT32
+    UART1_PROTOCOL = 0xB2  # high byte UART1 protocol number, low byte CAN protocol number
+    UART1_ENABLE = 0xB4  # 16 bytes
+    UART2_PROTOCOL = 0xD4  # high byte protocol number, low byte enable[0]
+    LCD_BUZZER_TRIGGER = 0xE4  # high byte LCD buzzer trigger, low byte DRY1 trigger
+    DRY2_TRIGGER = 0xE6  # high byte DRY2 trigger, low byte UART library version
+    LCD_BUZZER_VALUE = 0xE8  # INT32
+    LCD_BUZZER_RELEASE = 0xEC  # INT32
+    DRY1_VALUE = 0xF0  # INT32
+    DRY1_RELEASE = 0xF4  # INT32
+    DRY2_VALUE = 0xF8  # INT32
+    DRY2_RELEASE = 0xFC  # INT32
+    DATA_STORED_PERIOD = 0x100  # INT32
+    CHARGE_TIMES = 0x104  # high byte RCV time, low byte RFV time, 0.1 h
+    CAN_LIBRARY = 0x106  # high byte CAN library version
+
+
+class LiveExtra(IntEnum):
+    """Live-block fields the reading does not carry, but a pack fills (V1.1)."""
+
+    CELL_AVERAGE = 0x44  # UINT16 mV
+    CELL_DELTA = 0x46  # UINT16 mV
+    CELL_NUMBERS = 0x48  # high byte highest cell, low byte lowest cell (0-based)
+    WIRE_RESISTANCES = 0x4A  # UINT16 mOhm, 32 of them
+    WIRE_ALARMS = 0x8C  # UINT32 bits
+    CYCLE_CAPACITY = 0xB4  # UINT32 mAh
+    USER_ALARM = 0xBA  # UINT16
+    RUN_TIME = 0xBC  # UINT32 s
+    USER_ALARM_2 = 0xC2  # UINT16
+    RELEASE_TIMES = 0xC4  # six UINT16 s
+    EMERGENCY_TIME = 0xD4  # UINT16 s
+    VOLTAGE_CENTIVOLTS = 0xE4  # UINT16 10 mV
+    HEATING_CURRENT = 0xE6  # INT16 mA
+    CHARGER_PLUGGED = 0xEE  # low byte
+    TICKS = 0xF0  # UINT32 0.1 s
+    RTC = 0x100  # UINT32 s since 2020-01-01
+    SLEEP_TIME = 0x108  # UINT32 s
+    PCL_MODULE = 0x10C  # high byte
 
 
 # The live block up to the last field decoded: 0x100 bytes, 128 registers.
@@ -90,6 +138,21 @@ SETTINGS_CAPACITY: Final = 0x7C
 SETTINGS_BYTES: Final = SETTINGS_CAPACITY + 4 - SETTINGS_CELL_COUNT
 CELL_SLOTS: Final = 32
 TEMPERATURE_RANGE: Final = (-50.0, 150.0)
+# Settings: the pack's own DIP address (u32).
+SETTINGS_ADDRESS: Final = 0x108
+
+# The 55AA frames of a master bus: type byte, and where the block starts.
+FRAME_SETTINGS: Final = 0x01
+FRAME_LIVE: Final = 0x02
+FRAME_INFO: Final = 0x03
+FRAME_OFFSET: Final = 6
+# The one-register write that asks a slave for each frame, by frame type.
+TRIGGERS: Final[Mapping[int, int]] = {
+    FRAME_SETTINGS: 0x161E,
+    FRAME_LIVE: 0x1620,
+    FRAME_INFO: 0x161C,
+}
+Order = Literal["big", "little"]
 
 # Alarm word (0xA0): the BMS has acted, or found a fault in itself. Bits the
 # table has no shared name for (GPS, password) are left out.
@@ -137,66 +200,103 @@ def chunks(base: int, size: int) -> list[tuple[int, int]]:
     return reads
 
 
-def _u16(image: bytes, offset: int) -> int:
-    return int.from_bytes(image[offset : offset + 2], "big")
+U16_UNSET: Final = 0xFFFF
+U32_UNSET: Final = 0xFFFF_FFFF
+# Signed fields: the most negative value, or -1 (all bits set).
+S16_UNSET: Final = frozenset({-0x8000, -1})
+S32_UNSET: Final = frozenset({-0x8000_0000, -1})
 
 
-def _s16(image: bytes, offset: int) -> int:
-    return int.from_bytes(image[offset : offset + 2], "big", signed=True)
+def _u16(image: bytes, offset: int, order: Order = "big") -> int:
+    return int.from_bytes(image[offset : offset + 2], order)
 
 
-def _u32(image: bytes, offset: int) -> int:
-    return int.from_bytes(image[offset : offset + 4], "big")
+def _s16(image: bytes, offset: int, order: Order = "big") -> int:
+    return int.from_bytes(image[offset : offset + 2], order, signed=True)
 
 
-def _s32(image: bytes, offset: int) -> int:
-    return int.from_bytes(image[offset : offset + 4], "big", signed=True)
+def _u32(image: bytes, offset: int, order: Order = "big") -> int:
+    return int.from_bytes(image[offset : offset + 4], order)
 
 
-def _temperature(image: bytes, offset: int, fitted: bool) -> float | None:
+def _s32(image: bytes, offset: int, order: Order = "big") -> int:
+    return int.from_bytes(image[offset : offset + 4], order, signed=True)
+
+
+def _scaled_u32(image: bytes, offset: int, order: Order) -> float | None:
+    value = _u32(image, offset, order)
+    return None if value == U32_UNSET else value / 1000
+
+
+def _scaled_s32(image: bytes, offset: int, order: Order) -> float | None:
+    value = _s32(image, offset, order)
+    return None if value in S32_UNSET else value / 1000
+
+
+def _flag(value: int) -> bool | None:
+    """Return a 0/1 state byte; anything else (0xFF) is no state."""
+    return bool(value) if value in (0, 1) else None
+
+
+def _temperature(image: bytes, offset: int, fitted: bool, order: Order) -> float | None:
     if not fitted:
         return None
-    celsius = _s16(image, offset) / 10
+    raw = _s16(image, offset, order)
+    if raw in S16_UNSET:
+        return None
+    celsius = raw / 10
     low, high = TEMPERATURE_RANGE
     return celsius if low <= celsius <= high else None
 
 
-def _cells(image: bytes) -> tuple[float | None, ...]:
+def _cells(image: bytes, order: Order) -> tuple[float | None, ...]:
     """Return the fitted cells, as the presence mask says, else the non-zero slots."""
-    mask = _u32(image, Live.CELL_PRESENT)
-    values = [_u16(image, Live.CELLS + 2 * cell) for cell in range(CELL_SLOTS)]
+    mask = _u32(image, Live.CELL_PRESENT, order)
+    if mask == U32_UNSET:
+        mask = 0  # no mask at all, rather than 32 cells fitted
+    values = [_u16(image, Live.CELLS + 2 * cell, order) for cell in range(CELL_SLOTS)]
     fitted = mask.bit_length() if mask else len(values)
-    while fitted and not mask and values[fitted - 1] in (0, 0xFFFF):
+    while fitted and not mask and values[fitted - 1] in (0, U16_UNSET):
         fitted -= 1
     return tuple(
-        None if mv in (0, 0xFFFF) or (mask and not mask >> cell & 1) else mv / 1000
+        None if mv in (0, U16_UNSET) or (mask and not mask >> cell & 1) else mv / 1000
         for cell, mv in enumerate(values[:fitted])
     )
 
 
-def decode_live(address: int, image: bytes) -> PackReading:
-    """Decode the first 0x100 bytes of the live block (0x1200) into a reading."""
+def decode_live(address: int, image: bytes, *, order: Order = "big") -> PackReading:
+    """Decode the first 0x100 bytes of the live block (0x1200) into a reading.
+
+    ``order`` is "big" for registers read over Modbus and "little" for the
+    payload of a 55AA frame (the same bytes at the same offsets).
+    """
     if len(image) != LIVE_BYTES:
         raise FrameError(
             f"pack {address} live block: expected {LIVE_BYTES} bytes, got {len(image)}"
         )
     sensors = image[Live.SENSORS_HEATING]
-    alarms = _u32(image, Live.ALARMS)
+    if sensors == 0xFF:
+        sensors = 0  # no sensor reported fitted, rather than all of them
+    alarms = _u32(image, Live.ALARMS, order)
+    if alarms == U32_UNSET:
+        alarms = 0  # a word of sentinels names no real condition
     soc = image[Live.BALANCE_STATE_SOC + 1]
     soh = image[Live.SOH_PRECHARGE]
+    cycles = _u32(image, Live.CYCLES, order)
+    balance = image[Live.BALANCE_STATE_SOC]
     return PackReading(
         address=address,
-        voltage=_u32(image, Live.VOLTAGE) / 1000,
-        current=_s32(image, Live.CURRENT) / 1000,
+        voltage=_scaled_u32(image, Live.VOLTAGE, order),
+        current=_scaled_s32(image, Live.CURRENT, order),
         soc=float(soc) if soc <= 100 else None,
         soh=float(soh) if soh <= 100 else None,
-        remaining_capacity=_s32(image, Live.REMAINING) / 1000,
-        full_capacity=_u32(image, Live.FULL) / 1000,
-        cycles=_u32(image, Live.CYCLES),
-        cell_voltages=_cells(image),
+        remaining_capacity=_scaled_s32(image, Live.REMAINING, order),
+        full_capacity=_scaled_u32(image, Live.FULL, order),
+        cycles=None if cycles == U32_UNSET else cycles,
+        cell_voltages=_cells(image, order),
         # Sensors 1..5, each only where the BMS says it is fitted.
         temperatures=tuple(
-            _temperature(image, offset, bool(sensors >> (index + 1) & 1))
+            _temperature(image, offset, bool(sensors >> (index + 1) & 1), order)
             for index, offset in enumerate(
                 (
                     Live.TEMPERATURE_1,
@@ -207,12 +307,50 @@ def decode_live(address: int, image: bytes) -> PackReading:
                 )
             )
         ),
-        mosfet_temperature=_temperature(image, Live.MOSFET_TEMPERATURE, bool(sensors & 1)),
-        charge_enabled=image[Live.FETS] != 0,
-        discharge_enabled=image[Live.FETS + 1] != 0,
-        balancing=image[Live.BALANCE_STATE_SOC] != 0,
+        mosfet_temperature=_temperature(image, Live.MOSFET_TEMPERATURE, bool(sensors & 1), order),
+        charge_enabled=_flag(image[Live.FETS]),
+        discharge_enabled=_flag(image[Live.FETS + 1]),
+        balancing=balance != 0 if balance <= 2 else None,
         warnings=frozenset(name for bit, name in WARNING_BITS.items() if alarms >> bit & 1),
         protections=frozenset(name for bit, name in PROTECTION_BITS.items() if alarms >> bit & 1),
+    )
+
+
+def _frame_block(frame: bytes, kind: int, size: int) -> bytes:
+    """Return ``size`` bytes of a 55AA frame's block, after checking what it is."""
+    if len(frame) != 300 or frame[0:4] != b"\x55\xaa\xeb\x90":
+        raise FrameError("not a 300-byte 55AA frame")
+    if frame[4] != kind:
+        raise FrameError(f"frame type 0x{frame[4]:02X}, expected 0x{kind:02X}")
+    if sum(frame[:-1]) & 0xFF != frame[-1]:
+        raise FrameError("55AA frame checksum does not match")
+    return frame[FRAME_OFFSET : FRAME_OFFSET + size]
+
+
+def decode_live_frame(address: int, frame: bytes) -> PackReading:
+    """Decode a type 0x02 frame (live data) that a master bus carried for a pack."""
+    return decode_live(address, _frame_block(frame, FRAME_LIVE, LIVE_BYTES), order="little")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameSettings:
+    """What a type 0x01 frame (settings) tells about its pack."""
+
+    cell_count: int | None
+    design_capacity: float | None  # Ah
+    address: int | None  # the pack's own DIP address
+
+
+def decode_settings_frame(frame: bytes) -> FrameSettings:
+    """Decode the fields of a type 0x01 frame that name and size the pack."""
+    block = _frame_block(frame, FRAME_SETTINGS, SETTINGS_ADDRESS + 4)
+    cells = _u32(block, SETTINGS_CELL_COUNT, "little")
+    capacity = _u32(block, SETTINGS_CAPACITY, "little")
+    address = _u32(block, SETTINGS_ADDRESS, "little")
+    return FrameSettings(
+        cell_count=cells if 0 < cells <= CELL_SLOTS else None,
+        design_capacity=capacity / 1000 if capacity not in (0, U32_UNSET) else None,
+        address=address if 0 <= address <= 15 else None,
     )
 
 
@@ -234,6 +372,8 @@ def decode_identity(
         raise FrameError(f"pack {address} identity: wrong length")
     cells = int.from_bytes(settings[0:4], "big")
     capacity = int.from_bytes(settings[SETTINGS_CAPACITY - SETTINGS_CELL_COUNT :], "big")
+    if capacity == U32_UNSET:
+        capacity = 0
     fitted = len(reading.cell_voltages) if reading is not None else 0
     return PackIdentity(
         address=address,

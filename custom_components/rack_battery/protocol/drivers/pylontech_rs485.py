@@ -27,7 +27,7 @@ reading derives the state of charge from remaining and total capacity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
@@ -80,7 +80,12 @@ class PylontechRs485Driver(PylonAsciiDriver):
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack: values, alarms and, where the firmware has it, its limits."""
         reading = await super().read_pack(address)
-        reply = await self._ask_if_supported(address, CID2_CHARGE_MANAGEMENT, bytes([address]))
+        reply = await self._ask_if_supported(
+            address,
+            CID2_CHARGE_MANAGEMENT,
+            bytes([address]),
+            check=lambda info: decode_charge_management(info, expect_command=address),
+        )
         if reply is None:
             return reading
         limits = decode_charge_management(reply.info, expect_command=address)
@@ -94,7 +99,11 @@ class PylontechRs485Driver(PylonAsciiDriver):
 
     async def read_system_parameters(self, address: int) -> SystemParameters:
         """Ask one pack for its alarm and protection thresholds (0x47)."""
-        reply = await self._ask(address, CID2_SYSTEM_PARAMETERS)
+        reply = await self._ask(
+            address,
+            CID2_SYSTEM_PARAMETERS,
+            check=lambda info: decode_system_parameters(info, profile=self.profile),
+        )
         return decode_system_parameters(reply.info, profile=self.profile)
 
     async def read_identity(self, address: int) -> PackIdentity:
@@ -104,10 +113,23 @@ class PylontechRs485Driver(PylonAsciiDriver):
         them with "CID2 invalid"; such a pack is still identified, by its
         slot, with the version 0x51 reports.
         """
-        maker = decode_manufacturer_info((await self._ask(address, CID2_MANUFACTURER_INFO)).info)
-        reply = await self._ask_if_supported(address, CID2_SERIAL, bytes([address]))
+        maker_reply = await self._ask(
+            address, CID2_MANUFACTURER_INFO, check=decode_manufacturer_info
+        )
+        maker = decode_manufacturer_info(maker_reply.info)
+        reply = await self._ask_if_supported(
+            address,
+            CID2_SERIAL,
+            bytes([address]),
+            check=lambda info: decode_serial(info, expect_command=address),
+        )
         serial = None if reply is None else decode_serial(reply.info, expect_command=address)
-        reply = await self._ask_if_supported(address, CID2_FIRMWARE, bytes([address]))
+        reply = await self._ask_if_supported(
+            address,
+            CID2_FIRMWARE,
+            bytes([address]),
+            check=lambda info: decode_firmware(info, expect_command=address),
+        )
         firmware = (
             maker.software_version
             if reply is None
@@ -153,7 +175,9 @@ class PylontechRs485Driver(PylonAsciiDriver):
             return self.addresses
         master = (self.addresses[0] & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
         try:
-            reply = await self._ask(master, CID2_ANALOG, bytes([WHOLE_BANK]))
+            reply = await self._ask(
+                master, CID2_ANALOG, bytes([WHOLE_BANK]), check=self._bank_analog_check(master)
+            )
             count = len(decode_bank_analog(reply.info, first_address=master, profile=self.profile))
         except ReturnCodeError as err:
             self._note_whole_bank_refusal(err)
@@ -170,7 +194,9 @@ class PylontechRs485Driver(PylonAsciiDriver):
             if address <= master:
                 continue
             try:
-                await self._ask(address, CID2_ANALOG, bytes([address]))
+                await self._ask(
+                    address, CID2_ANALOG, bytes([address]), check=self._analog_check(address)
+                )
             except PackNotResponding:
                 continue  # 0x91 for an offline slave, or nobody there
             except FrameError:
@@ -184,7 +210,11 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if self.read_whole_bank and wanted and not self._whole_bank_refused:
             readings = await self._read_whole_bank(wanted)
             if readings is not None:
-                return PollReport(readings={address: readings[address] for address in wanted})
+                return PollReport(
+                    readings={
+                        address: self.screened(address, readings[address]) for address in wanted
+                    }
+                )
         return await super().poll(wanted)
 
     async def _read_whole_bank(self, wanted: list[int]) -> dict[int, PackReading] | None:
@@ -195,9 +225,13 @@ class PylontechRs485Driver(PylonAsciiDriver):
         """
         master = (min(wanted) & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
         try:
-            analog = await self._ask(master, CID2_ANALOG, bytes([WHOLE_BANK]))
+            analog = await self._ask(
+                master, CID2_ANALOG, bytes([WHOLE_BANK]), check=self._bank_analog_check(master)
+            )
             readings = decode_bank_analog(analog.info, first_address=master, profile=self.profile)
-            alarm_reply = await self._ask(master, CID2_ALARMS, bytes([WHOLE_BANK]))
+            alarm_reply = await self._ask(
+                master, CID2_ALARMS, bytes([WHOLE_BANK]), check=decode_pylontech_bank_alarms
+            )
             states = decode_pylontech_bank_alarms(alarm_reply.info)
         except ReturnCodeError as err:
             self._note_whole_bank_refusal(err)
@@ -213,6 +247,9 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if any(address not in by_address for address in wanted):
             return None
         return by_address
+
+    def _bank_analog_check(self, master: int) -> Callable[[bytes], object]:
+        return lambda info: decode_bank_analog(info, first_address=master, profile=self.profile)
 
     def _note_whole_bank_refusal(self, err: ReturnCodeError) -> None:
         """Stop asking for the whole group once the master has refused it.

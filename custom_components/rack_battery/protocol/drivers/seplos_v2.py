@@ -7,6 +7,11 @@ Pylontech but not its units: current in 10 mA, pack voltage in 10 mV,
 capacities in 10 mAh, and ten user-defined items that bring the pack's own
 state of charge, state of health and design capacity.
 
+A pack at ADR 0, the usual setting for a pack used alone, answers 0x42
+and 0x44 with 0x01 in the "command group" byte where a pack at ADR n
+answers n: the request's byte is checked against the DIP switch, the
+reply's is the battery group, numbered from 1. Both are taken at ADR 0.
+
 Its document lists temperatures as 0.1 degC in one table and as 0.1 K from
 2731 in the next; its worked example (3032 is 30.1 degC) settles it as
 kelvin, which is what the Seplos profile uses.
@@ -14,6 +19,7 @@ kelvin, which is what the Seplos profile uses.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import ClassVar
 
 from ...bank.model import PackIdentity
@@ -30,9 +36,13 @@ class SeplosV2Driver(PylonAsciiDriver):
     lowest_address: ClassVar[int] = 0
     profile = SEPLOS_V2
 
+    def command_groups(self, address: int) -> Collection[int]:
+        """Return the command groups a pack answers with: 0x01 (or 0x00) at ADR 0."""
+        return (0, 1) if address == 0 else (address,)
+
     def decode_alarms(self, info: bytes, address: int) -> AlarmState:
         """Read a Seplos V2 0x44 reply."""
-        return decode_seplos_alarms(info, expect_command=address)
+        return decode_seplos_alarms(info, expect_command=self.command_groups(address))
 
     async def read_identity(self, address: int) -> PackIdentity:
         """Identify a pack by what its reading says: no serial or model on this wire."""

@@ -17,7 +17,12 @@ therefore reported with an error that says so, rather than as a dead pack.
 
 Two traps, both in the document: the system block's 32-bit values come LOW
 WORD FIRST, and its current is an INT32 in 0.1 A, while the pack block's is
-an INT16 in 0.01 A.
+an INT16 in 0.01 A. A third the document gets wrong: its version block says
+"small end first", but real packs send text with the HIGH byte of each
+register first, and only read sensibly that way.
+
+Sentinels (0xFFFF, 0x8000 in a signed field, 0xFFFFFFFF and 0x80000000 in
+the system block) are unknown, never a number.
 """
 
 from __future__ import annotations
@@ -224,8 +229,9 @@ def decode_pack(
     return PackReading(
         address=address,
         voltage=_scaled(pack[0], 100),  # 10 mV
-        # INT16 in 10 mA, positive while charging; 0x8000 is the filler.
-        current=None if current == 0x8000 else _signed16(current) / 100,
+        # INT16 in 10 mA, positive while charging; 0x8000 is the filler, and
+        # 0xFFFF (-1) the "not set" of a pack that fills every register.
+        current=None if current in (0x8000, UNSET) else _signed16(current) / 100,
         remaining_capacity=_scaled(pack[2], 100),  # 10 mAh
         full_capacity=_scaled(pack[3], 100),
         soc=_permille(pack[5]),
@@ -253,15 +259,19 @@ def _u32(values: Sequence[int], index: int) -> int:
 
 
 def _pack_set(mask: int) -> frozenset[int]:
+    if mask == 0xFFFF_FFFF:
+        return frozenset()  # a sentinel, not 32 packs
     return frozenset(bit for bit in range(32) if mask >> bit & 1)
 
 
 def decode_system(registers: Sequence[int]) -> SystemSummary:
     """Decode the master's system block (0x2000..0x2019, 26 registers)."""
     _check(registers, SYSTEM_COUNT, "system block 0x2000")
-    current = _u32(registers, 2)
-    if current & 0x80000000:
-        current -= 0x1_0000_0000
+    raw_current = _u32(registers, 2)
+    current: float | None = None
+    if raw_current not in (0x8000_0000, 0xFFFF_FFFF):
+        signed = raw_current - 0x1_0000_0000 if raw_current & 0x8000_0000 else raw_current
+        current = signed / 10  # INT32, 100 mA
 
     def u32(index: int, step: int) -> float | None:
         value = _u32(registers, index)
@@ -269,7 +279,7 @@ def decode_system(registers: Sequence[int]) -> SystemSummary:
 
     return SystemSummary(
         voltage=u32(0, 100),  # 10 mV
-        current=current / 10,  # INT32, 100 mA
+        current=current,
         remaining_capacity=u32(4, 100),  # 10 mAh
         full_capacity=u32(6, 100),
         rated_capacity=u32(0xA, 100),
@@ -285,12 +295,13 @@ def decode_system(registers: Sequence[int]) -> SystemSummary:
 
 
 def decode_text(registers: Sequence[int]) -> str | None:
-    """Return ASCII from VIA registers, LOW byte first ("small end first", says the map).
+    """Return ASCII from VIA registers, HIGH byte of each register first.
 
-    Padding (NUL, 0xFF, spaces) is stripped; anything unprintable makes the
-    field unknown rather than garbage.
+    The map says "small end first", but real packs send the first
+    character in the high byte. Padding (NUL, 0xFF, spaces) is stripped;
+    anything unprintable makes the field unknown rather than garbage.
     """
-    raw = b"".join(value.to_bytes(2, "little") for value in registers)
+    raw = b"".join(value.to_bytes(2, "big") for value in registers)
     text = raw.strip(b"\x00\xff ")
     if not text or any(not 0x20 <= byte <= 0x7E for byte in text):
         return None
@@ -307,13 +318,14 @@ def decode_identity(
     """Decode VIA (0x1700..0x1732): factory, device name, firmware, BMS and pack serials.
 
     The firmware field is one register; where it is not two printable
-    characters it is read as two numbers, major and minor.
+    characters it is read as two numbers, major (the high byte, sent first)
+    and minor.
     """
     _check(registers, VERSION_COUNT, f"pack {address} block 0x1700")
     firmware_word = registers[0x14]
     firmware = decode_text([firmware_word])
     if firmware is None and firmware_word not in (0, UNSET):
-        firmware = f"{firmware_word & 0xFF}.{firmware_word >> 8}"
+        firmware = f"{firmware_word >> 8}.{firmware_word & 0xFF}"
     serial = decode_text(registers[0x24:0x33]) or decode_text(registers[0x15:0x24])
     cells = len(reading.cell_voltages) if reading is not None else 0
     return PackIdentity(

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .. import alarms as a
-from ..errors import FrameError
-from .analog import InfoReader
+from .analog import Commands, InfoReader, check_command
 
 # What one per-cell or per-sensor status byte says.
 ITEM_NORMAL: Final = 0x00
@@ -51,12 +50,10 @@ def _bit(byte: int, bit: int) -> bool:
     return bool(byte >> bit & 1)
 
 
-def _open(info: bytes, what: str, expect_command: int | None) -> InfoReader:
+def _open(info: bytes, what: str, expect_command: Commands) -> InfoReader:
     reader = InfoReader(info, what)
     reader.unsigned(1, "the flag byte")
-    command = reader.unsigned(1, "the command byte")
-    if expect_command is not None and command != expect_command:
-        raise FrameError(f"0x44 reply is for command 0x{command:02X}, asked 0x{expect_command:02X}")
+    check_command(reader.unsigned(1, "the command byte"), expect_command, "0x44")
     return reader
 
 
@@ -135,7 +132,7 @@ def pylontech_block(reader: InfoReader) -> AlarmState:
     )
 
 
-def decode_pylontech_alarms(info: bytes, *, expect_command: int | None = None) -> AlarmState:
+def decode_pylontech_alarms(info: bytes, *, expect_command: Commands = None) -> AlarmState:
     """Return the state in a Pylontech 0x44 reply to one pack."""
     return pylontech_block(_open(info, "0x44", expect_command))
 
@@ -200,7 +197,7 @@ _PACE_WARN2: Final = {
 }
 
 
-def decode_pace_alarms(info: bytes, *, expect_command: int | None = None) -> AlarmState:
+def decode_pace_alarms(info: bytes, *, expect_command: Commands = None) -> AlarmState:
     """Return the state in a PACE 0x44 reply.
 
     PACE keeps warnings and protections apart in bit fields after the
@@ -297,7 +294,7 @@ _SEPLOS_SWITCHES = 6  # on-off state: bit 0 discharge, bit 1 charge
 _SEPLOS_BALANCE = (7, 8)  # equilibrium states of cells 1-8 and 9-16
 
 
-def decode_seplos_alarms(info: bytes, *, expect_command: int | None = None) -> AlarmState:
+def decode_seplos_alarms(info: bytes, *, expect_command: Commands = None) -> AlarmState:
     """Return the state in a Seplos V2 0x44 reply.
 
     After the per-item bytes Seplos sends one current and one voltage byte

@@ -15,6 +15,8 @@ that the firmware sent a consistent answer.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ...bank.model import PackReading
 from ..errors import FrameError
 from .profiles import PYLONTECH, UserItem, VendorProfile
@@ -55,6 +57,24 @@ class InfoReader:
         return int.from_bytes(self.take(width, name), "big")
 
 
+type Commands = int | Collection[int] | None
+
+
+def check_command(command: int, expect: Commands, what: str) -> None:
+    """Raise FrameError unless a reply's command byte is one the request allows.
+
+    ``expect`` is the byte the request carried, or the bytes a vendor answers
+    it with (Seplos V2 at ADR 0 answers with command group 0x01), or None
+    when anything goes.
+    """
+    if expect is None:
+        return
+    allowed = (expect,) if isinstance(expect, int) else expect
+    if command not in allowed:
+        asked = "/".join(f"0x{each:02X}" for each in sorted(allowed))
+        raise FrameError(f"{what} reply is for command 0x{command:02X}, asked {asked}")
+
+
 def _signed16(raw: int) -> int:
     return raw - 0x10000 if raw & 0x8000 else raw
 
@@ -83,7 +103,7 @@ def decode_analog(
     *,
     address: int,
     profile: VendorProfile = PYLONTECH,
-    expect_command: int | None = None,
+    expect_command: Commands = None,
 ) -> PackReading:
     """Return the reading in a 0x42 reply's INFO, for the pack at ``address``.
 
@@ -93,10 +113,47 @@ def decode_analog(
     """
     reader = InfoReader(info, "0x42")
     reader.unsigned(1, "the flag byte")
-    command = reader.unsigned(1, "the command byte")
-    if expect_command is not None and command != expect_command:
-        raise FrameError(f"0x42 reply is for command 0x{command:02X}, asked 0x{expect_command:02X}")
+    check_command(reader.unsigned(1, "the command byte"), expect_command, "0x42")
     return analog_block(reader, address=address, profile=profile)
+
+
+def check_analog_shape(info: bytes, profile: VendorProfile) -> None:
+    """Raise FrameError unless ``info`` is shaped as one pack's 0x42 answer in this dialect.
+
+    The checksum vouches for the bytes, not for which question they answer:
+    a 0x44 reply to the same pack carries the same address, return code and
+    command byte, and its status bytes can be read as cells and
+    temperatures that add up. What tells them apart is the shape: the
+    vendor sends at least as many user-defined items as its document lists
+    (Pylontech 2, PACE 3, Seplos 10), and, where they are all items the
+    profile knows, nothing after them.
+    """
+    reader = InfoReader(info, "0x42")
+    reader.take(2, "the flag and command bytes")
+    reader.take(2 * reader.unsigned(1, "the cell count"), "the cell voltages")
+    reader.take(2 * reader.unsigned(1, "the temperature count"), "the temperatures")
+    reader.take(6, "the current, voltage and remaining capacity")
+    count = reader.unsigned(1, "the user-defined item count")
+    if count < profile.min_user_items:
+        raise FrameError(
+            f"0x42 reply has {count} user-defined items, {profile.name} sends at least "
+            f"{profile.min_user_items}: not an answer to 0x42"
+        )
+    for item in profile.user_items[:count]:
+        reader.take(item.width, f"user-defined item {item.field}")
+    if count <= len(profile.user_items) and reader.remaining:
+        raise FrameError(
+            f"0x42 reply runs {reader.remaining} bytes past its last user-defined item"
+        )
+
+
+def is_analog_shaped(info: bytes, profile: VendorProfile) -> bool:
+    """Return whether ``info`` would pass as a 0x42 answer (a late one, when 0x42 was not asked)."""
+    try:
+        check_analog_shape(info, profile)
+    except FrameError:
+        return False
+    return True
 
 
 def decode_bank_analog(

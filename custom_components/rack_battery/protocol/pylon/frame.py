@@ -17,6 +17,7 @@ and the layers above only need to know that this one answer is unusable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 from typing import Final
 
 from ..errors import FrameError, PackNotResponding
@@ -34,7 +35,7 @@ MIN_FRAME_BYTES: Final = 1 + _HEADER_CHARS + _CHKSUM_CHARS + 1
 MAX_INFO_CHARS: Final = 0xFFF
 MAX_FRAME_BYTES: Final = MIN_FRAME_BYTES + MAX_INFO_CHARS
 
-_HEX_DIGITS: Final = frozenset(b"0123456789ABCDEF")
+_HEX_RUN: Final = re.compile(rb"[0-9A-F]*+")
 
 RTN_OK: Final = 0x00
 RTN_VER_ERROR: Final = 0x01
@@ -147,9 +148,12 @@ def decode_frame(data: bytes) -> Frame:
     body = data[1:-1]
     if len(body) % 2:
         raise FrameError(f"odd number of characters between the markers ({len(body)})")
-    for position, char in enumerate(body, start=1):
-        if char not in _HEX_DIGITS:
-            raise FrameError(f"byte 0x{char:02X} at position {position} is not upper-case hex")
+    hex_run = _HEX_RUN.match(body)
+    if hex_run is not None and hex_run.end() < len(body):
+        position = hex_run.end()
+        raise FrameError(
+            f"byte 0x{body[position]:02X} at position {position + 1} is not upper-case hex"
+        )
 
     payload, chksum_text = body[:-_CHKSUM_CHARS], body[-_CHKSUM_CHARS:]
     length = int(payload[8:12], 16)

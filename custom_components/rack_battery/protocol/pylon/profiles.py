@@ -56,6 +56,9 @@ class VendorProfile:
     # The user-defined items in the order they follow the count. A pack
     # sends the first ``count`` of them; anything past this list is ignored.
     user_items: tuple[UserItem, ...] = ()
+    # The fewest user-defined items the vendor's document says a pack sends:
+    # a 0x42 reply with fewer is something else (a late 0x44 reply).
+    min_user_items: int = 0
     # Which temperature, counted from 0, is the MOSFET's (when sent at all).
     mosfet_temperature_index: int | None = None
 
@@ -77,6 +80,7 @@ PYLONTECH = VendorProfile(
         UserItem.REMAINING_CAPACITY_24,
         UserItem.FULL_CAPACITY_24,
     ),
+    min_user_items=2,
     # Board, four cell groups, then the MOSFET on the packs that send six.
     mosfet_temperature_index=5,
 )
@@ -89,6 +93,7 @@ PACE = VendorProfile(
     capacity_scale=0.01,  # 10 mAh
     temperature_offset=2730,
     user_items=(UserItem.FULL_CAPACITY, UserItem.CYCLES, UserItem.DESIGN_CAPACITY),
+    min_user_items=3,
     # Four cell sensors, MOSFET, environment.
     mosfet_temperature_index=4,
 )
@@ -112,6 +117,7 @@ SEPLOS_V2 = VendorProfile(
         UserItem.RESERVED,
         UserItem.RESERVED,
     ),
+    min_user_items=10,
     # Four cell sensors, environment, power (MOSFET) board.
     mosfet_temperature_index=5,
 )

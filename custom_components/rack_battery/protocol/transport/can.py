@@ -11,12 +11,8 @@ python-can is a blocking library, and this has to live with three habits of
 it:
 
 - Opening a bus blocks. A USB adapter (``slcan``) is opened and configured
-  over its serial line; ``socketcand`` connects over TCP and waits for the
-  daemon's greeting with no timeout of its own, and while the daemon refuses
-  the connection it retries in a tight loop, logging each try, for ten
-  seconds. So the bus is opened in an executor thread, given ``timeout``
-  seconds, and a socketcand daemon is first reached once with a plain,
-  bounded TCP connect so that "connection refused" is an answer at once.
+  over its serial line, so the bus is opened in an executor thread, given
+  ``timeout`` seconds.
 - Receiving blocks. ``can.Notifier`` reads in a thread of its own (or
   watches the socket's file descriptor on the loop, for ``socketcan``) and
   hands frames to the loop with ``call_soon_threadsafe``: subscribers run
@@ -26,11 +22,23 @@ it:
 
 A bus whose reader failed (an adapter unplugged, a daemon gone) is
 remembered as failed; the next ``connect`` opens it anew.
+
+socketcand (a daemon serving a CAN interface as text over TCP: ``< frame
+356 1700000000.000000 1E14000064000000 >``) is spoken here on the event
+loop rather than through python-can's client, which waits for the daemon
+with no timeout, retries a refused connection in a tight loop for ten
+seconds, scans its buffer again on every read, and lets one garbled or
+non-ASCII byte end its reader for good. :class:`SocketcandClient` frames
+the text with the shared one-pass framer and a bounded buffer: noise is
+dropped and counted, a token that is not a sound frame is dropped and
+counted as a stray frame, and the link goes on. What the link has seen is
+in the transport's ``stats``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Mapping
 import contextlib
 from dataclasses import dataclass
@@ -40,6 +48,8 @@ from typing import Any, Final
 import can
 
 from ..errors import BusUnavailable
+from ..linkstats import LinkStats
+from .framing import DelimitedFramer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,6 +65,14 @@ SOCKETCAND_PORT: Final = 29536
 SOCKETCAND_DEFAULT_CHANNEL: Final = "can0"
 # The interfaces a user can pick; the transport accepts any python-can knows.
 INTERFACES: Final = ("socketcan", "slcan", "socketcand", "virtual")
+# The longest socketcand token: "< frame 1FFFFFFF 4294967295.999999 ", 64
+# data bytes of CAN FD in hex and " >" make 167 characters.
+SOCKETCAND_LONGEST: Final = 256
+# Printable ASCII but the markers: what may stand between "<" and ">".
+_SOCKETCAND_TEXT: Final = rb"\x20-\x3b\x3d\x3f-\x7e"
+_SOCKETCAND_READ: Final = 4096
+_STANDARD_ID: Final = 0x7FF
+_EXTENDED_ID: Final = 0x1FFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +123,159 @@ def parse_socketcand_channel(channel: str) -> tuple[str, int, str]:
     return host, int(port_text), remote or SOCKETCAND_DEFAULT_CHANNEL
 
 
+def parse_socketcand_frame(token: bytes) -> tuple[int, bytes, bool] | None:
+    """Return the ID, data and extended flag of a ``< frame ... >`` token; None if it is not one.
+
+    socketcand sends ``< frame ID SECONDS.MICROS DATA >``, the ID in three
+    hex digits (standard) or eight (extended) and the data as hex, in one
+    run or (in some versions) byte by byte. Anything that does not add up
+    (an ID out of range, an odd number of digits, more than 64 bytes) is
+    not a frame.
+    """
+    words = token[1:-1].split()
+    if len(words) < 3 or words[0] != b"frame":
+        return None
+    identifier, stamp, data_words = words[1], words[2], words[3:]
+    digits = b"".join(data_words)
+    try:
+        arbitration_id = int(identifier, 16)
+        float(stamp)
+        data = bytes.fromhex(digits.decode("ascii"))
+    except ValueError:
+        return None
+    extended = len(identifier) == 8
+    if len(identifier) not in (3, 8) or len(data) > 64:
+        return None
+    if arbitration_id > (_EXTENDED_ID if extended else _STANDARD_ID):
+        return None
+    return arbitration_id, data, extended
+
+
+class SocketcandClient:
+    """One connection to a socketcand daemon in raw mode, read on the event loop."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        channel: str,
+        *,
+        timeout: float,
+        stats: LinkStats,
+        deliver: Callable[[int, bytes], None],
+        fail: Callable[[Exception], None],
+    ) -> None:
+        """Remember the daemon; ``deliver`` gets each standard frame, ``fail`` a lost link."""
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.timeout = timeout
+        self.stats = stats
+        self._deliver = deliver
+        self._fail = fail
+        self._framer = DelimitedFramer(
+            stats, start=b"<", body=_SOCKETCAND_TEXT, end=b">", longest=SOCKETCAND_LONGEST
+        )
+        self._pending: deque[bytes] = deque()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def where(self) -> str:
+        """Return the daemon's address, for messages."""
+        return f"socketcand at {self.host}:{self.port}"
+
+    async def open(self) -> None:
+        """Connect, open the channel in raw mode and start reading; raise BusUnavailable."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, limit=4 * _SOCKETCAND_READ
+                )
+                await self._expect(b"hi", "greet")
+                await self._say(f"< open {self.channel} >")
+                await self._expect(b"ok", f"open {self.channel}")
+                await self._say("< rawmode >")
+                await self._expect(b"ok", "enter raw mode")
+        except TimeoutError as err:
+            await self.close()
+            raise BusUnavailable(f"{self.where} did not answer within {self.timeout:g} s") from err
+        except (OSError, asyncio.IncompleteReadError) as err:
+            await self.close()
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else repr(err)
+            raise BusUnavailable(f"cannot reach {self.where}: {reason}") from err
+        except BusUnavailable:
+            await self.close()
+            raise
+        self._task = asyncio.create_task(self._read_frames(), name=f"rack_battery {self.where}")
+
+    async def send(self, arbitration_id: int, data: bytes) -> None:
+        """Send one standard frame; raise BusUnavailable if the link is gone."""
+        payload = " ".join(f"{byte:02X}" for byte in data)
+        try:
+            await self._say(f"< send {arbitration_id:03X} {len(data)} {payload} >")
+        except OSError as err:
+            raise BusUnavailable(f"cannot send to {self.where}: {err}") from err
+
+    async def close(self) -> None:
+        """Stop reading and close the connection."""
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        writer, self._writer, self._reader = self._writer, None, None
+        self._framer.reset()
+        if writer is not None:
+            writer.transport.abort()
+
+    async def _say(self, text: str) -> None:
+        if self._writer is None:
+            raise BusUnavailable(f"{self.where} is closed")
+        self._writer.write(text.encode("ascii"))
+        await self._writer.drain()
+
+    async def _next_token(self) -> bytes:
+        while not self._pending:
+            if self._reader is None:
+                raise BusUnavailable(f"{self.where} is closed")
+            chunk = await self._reader.read(_SOCKETCAND_READ)
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", None)
+            self._pending.extend(self._framer.feed(chunk))
+        return self._pending.popleft()
+
+    async def _expect(self, word: bytes, doing: str) -> None:
+        """Wait for the daemon's answer to a handshake step; raise BusUnavailable on an error."""
+        while True:
+            words = (await self._next_token())[1:-1].split()
+            if words == [word]:
+                return
+            if words[:1] == [b"error"]:
+                said = b" ".join(words[1:]).decode("ascii")
+                raise BusUnavailable(f"{self.where} could not {doing}: {said}")
+            self.stats.stray_frames += 1
+
+    async def _read_frames(self) -> None:
+        try:
+            while True:
+                self._take(await self._next_token())
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.IncompleteReadError, BusUnavailable) as err:
+            self._fail(ConnectionError(f"{self.where} closed the connection: {err!r}"))
+
+    def _take(self, token: bytes) -> None:
+        parsed = parse_socketcand_frame(token)
+        if parsed is None:
+            # Garbled, or an answer nobody asked for: nothing to deliver.
+            self.stats.stray_frames += 1
+            return
+        arbitration_id, data, extended = parsed
+        if not extended:  # the battery protocols here use standard frames only
+            self._deliver(arbitration_id, data)
+
+
 class _Relay(can.Listener):
     """Hands frames from python-can to the transport, on the event loop."""
 
@@ -147,9 +318,11 @@ class CanTransport:
         self._lock = asyncio.Lock()
         self._bus: can.BusABC | None = None
         self._notifier: can.Notifier | None = None
+        self._client: SocketcandClient | None = None
         self._subscribers: list[FrameCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: str | None = None
+        self.stats = LinkStats()
 
     @property
     def where(self) -> str:
@@ -159,7 +332,7 @@ class CanTransport:
     @property
     def connected(self) -> bool:
         """Return whether the bus is open and its reader alive."""
-        return self._bus is not None and self.failure is None
+        return (self._bus is not None or self._client is not None) and self.failure is None
 
     def subscribe(self, callback: FrameCallback) -> Callable[[], None]:
         """Call ``callback`` on the loop with every frame; return the unsubscriber."""
@@ -180,7 +353,19 @@ class CanTransport:
             self._loop = asyncio.get_running_loop()
             arguments = self._arguments()
             if self.interface == "socketcand":
-                await self._reach_daemon(arguments["host"], arguments["port"])
+                client = SocketcandClient(
+                    arguments["host"],
+                    arguments["port"],
+                    arguments["channel"],
+                    timeout=self.timeout,
+                    stats=self.stats,
+                    deliver=self._deliver_frame,
+                    fail=self._fail,
+                )
+                await client.open()
+                self.failure = None
+                self._client = client
+                return
             bus = await self._open_bus(arguments)
             self.failure = None
             self._bus = bus
@@ -204,6 +389,9 @@ class CanTransport:
     async def send(self, arbitration_id: int, data: bytes) -> None:
         """Send one standard (11-bit) frame; raise BusUnavailable if the bus is gone."""
         await self.connect()
+        if self._client is not None:
+            await self._client.send(arbitration_id, data)
+            return
         bus = self._bus
         if bus is None:  # closed while this call waited
             raise BusUnavailable(f"{self.where} is closed")
@@ -220,23 +408,6 @@ class CanTransport:
         except ValueError as err:
             raise BusUnavailable(str(err)) from err
         return {**arguments, **self._options}
-
-    async def _reach_daemon(self, host: str, port: int) -> None:
-        """Try the daemon's port once, with a timeout python-can does not offer."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                _, writer = await asyncio.open_connection(host, port)
-        except TimeoutError as err:
-            raise BusUnavailable(
-                f"socketcand at {host}:{port} did not accept within {self.timeout:g} s"
-            ) from err
-        except OSError as err:
-            raise BusUnavailable(
-                f"cannot reach socketcand at {host}:{port}: {err.strerror or err!r}"
-            ) from err
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
     async def _open_bus(self, arguments: dict[str, Any]) -> can.BusABC:
         loop = asyncio.get_running_loop()
@@ -259,6 +430,9 @@ class CanTransport:
         return bus
 
     async def _shutdown(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
         notifier, self._notifier = self._notifier, None
         bus, self._bus = self._bus, None
         loop = asyncio.get_running_loop()
@@ -276,13 +450,20 @@ class CanTransport:
                 _LOGGER.debug("closing %s: %s", self.where, err)
 
     def _deliver(self, msg: can.Message) -> None:
-        if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
+        if msg.is_error_frame:
+            # What the controller could not receive intact: dropped, counted.
+            self.stats.stray_frames += 1
+            return
+        if msg.is_remote_frame or msg.is_extended_id:
             # The battery protocols here use standard data frames only.
             return
+        self._deliver_frame(msg.arbitration_id, bytes(msg.data))
+
+    def _deliver_frame(self, arbitration_id: int, data: bytes) -> None:
         loop = self._loop
         frame = CanFrame(
-            arbitration_id=msg.arbitration_id,
-            data=bytes(msg.data),
+            arbitration_id=arbitration_id,
+            data=data,
             received_at=loop.time() if loop is not None else 0.0,
         )
         for callback in list(self._subscribers):

@@ -4,28 +4,27 @@ A USB RS485 adapter puts the host on the packs' own line; a cheap Ethernet
 or Wi-Fi serial server (Elfin EW11 and its kin) forwards the bytes of that
 line over TCP without turning them into Modbus TCP. Both carry RTU frames:
 a unit byte, the PDU and a CRC, with no transaction id, so a reply is only
-known by arriving while its request is the one in flight. The transaction
-logic, error mapping and timing are :class:`ModbusTransport`'s; these
-classes only say which pymodbus client to open.
+known by answering the request in flight (``protocol/modbus.py``,
+:class:`~..modbus.RtuReceiver`). The transaction logic, error mapping and
+timing are :class:`ModbusTransport`'s; these classes only say how the
+stream is opened.
 
 A serial port fails in ways a user can fix, so they are told apart: a port
 that does not exist, one held by another program, one this process may not
-open. pymodbus reports all three as "could not connect", so the port is
-opened once more, in a worker thread, to learn which.
+open (``errors.serial_open_error``). The port is opened in an executor, as
+pyserial configures it with blocking system calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
 
-from pymodbus.client import AsyncModbusSerialClient
-from pymodbus.client.base import ModbusBaseClient
-from pymodbus.framer import FramerType
 import serial
+import serial_asyncio_fast
 
-from ..errors import BusUnavailable, serial_open_error
-from .modbus_tcp import ModbusTcpTransport, ModbusTransport
+from ..errors import serial_open_error
+from ..modbus import RtuReceiver
+from .modbus_tcp import ModbusLink, ModbusTcpTransport, ModbusTransport, Receiver
 
 
 class ModbusRtuTcpTransport(ModbusTcpTransport):
@@ -35,7 +34,8 @@ class ModbusRtuTcpTransport(ModbusTcpTransport):
     stream carries RTU frames with their CRC instead of Modbus TCP headers.
     """
 
-    framer: ClassVar[FramerType] = FramerType.RTU
+    def _new_receiver(self) -> Receiver:
+        return RtuReceiver(self.stats)
 
 
 class ModbusSerialTransport(ModbusTransport):
@@ -58,29 +58,21 @@ class ModbusSerialTransport(ModbusTransport):
         """Return the port's path, for messages."""
         return self.port
 
-    def _new_client(self) -> ModbusBaseClient:
-        return AsyncModbusSerialClient(
-            self.port,
-            framer=FramerType.RTU,
-            baudrate=self.baudrate,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
+    def _new_receiver(self) -> Receiver:
+        return RtuReceiver(self.stats)
 
-    async def _cannot_connect(self) -> BusUnavailable:
-        return await asyncio.to_thread(serial_port_error, self.port)
-
-
-def serial_port_error(port: str) -> BusUnavailable:
-    """Open a serial port once to learn why it cannot be used (blocking: run in a thread).
-
-    Returns the error to raise; a port that opens fine here failed for a
-    reason of the moment, reported as the bus being unavailable.
-    """
-    try:
-        handle = serial.Serial(port, exclusive=True)
-    except (OSError, ValueError) as err:
-        return serial_open_error(port, err)
-    handle.close()
-    return BusUnavailable(f"cannot open serial port {port}")
+    async def _open_link(self, link: ModbusLink) -> None:
+        try:
+            # connection_made comes one loop turn later; keep the transport now.
+            link.transport, _ = await serial_asyncio_fast.create_serial_connection(
+                asyncio.get_running_loop(),
+                lambda: link,
+                self.port,
+                baudrate=self.baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                exclusive=True,
+            )
+        except (OSError, ValueError) as err:
+            raise serial_open_error(self.port, err) from err

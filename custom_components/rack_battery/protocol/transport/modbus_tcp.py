@@ -14,31 +14,53 @@ be opened or is lost is the bus being down (BusUnavailable). After a lost
 connection the next request reconnects. Any other Modbus exception is the
 pack refusing what was asked, a FrameError that names the code.
 
-The work is done by pymodbus' asyncio client, with its own habits turned
-off where they would hide what the poll has to decide: it retries nothing,
-does not reconnect in the background, and does not close the connection
-after a few silent requests in a row (one dead pack on a shared line would
-otherwise keep knocking the whole bus over).
+The client is the project's own (``protocol/modbus.py`` frames the
+replies): it retries nothing and reconnects nothing in the background, as
+the poll decides whether a silent pack is asked again, and it accepts only
+the reply to the request in flight. Everything else that arrives is
+counted in :attr:`ModbusTransport.stats`.
 
 The same transaction logic serves every Modbus wire: :class:`ModbusTransport`
-is parameterised by the pymodbus client it opens, and the RTU wires (a
-serial port, raw RTU frames over TCP) live in ``modbus_rtu.py``.
+is parameterised by how it opens its byte stream and how replies are framed
+in it; the RTU wires (a serial port, raw RTU frames over TCP) live in
+``modbus_rtu.py``.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-import sys
-from typing import ClassVar, Final
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 from ..errors import BusUnavailable, FrameError, PackNotResponding
+from ..linkstats import LinkStats
+from ..modbus import (
+    EXCEPTION_BIT,
+    MAX_COILS,
+    MAX_READ,
+    MAX_WRITE,
+    READ_COILS,
+    READ_HOLDING,
+    READ_INPUT,
+    MbapReceiver,
+    Request,
+    coils_of,
+    read_request,
+    registers_of,
+    write_multiple_request,
+    write_single_request,
+)
+
+__all__ = [
+    "EXCEPTION_NAMES",
+    "MAX_COILS",
+    "MAX_READ",
+    "MAX_WRITE",
+    "ModbusExceptionError",
+    "ModbusTcpTransport",
+    "ModbusTransport",
+]
 
 # Modbus exception codes, as the Modbus application protocol names them.
 EXCEPTION_NAMES: Final[dict[int, str]] = {
@@ -56,10 +78,6 @@ EXCEPTION_NAMES: Final[dict[int, str]] = {
 # What a gateway says when the unit behind it cannot be reached.
 GATEWAY_PATH_UNAVAILABLE: Final = 0x0A
 GATEWAY_TARGET_SILENT: Final = 0x0B
-# A Modbus frame holds at most 125 registers in a read and 123 in a write.
-MAX_READ: Final = 125
-MAX_WRITE: Final = 123
-MAX_COILS: Final = 2000
 
 
 class ModbusExceptionError(FrameError):
@@ -77,7 +95,80 @@ class ModbusExceptionError(FrameError):
         super().__init__(f"device {device_id} answered Modbus exception 0x{code:02X} ({name})")
 
 
-class ModbusTransport:
+class Receiver(Protocol):
+    """Frames replies out of a byte stream (``protocol/modbus.py``)."""
+
+    def expect(self, request: Request) -> bytes:
+        """Throw away what is waiting; return the frame to send."""
+
+    def abandon(self) -> None:
+        """End the transaction without a reply."""
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Take bytes; return the reply PDU once the request is answered."""
+
+
+class ModbusLink(asyncio.Protocol):
+    """One open byte stream: hands data to the receiver, wakes the waiting request."""
+
+    def __init__(self, receiver: Receiver, where: str) -> None:
+        """Frame with ``receiver``; ``where`` names the bus in messages."""
+        self.receiver = receiver
+        self.where = where
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.waiter: asyncio.Future[bytes] | None = None
+        self._gone = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport to write to (an opener may have handed it already)."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Frame what arrived; a reply to the request in flight ends its wait."""
+        reply = self.receiver.feed(data)
+        waiter = self.waiter
+        if reply is not None and waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail the request in flight: the bus is gone until the next connect."""
+        self.lost = True
+        self._gone.set()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            reason = f": {exc}" if exc else ""
+            waiter.set_exception(BusUnavailable(f"lost the connection to {self.where}{reason}"))
+
+    def write(self, data: bytes) -> None:
+        """Send bytes."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """Start closing the stream; the receiver keeps nothing for another."""
+        if self.transport is not None:
+            self.transport.close()
+
+    async def closed(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a deadline
+        """Close the stream and wait until it is (a serial port's lock is let go then).
+
+        A peer that never acknowledges the close is not waited for longer
+        than ``timeout``: the stream is aborted.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._gone.wait()
+        except TimeoutError:
+            transport.abort()
+
+
+class ModbusTransport(ABC):
     """One Modbus connection, one transaction on it at a time.
 
     Behind a gateway all packs share one half-duplex RS485 line, and a
@@ -97,32 +188,28 @@ class ModbusTransport:
         """
         self.timeout = timeout
         self.frame_gap = frame_gap
+        self.stats = LinkStats()
         self._lock = asyncio.Lock()
-        self._client: ModbusBaseClient | None = None
+        self._link: ModbusLink | None = None
         self._quiet_until = 0.0  # event-loop time
 
     @property
+    @abstractmethod
     def where(self) -> str:
         """Return where the bus is, for messages."""
-        raise NotImplementedError
 
-    def _new_client(self) -> ModbusBaseClient:
-        """Return a pymodbus client for this wire, not yet connected.
+    @abstractmethod
+    def _new_receiver(self) -> Receiver:
+        """Return a receiver that frames this wire's replies."""
 
-        It must retry nothing and reconnect nothing in the background: the
-        poll decides whether a silent pack is asked again, and the next
-        request reconnects.
-        """
-        raise NotImplementedError
-
-    async def _cannot_connect(self) -> BusUnavailable:
-        """Return the error for a connection that could not be opened."""
-        return BusUnavailable(f"cannot connect to {self.where}")
+    @abstractmethod
+    async def _open_link(self, link: ModbusLink) -> None:
+        """Open the stream with ``link`` as its protocol; raise BusUnavailable if it cannot."""
 
     @property
     def connected(self) -> bool:
         """Return whether a connection is open (as far as this side knows)."""
-        return self._client is not None and self._client.connected
+        return self._link is not None and not self._link.lost
 
     async def connect(self) -> None:
         """Open the connection; raise BusUnavailable if it cannot be opened."""
@@ -132,116 +219,89 @@ class ModbusTransport:
     async def close(self) -> None:
         """Close the connection, after any transaction in flight."""
         async with self._lock:
-            self._drop()
+            await self._drop()
 
     async def read_holding_registers(self, device_id: int, address: int, count: int) -> list[int]:
         """Read holding registers (function 0x03) from one device."""
-        _check_count(count, MAX_READ)
-        response = await self._transact(
-            device_id,
-            lambda client: client.read_holding_registers(address, count=count, device_id=device_id),
-        )
-        return _registers(device_id, response, count)
-
-    async def read_coils(self, device_id: int, address: int, count: int) -> list[bool]:
-        """Read coils (function 0x01) from one device."""
-        _check_count(count, MAX_COILS)
-        response = await self._transact(
-            device_id,
-            lambda client: client.read_coils(address, count=count, device_id=device_id),
-        )
-        # A reply carries whole bytes: pymodbus hands back the padding bits too.
-        bits = list(response.bits)[:count]
-        if len(bits) != count:
-            raise FrameError(f"device {device_id} sent {len(bits)} coils, asked {count}")
-        return bits
+        request = read_request(device_id, READ_HOLDING, address, count)
+        return registers_of(await self._transact(request))
 
     async def read_input_registers(self, device_id: int, address: int, count: int) -> list[int]:
         """Read input registers (function 0x04) from one device."""
-        _check_count(count, MAX_READ)
-        response = await self._transact(
-            device_id,
-            lambda client: client.read_input_registers(address, count=count, device_id=device_id),
-        )
-        return _registers(device_id, response, count)
+        request = read_request(device_id, READ_INPUT, address, count)
+        return registers_of(await self._transact(request))
+
+    async def read_coils(self, device_id: int, address: int, count: int) -> list[bool]:
+        """Read coils (function 0x01) from one device."""
+        request = read_request(device_id, READ_COILS, address, count)
+        return coils_of(await self._transact(request), count)
 
     async def write_registers(self, device_id: int, address: int, values: Sequence[int]) -> None:
         """Write registers (function 0x10) of one device."""
-        _check_count(len(values), MAX_WRITE)
-        if any(not 0 <= value <= 0xFFFF for value in values):
-            raise ValueError("register values are 16-bit: 0..65535")
-        words = list(values)
-        await self._transact(
-            device_id,
-            lambda client: client.write_registers(address, words, device_id=device_id),
-        )
+        await self._transact(write_multiple_request(device_id, address, tuple(values)))
 
-    async def _open(self) -> ModbusBaseClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._drop()
-        client = self._new_client()
-        # pymodbus closes the connection after a few unanswered requests in a
-        # row; one silent pack would then take the bus down with it.
-        client.set_max_no_responses(sys.maxsize)
+    async def write_register(self, device_id: int, address: int, value: int) -> None:
+        """Write one register (function 0x06) of one device."""
+        await self._transact(write_single_request(device_id, address, value))
+
+    async def _open(self) -> ModbusLink:
+        if self._link is not None and not self._link.lost:
+            return self._link
+        await self._drop()
+        link = ModbusLink(self._new_receiver(), self.where)
         try:
-            connected = await client.connect()
+            await self._open_link(link)
         except BaseException:
-            # Cancelled while connecting: leave no socket behind.
-            client.close()
+            # Cancelled or failed while connecting: leave no stream behind.
+            link.close()
             raise
-        if not connected:
-            client.close()
-            raise await self._cannot_connect()
-        self._client = client
-        return client
+        self._link = link
+        return link
 
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+    async def _drop(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.closed(self.timeout)
 
-    async def _transact(
-        self,
-        device_id: int,
-        request: Callable[[ModbusBaseClient], Awaitable[ModbusPDU]],
-    ) -> ModbusPDU:
+    async def _transact(self, request: Request) -> bytes:
+        """Send one request; return the PDU of the reply that answers it."""
         async with self._lock:
-            client = await self._open()
+            link = await self._open()
             loop = asyncio.get_running_loop()
             if (wait := self._quiet_until - loop.time()) > 0:
                 await asyncio.sleep(wait)
+                if link.lost:
+                    link = await self._open()
+            stats = self.stats.pack(request.unit)
+            waiter: asyncio.Future[bytes] = loop.create_future()
+            link.waiter = waiter
+            stats.requests += 1
             try:
-                response = await request(client)
-            except ConnectionException as err:
-                self._drop()
-                raise BusUnavailable(f"lost the connection to {self.where}") from err
-            except ModbusIOException as err:
-                if isinstance(err.__cause__, asyncio.CancelledError):
-                    # pymodbus turns a cancellation into an I/O error; hand
-                    # the cancellation back so timeouts and unloads work.
-                    raise err.__cause__ from None
-                if not client.connected:
-                    # The request waited out its timeout because the peer
-                    # went away, not because the pack was silent.
-                    self._drop()
-                    raise BusUnavailable(f"lost the connection to {self.where}") from err
+                link.write(link.receiver.expect(request))
+                async with asyncio.timeout(self.timeout):
+                    pdu = await waiter
+            except TimeoutError as err:
+                stats.timeouts += 1
                 raise PackNotResponding(
-                    f"device {device_id} did not answer within {self.timeout:g} s"
+                    f"device {request.unit} did not answer within {self.timeout:g} s"
                 ) from err
-            except ModbusException as err:
-                raise FrameError(f"device {device_id}: {err}") from err
+            except BusUnavailable:
+                await self._drop()
+                raise
             finally:
+                link.waiter = None
+                link.receiver.abandon()
                 self._quiet_until = loop.time() + self.frame_gap
-        if response.isError():
-            code = response.exception_code
+        stats.replies += 1
+        if pdu[0] & EXCEPTION_BIT:
+            code = pdu[1]
             if code in (GATEWAY_TARGET_SILENT, GATEWAY_PATH_UNAVAILABLE):
                 raise PackNotResponding(
-                    f"device {device_id} did not answer the gateway "
+                    f"device {request.unit} did not answer the gateway "
                     f"(Modbus exception 0x{code:02X}, {EXCEPTION_NAMES[code]})"
                 )
-            raise ModbusExceptionError(device_id, code)
-        return response
+            raise ModbusExceptionError(request.unit, code)
+        return pdu
 
 
 class ModbusTcpTransport(ModbusTransport):
@@ -260,27 +320,19 @@ class ModbusTcpTransport(ModbusTransport):
         """Return host:port, for messages."""
         return f"{self.host}:{self.port}"
 
-    # How requests are framed inside the TCP stream: Modbus TCP's own header.
-    framer: ClassVar[FramerType] = FramerType.SOCKET
+    def _new_receiver(self) -> Receiver:
+        return MbapReceiver(self.stats)
 
-    def _new_client(self) -> ModbusBaseClient:
-        return AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            framer=self.framer,
-            timeout=self.timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
-
-
-def _check_count(count: int, most: int) -> None:
-    if not 1 <= count <= most:
-        raise ValueError(f"a Modbus request carries 1 to {most} registers, not {count}")
-
-
-def _registers(device_id: int, response: ModbusPDU, count: int) -> list[int]:
-    registers = list(response.registers)
-    if len(registers) != count:
-        raise FrameError(f"device {device_id} sent {len(registers)} registers, asked {count}")
-    return registers
+    async def _open_link(self, link: ModbusLink) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout):
+                link.transport, _ = await loop.create_connection(lambda: link, self.host, self.port)
+        except TimeoutError as err:
+            raise BusUnavailable(
+                f"cannot connect to {self.where} within {self.timeout:g} s"
+            ) from err
+        except OSError as err:
+            raise BusUnavailable(
+                f"cannot connect to {self.where}: {err.strerror or err!r}"
+            ) from err
