@@ -189,7 +189,10 @@ class ModbusLine:
 
         def foreign() -> bytes | None:
             found = self._foreign_pdu(unit, function, data)
-            return None if found is None else seal(bytes((found[0],)) + found[1])
+            if found is None:
+                return None
+            other, pdu = found
+            return self._preamble(other, function, data) + seal(bytes((other,)) + pdu)
 
         def misfunction() -> bytes | None:
             pdu = self._misfunction_pdu(unit, function, data)

@@ -2,7 +2,8 @@
 
 Each cell serves a simulated bank on one wire (Modbus TCP, raw RTU over TCP,
 RTU on a pseudo-terminal, Pylon ASCII over TCP and on a pseudo-terminal, a
-master-polled RS485 line read by listening, CAN through a socketcand daemon),
+master-polled RS485 lines read by listening (Seplos V3, JK-PB), CAN through a
+socketcand daemon),
 sets the bank up, polls it, puts one fault on one pack's replies for two
 polls, mends it and polls once more. The load changes before every poll, so
 a reply that answers an earlier question (or another pack) carries values
@@ -275,7 +276,7 @@ WIRES: tuple[WireCase, ...] = (
     ),
     WireCase(
         # The master (unit 0) polls packs 1 and 2; Home Assistant only listens.
-        id="listen",
+        id="listen_seplos",
         family="seplos_v3",
         serve=_modbus(seplos_v3.make_line, "rtu_tcp", master=seplos_v3.master_polls),
         first_address=0,
@@ -283,6 +284,19 @@ WIRES: tuple[WireCase, ...] = (
         polled=(1, 2),
         faulty=1,
         resolution=SEPLOS_V3,
+        listen_only=True,
+    ),
+    WireCase(
+        # A JK-PB master at DIP 0 triggers each pack with a write; each answers
+        # with its 300-byte 55AA frame. Home Assistant only listens.
+        id="listen_jk",
+        family="jk_pb",
+        serve=_modbus(jk_pb.make_line, "rtu_tcp", master=jk_pb.master_polls),
+        first_address=0,
+        packs=3,
+        polled=(0, 1, 2),
+        faulty=1,
+        resolution=JK_PB,
         listen_only=True,
     ),
     WireCase(
