@@ -1,10 +1,9 @@
 """Every wire meets every fault a real line plays, in a real Home Assistant.
 
 Each cell serves a simulated bank on one wire (Modbus TCP, raw RTU over TCP,
-RTU on a pseudo-terminal, Pylon ASCII over TCP and on a pseudo-terminal, a
-master-polled RS485 lines read by listening (Seplos V3, JK-PB), CAN through a
-socketcand daemon),
-sets the bank up, polls it, puts one fault on one pack's replies for two
+RTU on a pseudo-terminal, Pylon ASCII over TCP and on a pseudo-terminal,
+master-polled RS485 lines read by listening (Seplos V3, JK-PB), CAN through
+a socketcand daemon), sets the bank up, polls it, puts one fault on one pack's replies for two
 polls, mends it and polls once more. The load changes before every poll, so
 a reply that answers an earlier question (or another pack) carries values
 that differ from the truth. In every cell:
