@@ -6,8 +6,10 @@ would otherwise click through:
 
 1. wait for Home Assistant's HTTP server (the first start installs the
    frontend and a few other packages from PyPI, so that takes minutes);
-2. onboarding: create the user ``dev`` / ``dev``, then finish the core
-   config, analytics and integration steps;
+2. onboarding: create the user ``dev`` / ``dev``, then finish whichever of
+   the core config, analytics and integration steps are still open
+   (scripts/develop marks them done in a fresh config, so that the core
+   config step does not set up Google Translate, Met.no and Radio Browser);
 3. add the Rack Battery Bank through its config flow, pointed at the
    simulator, unless an entry of ``rack_battery`` already exists.
 
@@ -321,6 +323,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--family", default="pace_modbus")
     parser.add_argument("--bank-host", default="127.0.0.1", help="where the simulator listens")
     parser.add_argument("--bank-port", type=int, default=5020)
+    parser.add_argument(
+        "--simulator-log", default="config/simulator.log", help="shown in the banner"
+    )
     parser.add_argument("--hass-pid", type=int, help="give up early if this process exits")
     parser.add_argument(
         "--tries", type=int, default=900, help="seconds to wait for Home Assistant (default 900)"
@@ -370,7 +375,7 @@ def main() -> int:
         f"  Home Assistant is ready:  {args.url}\n"
         f"  Log in as:                {args.username} / {args.password}\n"
         f"  The bank:                 {args.url}/config/integrations/integration/{DOMAIN}\n"
-        f"  Simulator's own view:     tail -f config/simulator.log\n"
+        f"  Simulator's own view:     tail -f {args.simulator_log}\n"
         f"  Ctrl-C stops Home Assistant and the simulator.\n"
         f"{rule}\n",
         flush=True,

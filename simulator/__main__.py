@@ -24,7 +24,17 @@ import logging
 import signal
 from typing import Protocol
 
-from .bank import LoadProfile, SimBank, constant_load, make_bank, solar_day, step_load
+from .bank import (
+    PACE_PACK,
+    PYLONTECH_PACK,
+    LoadProfile,
+    PackMaker,
+    SimBank,
+    constant_load,
+    make_bank,
+    solar_day,
+    step_load,
+)
 
 _LOGGER = logging.getLogger("simulator")
 
@@ -131,6 +141,8 @@ class Personality:
     loader: Callable[[], StartServer]
     # Serves on a pseudo-terminal instead (``--serial``), where the wire has one.
     pty_loader: Callable[[], StartPty] | None = None
+    # What the packs call themselves: a PACE bank is not a Pylontech one.
+    identity: PackMaker = PYLONTECH_PACK
 
 
 PERSONALITIES: dict[str, Personality] = {
@@ -139,6 +151,7 @@ PERSONALITIES: dict[str, Personality] = {
         first_address=1,
         default_port=5020,
         loader=_start_pace_modbus,
+        identity=PACE_PACK,
     ),
     "pylontech-ascii": Personality(
         description="Pylontech RS485 ASCII over raw TCP",
@@ -153,6 +166,7 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_pace_ascii,
         pty_loader=_pty_of("pace_ascii"),
+        identity=PACE_PACK,
     ),
     "seplos-v2": Personality(
         description="Seplos V2 RS485",
@@ -327,6 +341,7 @@ async def serve(args: argparse.Namespace) -> None:
         first_address=personality.first_address,
         aged=tuple(args.aged),
         load=make_load(args.load, args.amps),
+        identity=personality.identity,
     )
     # Start the clock at the requested time of day; a zero step settles the
     # currents for the load at that hour.

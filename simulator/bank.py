@@ -49,6 +49,20 @@ def cell_ocv(soc: float) -> float:
     return v0 + (v1 - v0) * (soc - s0) / (s1 - s0)
 
 
+@dataclass(frozen=True)
+class PackMaker:
+    """Who a simulated pack says it is: its maker's name as the BMS sends it, its model."""
+
+    manufacturer: str
+    model: str
+
+
+# A Pylontech BMS sends its maker as "PYLON".
+PYLONTECH_PACK = PackMaker("PYLON", "US3000C")
+# A 16-cell, 100 A PACE BMS, the board inside many rebadged rack packs.
+PACE_PACK = PackMaker("PACE", "P16S100A")
+
+
 @dataclass(kw_only=True)
 class SimPack:
     """One simulated pack: its chemistry, its wiring and what its BMS reports."""
@@ -255,6 +269,7 @@ def make_bank(
     aged: Sequence[int] = (),
     load: LoadProfile | None = None,
     serial_prefix: str = "RBB",
+    identity: PackMaker = PYLONTECH_PACK,
 ) -> SimBank:
     """Build a bank of similar packs with the small spread of real ones.
 
@@ -272,6 +287,8 @@ def make_bank(
             SimPack(
                 address=first_address + index,
                 serial=f"{serial_prefix}{seed:02d}{index + 1:04d}",
+                manufacturer=identity.manufacturer,
+                model=identity.model,
                 design_capacity=capacity,
                 full_capacity=capacity * (0.8 if old else rng.uniform(0.97, 1.0)),
                 internal_resistance=(0.02 if old else rng.uniform(0.010, 0.014)),

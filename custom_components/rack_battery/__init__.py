@@ -25,7 +25,12 @@ from .protocol.listen import BusListener, open_listener
 from .rescan import async_remove_pack_device, async_start_rescanning
 from .store import BankStore
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.IMAGE,
+    Platform.SENSOR,
+]
 # How long setup listens for a listen-only bank's packs before its first poll.
 FIRST_HEARD_WAIT = 10.0
 

@@ -453,7 +453,6 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
                 "family": family.name,
                 "where": self._spec.where,
                 "count": str(len(found)),
-                "packs": "\n".join(f"- {describe_pack(pack)}" for pack in found.values()),
             },
         )
 

@@ -17,7 +17,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .bank.analysis import Finding
 from .bank.model import BankSnapshot, PackIdentity, PackReading
-from .const import DOMAIN
+from .const import CONF_PACKS, DOMAIN
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
 from .protocol.catalog import FAMILIES
 
@@ -32,12 +32,32 @@ def pack_device_key(entry: RackBatteryConfigEntry, identity: PackIdentity) -> st
     return f"{entry.entry_id}_{identity.key}"
 
 
+# How a BMS spells its maker on the wire, and how the maker calls itself.
+# Pylontech packs say "PYLON" in their 0x51 reply and on CAN.
+_MAKERS = {"PYLON": "Pylontech", "PYLONTECH": "Pylontech"}
+
+
+def maker(reported: str | None, family: str) -> str:
+    """Return a pack's maker as people know it: what it reports, or its family's maker."""
+    if not reported:
+        return FAMILIES[family].manufacturer
+    return _MAKERS.get(reported.strip().upper(), reported.strip())
+
+
 def bank_device_info(entry: RackBatteryConfigEntry) -> DeviceInfo:
-    """Return the device of the bank as a whole."""
+    """Return the device of the bank as a whole.
+
+    Its maker is its packs' where they agree (a SunSpec bank is not made by
+    SunSpec), else the family's.
+    """
     family = FAMILIES[entry.data["family"]]
+    makers = {
+        maker(pack.get("manufacturer"), pack.get("family", family.key))
+        for pack in entry.data.get(CONF_PACKS, [])
+    }
     return DeviceInfo(
         identifiers={(DOMAIN, entry.entry_id)},
-        manufacturer=family.manufacturer,
+        manufacturer=makers.pop() if len(makers) == 1 else family.manufacturer,
         model=f"{family.name} bank",
         name=entry.title,
     )
@@ -51,10 +71,9 @@ _LINK_BY_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
 
 def pack_device_info(entry: RackBatteryConfigEntry, identity: PackIdentity) -> DeviceInfo:
     """Return the device of one pack, hanging off its bank."""
-    family = FAMILIES[identity.family]
     info = DeviceInfo(
         identifiers={(DOMAIN, pack_device_key(entry, identity))},
-        manufacturer=identity.manufacturer or family.manufacturer,
+        manufacturer=maker(identity.manufacturer, identity.family),
         model=identity.model,
         name=f"{entry.title} pack {identity.address}",
         serial_number=identity.serial,

@@ -1,7 +1,9 @@
 """Logbook entries for the bank's findings.
 
 The bus event carries the device id of the pack (or bank) a finding is
-about, so the entry shows on that device's page as well.
+about: the entry takes that device's name as the user sees it (with two
+banks, "Garage bank pack 4", not "pack 4"), shows on the device's page, and
+links to the device's problem sensor, whose page leads to the device.
 """
 
 from __future__ import annotations
@@ -9,8 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from homeassistant.components.logbook.const import LOGBOOK_ENTRY_MESSAGE, LOGBOOK_ENTRY_NAME
+from homeassistant.components.logbook.const import (
+    LOGBOOK_ENTRY_ENTITY_ID,
+    LOGBOOK_ENTRY_MESSAGE,
+    LOGBOOK_ENTRY_NAME,
+)
+from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 
 from .const import DOMAIN, EVENT_FINDING
 from .findings import (
@@ -18,27 +26,51 @@ from .findings import (
     ACTION_CLEARED,
     ATTR_ACTION,
     ATTR_ADDRESS,
+    ATTR_DEVICE_ID,
     ATTR_RULE,
     ATTR_SEVERITY,
 )
 
-_VERBS = {ACTION_CHANGED: "is now", ACTION_CLEARED: "cleared, was"}
+# The binary sensor every bank and pack has that is on while it has a finding.
+PROBLEM_KEY = "problem"
 
 
-def describe_finding(data: Mapping[str, Any]) -> dict[str, str]:
-    """Return the logbook's name and message for one finding event.
+def describe_finding(
+    data: Mapping[str, Any], device_name: str | None = None, entity_id: str | None = None
+) -> dict[str, str]:
+    """Return the logbook's name, message and link for one finding event.
 
-    The rule key reads as words ("voltage spread"); docs/rules.md explains
-    it under a heading of the same key.
+    The rule key reads as words ("capacity mismatch"); the rules page
+    explains it under a heading of the same key.
     """
     address = data.get(ATTR_ADDRESS)
-    name = "Rack battery bank" if address is None else f"Rack battery pack {address}"
+    name = device_name or ("Battery bank" if address is None else f"Battery pack {address}")
     rule = str(data.get(ATTR_RULE, "finding")).replace("_", " ")
-    verb = _VERBS.get(str(data.get(ATTR_ACTION)), "raised,")
-    return {
-        LOGBOOK_ENTRY_NAME: name,
-        LOGBOOK_ENTRY_MESSAGE: f"{rule} {verb} {data.get(ATTR_SEVERITY, '')}".strip(),
-    }
+    severity = str(data.get(ATTR_SEVERITY, ""))
+    match data.get(ATTR_ACTION):
+        case str(action) if action == ACTION_CHANGED:
+            message = f"{rule} is now {severity}"
+        case str(action) if action == ACTION_CLEARED:
+            message = f"{rule} cleared (was {severity})"
+        case _:
+            message = f"{rule} found ({severity})"
+    described = {LOGBOOK_ENTRY_NAME: name, LOGBOOK_ENTRY_MESSAGE: message}
+    if entity_id:
+        described[LOGBOOK_ENTRY_ENTITY_ID] = entity_id
+    return described
+
+
+def _device_and_problem_sensor(
+    hass: HomeAssistant, device_id: str | None
+) -> tuple[str | None, str | None]:
+    """Return the device's name as shown, and its problem sensor's entity id."""
+    if not device_id or (device := dr.async_get(hass).async_get(device_id)) is None:
+        return None, None
+    name = device.name_by_user or device.name
+    for entity in er.async_entries_for_device(er.async_get(hass), device_id):
+        if entity.domain == Platform.BINARY_SENSOR and entity.unique_id.endswith(f"_{PROBLEM_KEY}"):
+            return name, entity.entity_id
+    return name, None
 
 
 @callback
@@ -50,6 +82,7 @@ def async_describe_events(
 
     @callback
     def async_describe(event: Event) -> dict[str, str]:
-        return describe_finding(event.data)
+        name, entity_id = _device_and_problem_sensor(hass, event.data.get(ATTR_DEVICE_ID))
+        return describe_finding(event.data, name, entity_id)
 
     async_describe_event(DOMAIN, EVENT_FINDING, async_describe)

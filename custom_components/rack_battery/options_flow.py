@@ -1,11 +1,13 @@
-"""Options: the limits, hysteresis and debounce of the bank's rules.
+"""Options: what the bank's rules judge it by.
 
 Every setting comes from ``Thresholds.settings_info()`` with its default,
 unit and range, so a rule's new setting shows here without touching this
-file (it only needs its label in translations/en.json). The settings are
-grouped by what they watch, each group a collapsed section, and stored
-flat, as ``Thresholds.from_dict`` reads them. New settings apply from the
-next poll on, without a reload.
+file (it only needs its words in translations/). The few settings a
+homeowner takes from the packs' manual (temperatures, wear, the maintenance
+intervals) come first; the rest wait in collapsed "advanced" sections,
+grouped by what they watch. Everything is stored flat, as
+``Thresholds.from_dict`` reads it, and applies from the next poll on,
+without a reload.
 """
 
 from __future__ import annotations
@@ -22,6 +24,22 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .bank.analysis import SettingInfo, Thresholds, settings_info
+from .const import RULES_URL
+
+# Shown first, outside any section: what the packs' manual or the owner's
+# habits decide.
+MAIN = "main"
+_MAIN = (
+    "temperature_warning",
+    "temperature_critical",
+    "soh_replace",
+    "rated_cycles",
+    "max_packs",
+    "voltage_check_days",
+    "capacity_test_days",
+    "terminal_check_days",
+    "full_capacity_test_days",
+)
 
 # Sections by the first words of a setting's key; the first match wins.
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,8 +55,15 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 OTHER = "other"
 
 
+# Units as a homeowner reads them: a temperature difference in degrees, not
+# kelvin, and whole words for days and hours.
+_SHOWN_UNITS = {"K": "°C", "d": "days", "h": "hours"}
+
+
 def section_of(key: str) -> str:
-    """Return the section a setting is shown in."""
+    """Return the section a setting is shown in (``MAIN``: none, at the top)."""
+    if key in _MAIN:
+        return MAIN
     for name, prefixes in _SECTIONS:
         if key.startswith(prefixes):
             return name
@@ -53,32 +78,40 @@ def _selector(info: SettingInfo) -> NumberSelector:
         mode=NumberSelectorMode.BOX,
     )
     if info.unit:
-        config["unit_of_measurement"] = info.unit
+        config["unit_of_measurement"] = _SHOWN_UNITS.get(info.unit, info.unit)
     return NumberSelector(config)
 
 
 def options_schema(current: Thresholds) -> vol.Schema:
-    """Return the form: one section per group, each setting at its current value."""
+    """Return the form: the main settings, then one collapsed section per group."""
     values = current.to_dict()
+    infos = {info.key: info for info in settings_info()}
+    main = {vol.Required(key, default=values[key]): _selector(infos[key]) for key in _MAIN}
     groups: dict[str, dict[Any, Any]] = {}
-    for info in settings_info():
-        groups.setdefault(section_of(info.key), {})[
-            vol.Required(info.key, default=values[info.key])
-        ] = _selector(info)
+    for info in infos.values():
+        if (name := section_of(info.key)) != MAIN:
+            groups.setdefault(name, {})[vol.Required(info.key, default=values[info.key])] = (
+                _selector(info)
+            )
     return vol.Schema(
         {
-            vol.Required(name): section(vol.Schema(fields), {"collapsed": True})
-            for name, fields in groups.items()
+            **main,
+            **{
+                vol.Required(name): section(vol.Schema(fields), {"collapsed": True})
+                for name, fields in groups.items()
+            },
         }
     )
 
 
 def flatten(user_input: dict[str, Any]) -> dict[str, float]:
-    """Return the settings of every section as one flat mapping."""
+    """Return the main settings and those of every section as one flat mapping."""
     flat: dict[str, float] = {}
-    for value in user_input.values():
+    for key, value in user_input.items():
         if isinstance(value, dict):
             flat.update(value)
+        else:
+            flat[key] = value
     integers = {info.key for info in settings_info() if info.integer}
     return {key: round(value) if key in integers else float(value) for key, value in flat.items()}
 
@@ -89,7 +122,7 @@ class RackBatteryOptionsFlow(OptionsFlow):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show every setting; refuse a combination that cannot work."""
         errors: dict[str, str] = {}
-        placeholders = {"problems": ""}
+        placeholders = {"problems": "", "rules_url": RULES_URL}
         current = Thresholds.from_dict(self.config_entry.options)
         if user_input is not None:
             options = flatten(user_input)

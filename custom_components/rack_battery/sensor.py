@@ -1,8 +1,8 @@
 """Sensors of the bank and of each pack.
 
 Power and current are positive while the bank charges, as every supported
-BMS reports them; Home Assistant's energy dashboard takes a battery's power
-the other way round, so pick "power is positive when charging" where it asks.
+BMS reports them; Home Assistant's energy dashboard (2025.12 on) takes a
+battery's power the other way round, so it needs its inverted option.
 The bank's "Energy charged" and "Energy discharged" are the battery's "energy
 going in" and "energy going out" in that dashboard.
 
@@ -27,6 +27,7 @@ from homeassistant.components.sensor import (
 from homeassistant.const import (
     PERCENTAGE,
     EntityCategory,
+    Platform,
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
     UnitOfEnergy,
@@ -34,13 +35,14 @@ from homeassistant.const import (
     UnitOfTemperature,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .bank.model import BankSnapshot, PackReading
+from .bank.model import Activity, BankSnapshot, PackReading
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
-from .entity import RackBatteryEntity, entities_for_bank
+from .entity import RackBatteryEntity, entities_for_bank, pack_device_key
 
 PARALLEL_UPDATES = 0
 
@@ -54,6 +56,8 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     """Describes a sensor by how it reads its value from the bank or a pack."""
 
     value_fn: Callable[[SubjectT], StateType]
+    # Whether the bank has this at all, judged on its first poll; None: always.
+    has_fn: Callable[[SubjectT], bool] | None = None
 
 
 # Measured on every pack and summed or averaged over the bank: one
@@ -80,11 +84,6 @@ _SHARED: dict[str, dict[str, Any]] = {
         "native_unit_of_measurement": PERCENTAGE,
         "suggested_display_precision": 0,
     },
-    "remaining_capacity": {
-        "translation_key": "remaining_capacity",
-        "native_unit_of_measurement": AMPERE_HOURS,
-        "suggested_display_precision": 1,
-    },
 }
 
 
@@ -100,8 +99,29 @@ def _shared() -> tuple[RackBatterySensorEntityDescription[Any], ...]:
     )
 
 
-PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
-    *_shared(),
+PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = _shared()
+
+
+# What not every BMS family reports (Pylontech's RS485 protocol carries no
+# state of health, a bank seen over CAN no cycle count): a pack gets these
+# where its first reading has them.
+def _remaining_capacity[SubjectT](
+    value_fn: Callable[[SubjectT], StateType],
+    has_fn: Callable[[SubjectT], bool] | None = None,
+) -> RackBatterySensorEntityDescription[SubjectT]:
+    return RackBatterySensorEntityDescription(
+        key="remaining_capacity",
+        translation_key="remaining_capacity",
+        native_unit_of_measurement=AMPERE_HOURS,
+        suggested_display_precision=1,
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=value_fn,
+        has_fn=has_fn,
+    )
+
+
+PACK_REPORTED_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = (
+    _remaining_capacity(lambda pack: pack.remaining_capacity),
     RackBatterySensorEntityDescription(
         key="soh",
         translation_key="soh",
@@ -227,8 +247,14 @@ _NUMBERED: dict[
 }
 
 
-def numbered_sensor(kind: str, number: int) -> RackBatterySensorEntityDescription[PackReading]:
-    """Describe one cell's voltage or one probe's temperature, counted from 1 as the BMS does."""
+def numbered_sensor(
+    kind: str, number: int, count: int = 1
+) -> RackBatterySensorEntityDescription[PackReading]:
+    """Describe one cell's voltage or one probe's temperature, counted from 1 as the BMS does.
+
+    The number is padded to the width of the count ("Cell 01" of 16), so
+    lists sorted by name put cell 2 before cell 10.
+    """
     placeholder, values, options = _NUMBERED[kind]
 
     def value(pack: PackReading) -> float | None:
@@ -238,7 +264,7 @@ def numbered_sensor(kind: str, number: int) -> RackBatterySensorEntityDescriptio
     return RackBatterySensorEntityDescription(
         key=f"{kind}_{number}",
         translation_key=kind,
-        translation_placeholders={placeholder: str(number)},
+        translation_placeholders={placeholder: str(number).zfill(len(str(count)))},
         state_class=SensorStateClass.MEASUREMENT,
         entity_registry_enabled_default=False,
         value_fn=value,
@@ -249,40 +275,36 @@ def numbered_sensor(kind: str, number: int) -> RackBatterySensorEntityDescriptio
 def pack_specific_sensors(
     coordinator: BankCoordinator, address: int
 ) -> list[RackBatterySensorEntityDescription[PackReading]]:
-    """Describe what this pack has: its cells, its probes, the limits its BMS sends.
+    """Describe what this pack has: its cells, its probes, what else its BMS sends.
 
     The cell count is the pack's identity where the BMS states it; the
-    probes, and whether the BMS reports a MOSFET temperature or limits at
-    all, are seen in the first reading, so a family that never sends a
-    value gets no entity that would stay unknown forever. A pack silent at
-    setup gets these at the next reload.
+    probes, and whether the BMS reports a state of health, a MOSFET
+    temperature or limits at all, are seen in the first reading, so a family
+    that never sends a value gets no entity that would stay unknown forever.
+    A pack silent at setup gets these at the next reload.
     """
     reading = coordinator.data.snapshot.readings.get(address)
     cells = coordinator.packs[address].cell_count or (len(reading.cell_voltages) if reading else 0)
     probes = len(reading.temperatures) if reading else 0
     return [
-        *(numbered_sensor("cell_voltage", cell) for cell in range(1, cells + 1)),
-        *(numbered_sensor("temperature", probe) for probe in range(1, probes + 1)),
+        *(numbered_sensor("cell_voltage", cell, cells) for cell in range(1, cells + 1)),
+        *(numbered_sensor("temperature", probe, probes) for probe in range(1, probes + 1)),
         *(
             description
-            for description in PACK_DIAGNOSTIC_SENSORS
+            for description in (*PACK_REPORTED_SENSORS, *PACK_DIAGNOSTIC_SENSORS)
             if reading is not None and description.value_fn(reading) is not None
         ),
     ]
 
 
-def _hours(
-    key: str, value_fn: Callable[[BankSnapshot], StateType]
-) -> RackBatterySensorEntityDescription[BankSnapshot]:
-    return RackBatterySensorEntityDescription(
-        key=key,
-        translation_key=key,
-        device_class=SensorDeviceClass.DURATION,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfTime.HOURS,
-        suggested_display_precision=1,
-        value_fn=value_fn,
-    )
+def _knows_capacity(bank: BankSnapshot) -> bool:
+    """Return whether the packs tell the charge they hold (a CAN bank before V1.3 does not)."""
+    return bank.remaining_capacity is not None
+
+
+def _several_packs(bank: BankSnapshot) -> bool:
+    """Return whether there is more than one pack to compare (a CAN bank is one)."""
+    return len(bank.readings) + len(bank.failed) >= 2
 
 
 def _energy(
@@ -301,6 +323,7 @@ def _energy(
 
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
     *_shared(),
+    _remaining_capacity(lambda bank: bank.remaining_capacity, _knows_capacity),
     RackBatterySensorEntityDescription(
         key="packs_online",
         translation_key="packs_online",
@@ -315,6 +338,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         native_unit_of_measurement=UnitOfElectricPotential.VOLT,
         suggested_display_precision=2,
         value_fn=lambda bank: bank.voltage_spread,
+        has_fn=_several_packs,
     ),
     RackBatterySensorEntityDescription(
         key="soc_spread",
@@ -323,9 +347,25 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         native_unit_of_measurement=PERCENTAGE,
         suggested_display_precision=0,
         value_fn=lambda bank: bank.soc_spread,
+        has_fn=_several_packs,
     ),
-    _hours("time_to_empty", lambda bank: bank.time_to_empty),
-    _hours("time_to_full", lambda bank: bank.time_to_full),
+    RackBatterySensorEntityDescription(
+        key="activity",
+        translation_key="activity",
+        device_class=SensorDeviceClass.ENUM,
+        options=[activity.value for activity in Activity],
+        value_fn=lambda bank: bank.activity,
+    ),
+    RackBatterySensorEntityDescription(
+        key="time_remaining",
+        translation_key="time_remaining",
+        device_class=SensorDeviceClass.DURATION,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTime.HOURS,
+        suggested_display_precision=1,
+        value_fn=lambda bank: bank.time_remaining,
+        has_fn=_knows_capacity,
+    ),
     _energy("energy_charged", lambda bank: bank.energy_charged),
     _energy("energy_discharged", lambda bank: bank.energy_discharged),
 )
@@ -338,15 +378,54 @@ async def async_setup_entry(
 ) -> None:
     """Set up the sensors of the bank and of every pack."""
     coordinator = entry.runtime_data.coordinator
-    async_add_entities(
-        entities_for_bank(
-            entry,
-            RackBatterySensor,
-            BANK_SENSORS,
-            PACK_SENSORS,
-            per_pack=lambda address: pack_specific_sensors(coordinator, address),
-        )
+    snapshot = coordinator.data.snapshot
+    entities = entities_for_bank(
+        entry,
+        RackBatterySensor,
+        [
+            description
+            for description in BANK_SENSORS
+            if description.has_fn is None or description.has_fn(snapshot)
+        ],
+        PACK_SENSORS,
+        per_pack=lambda address: pack_specific_sensors(coordinator, address),
     )
+    _forget_sensors_that_never_come(
+        hass, entry, {entity.unique_id for entity in entities if entity.unique_id}
+    )
+    async_add_entities(entities)
+
+
+# Bank sensors of earlier versions, replaced by "time_remaining" and "activity".
+_RETIRED_BANK_KEYS = ("time_to_empty", "time_to_full")
+
+
+@callback
+def _forget_sensors_that_never_come(
+    hass: HomeAssistant, entry: RackBatteryConfigEntry, created: set[str]
+) -> None:
+    """Remove registered sensors whose value the bank or a pack has shown it never sends.
+
+    An entity registered by an earlier version (a Pylontech pack's state of
+    health, the old time to empty) would otherwise show "unavailable" for
+    good. Only what was judged on a reading goes: the sensors of a pack
+    that was silent at setup stay, with whatever the user made of them.
+    """
+    coordinator = entry.runtime_data.coordinator
+    judged = {
+        f"{entry.entry_id}_{key}"
+        for key in (*(description.key for description in BANK_SENSORS), *_RETIRED_BANK_KEYS)
+    }
+    for address in coordinator.data.snapshot.readings:
+        device_key = pack_device_key(entry, coordinator.packs[address])
+        judged.update(
+            f"{device_key}_{description.key}"
+            for description in (*PACK_REPORTED_SENSORS, *PACK_DIAGNOSTIC_SENSORS)
+        )
+    registry = er.async_get(hass)
+    for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if registered.domain == Platform.SENSOR and registered.unique_id in judged - created:
+            registry.async_remove(registered.entity_id)
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):

@@ -15,7 +15,7 @@ import pytest
 
 from custom_components.rack_battery.const import DOMAIN
 from simulator import pace_modbus, pylontech_ascii
-from simulator.bank import SimBank, make_bank
+from simulator.bank import PACE_PACK, SimBank, make_bank
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ class SimulatedBus:
 @pytest.fixture
 async def pace_bus() -> AsyncIterator[SimulatedBus]:
     """Serve four PACE packs over Modbus TCP, the fourth one aged."""
-    bank = make_bank(4, aged=[3], first_address=1, seed=7)
+    bank = make_bank(4, aged=[3], first_address=1, seed=7, identity=PACE_PACK)
     server = await pace_modbus.start_server(bank, "127.0.0.1", 0)
     try:
         yield SimulatedBus(bank, server.host, server.port)

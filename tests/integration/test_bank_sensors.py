@@ -34,17 +34,26 @@ async def test_spreads_and_time_left(
         max(socs) - min(socs), abs=1.0
     )
     remaining = sum(pack.remaining_capacity for pack in packs)
-    assert _state(hass, "sensor.pace_bank_time_to_empty") == pytest.approx(
+    assert _raw(hass, "sensor.pace_bank_charging_or_discharging") == "discharging"
+    assert _state(hass, "sensor.pace_bank_time_to_full_or_empty") == pytest.approx(
         remaining / 40.0, rel=0.005
     )
-    assert _raw(hass, "sensor.pace_bank_time_to_full") == STATE_UNKNOWN
 
     pace_bus.bank.load = lambda _t: -25.0  # the charger takes over
     pace_bus.bank.step(60)
     await _poll(hass, freezer)
     missing = sum(pack.full_capacity - pack.remaining_capacity for pack in packs)
-    assert _state(hass, "sensor.pace_bank_time_to_full") == pytest.approx(missing / 25.0, rel=0.005)
-    assert _raw(hass, "sensor.pace_bank_time_to_empty") == STATE_UNKNOWN
+    assert _raw(hass, "sensor.pace_bank_charging_or_discharging") == "charging"
+    assert _state(hass, "sensor.pace_bank_time_to_full_or_empty") == pytest.approx(
+        missing / 25.0, rel=0.005
+    )
+
+    # At rest there is no time to tell, and the bank says why.
+    pace_bus.bank.load = lambda _t: 0.0
+    pace_bus.bank.step(0)
+    await _poll(hass, freezer)
+    assert _raw(hass, "sensor.pace_bank_charging_or_discharging") == "resting"
+    assert _raw(hass, "sensor.pace_bank_time_to_full_or_empty") == STATE_UNKNOWN
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -90,7 +99,7 @@ async def test_single_cells_and_probes_are_there_when_enabled(
     entry = await setup_bank(hass, pace_bus, wire="modbus_tcp")
     registry = er.async_get(hass)
     wanted = (
-        "sensor.pace_bank_pack_2_cell_3_voltage",
+        "sensor.pace_bank_pack_2_cell_03_voltage",
         "sensor.pace_bank_pack_2_cell_16_voltage",
         "sensor.pace_bank_pack_2_temperature_1",
         "sensor.pace_bank_pack_2_mosfet_temperature",

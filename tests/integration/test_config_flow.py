@@ -96,10 +96,13 @@ async def test_modbus_tcp_detects_the_family_and_finds_every_pack(
     result = await finish_scan(hass, result)
 
     assert result["step_id"] == "confirm"
-    listing = result["description_placeholders"]["packs"]
-    for pack in pace_bus.bank.packs:
-        assert pack.serial in listing
-        assert pack.model in listing
+    # Each pack is listed once, as a box to tick that names it.
+    assert "packs" not in result["description_placeholders"]
+    labels = result["data_schema"].schema["packs"].config["options"]
+    assert len(labels) == len(pace_bus.bank.packs)
+    for pack, label in zip(pace_bus.bank.packs, labels, strict=True):
+        assert pack.serial in label["label"]
+        assert pack.model in label["label"]
     assert result["description_placeholders"]["count"] == "4"
     if hasattr(ConfigFlow, "async_update_progress"):
         assert progress == sorted(progress)

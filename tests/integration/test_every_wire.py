@@ -18,9 +18,10 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import slugify
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
@@ -429,6 +430,27 @@ async def test_family_on_wire_is_found_and_read(
             assert _state(hass, f"{prefix}_highest_temperature") == pytest.approx(
                 hottest, abs=step.temperature
             )
+
+        # No value that never comes: after a few polls every entity the bank
+        # shows has a value. An event entity is the exception Home Assistant
+        # makes itself: it has no state until its first event.
+        bank.step(60)
+        await _poll(hass, freezer)
+        await _poll(hass, freezer)
+        registry = er.async_get(hass)
+        shown = [
+            entity.entity_id
+            for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+            if entity.disabled_by is None and entity.domain != "event"
+        ]
+        unknown = [
+            entity_id
+            for entity_id in shown
+            if (state := hass.states.get(entity_id)) is None
+            or state.state in (STATE_UNKNOWN, STATE_UNAVAILABLE)
+        ]
+        assert shown
+        assert unknown == [], unknown
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import EVENT_FINDING
 from custom_components.rack_battery.logbook import describe_finding
-from custom_components.rack_battery.options_flow import section_of
+from custom_components.rack_battery.options_flow import MAIN, section_of
 from simulator import faults
 from simulator.bank import CELLS, SimBank
 
@@ -174,11 +174,15 @@ async def test_the_banks_make_up(
     assert hass.states.get(problem_entity(None)).state == STATE_OFF  # type: ignore[union-attr]
 
 
-def _options_input(thresholds: Thresholds) -> dict[str, dict[str, float]]:
-    """Return the options form filled in with these settings, section by section."""
-    form: dict[str, dict[str, float]] = {}
+def _options_input(thresholds: Thresholds) -> dict[str, Any]:
+    """Return the options form filled in with these settings: the main ones
+    at the top, the rest section by section."""
+    form: dict[str, Any] = {}
     for key, value in thresholds.to_dict().items():
-        form.setdefault(section_of(key), {})[key] = value
+        if (name := section_of(key)) == MAIN:
+            form[key] = value
+        else:
+            form.setdefault(name, {})[key] = value
     return form
 
 
@@ -299,13 +303,14 @@ def test_logbook_names_the_pack_and_the_change() -> None:
         "severity": "warning",
         "address": 3,
     }
-    assert describe_finding(data) == {
-        "name": "Rack battery pack 3",
-        "message": "high resistance raised, warning",
+    assert describe_finding(data, "Garage bank pack 3", "binary_sensor.garage_bank_pack_3") == {
+        "name": "Garage bank pack 3",
+        "message": "high resistance found (warning)",
+        "entity_id": "binary_sensor.garage_bank_pack_3",
     }
     assert describe_finding({**data, "action": "cleared", "address": None}) == {
-        "name": "Rack battery bank",
-        "message": "high resistance cleared, was warning",
+        "name": "Battery bank",
+        "message": "high resistance cleared (was warning)",
     }
     assert describe_finding({**data, "action": "changed", "severity": "critical"})["message"] == (
         "high resistance is now critical"

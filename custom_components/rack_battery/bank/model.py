@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +120,14 @@ class PollReport:
 # empty or to full is given: a BMS's own draw and the sensor's offset are of
 # this order.
 RESTING_CURRENT = 1.0
+
+
+class Activity(StrEnum):
+    """Which way the bank's charge goes."""
+
+    CHARGING = "charging"
+    DISCHARGING = "discharging"
+    RESTING = "resting"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +243,32 @@ class BankSnapshot:
         if current is None or remaining is None or full is None or current < RESTING_CURRENT:
             return None
         return max(full - remaining, 0.0) / current
+
+    @property
+    def activity(self) -> Activity | None:
+        """Return whether the bank charges, discharges or rests (None when unknown)."""
+        current = self.current
+        if current is None:
+            return None
+        if current >= RESTING_CURRENT:
+            return Activity.CHARGING
+        if current <= -RESTING_CURRENT:
+            return Activity.DISCHARGING
+        return Activity.RESTING
+
+    @property
+    def time_remaining(self) -> float | None:
+        """Return the hours until the bank is empty, or full, at the present current.
+
+        One figure for whichever way the charge goes (``activity`` says
+        which), so it is unknown only while the bank rests, not half the
+        day as a "to empty" figure would be while the sun charges it.
+        """
+        if self.activity is Activity.CHARGING:
+            return self.time_to_full
+        if self.activity is Activity.DISCHARGING:
+            return self.time_to_empty
+        return None
 
 
 def _spread(values: list[float]) -> float | None:
