@@ -432,6 +432,10 @@ class ModbusLine:
                             output(request)
                     self.wire.request_arrived()
                     self._carry_out(delivery, outputs, None)
+                    if not delivery.late:
+                        # A master waits for a reply that is still coming in;
+                        # a late one it gives up on, and asks the next pack.
+                        await self.wire.settled()
                     await asyncio.sleep(period)
                 async with self._round_done:
                     self.rounds += 1
