@@ -205,7 +205,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
                 # let a listener hear the master go round before it is read.
                 await self.driver.connect()
                 if isinstance(self.driver, BusListener):
-                    await self.driver.hear(within=HEAR_AGAIN_WAIT, rounds=2)
+                    await self.driver.hear(within=HEAR_AGAIN_WAIT, addresses=self.packs)
             report = await self.driver.poll(self.packs)
         except BusUnavailable as err:
             self._bus_lost = True
