@@ -27,11 +27,13 @@ of another function) must.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
 from dataclasses import asdict, dataclass, field
 import itertools
 import logging
+import time
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -564,3 +566,21 @@ async def test_wire_survives_fault(
         loop_watch.assert_never_blocked()
 
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_loop_watch_names_a_callback_that_holds_the_loop() -> None:
+    """The watch the matrix relies on does see a callback that burns the CPU."""
+
+    def hog() -> None:
+        end = time.thread_time() + 0.08
+        while time.thread_time() < end:
+            pass
+
+    with watch_the_loop() as watch:
+        asyncio.get_running_loop().call_soon(hog)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert watch.callbacks > 0
+    assert [what for _, what in watch.offenders if "hog" in what]
+    with pytest.raises(AssertionError, match="hog"):
+        watch.assert_never_blocked()
