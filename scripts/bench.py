@@ -19,10 +19,18 @@ from typing import Any, Protocol
 from bench_framing import framers as text_framers  # type: ignore[import-not-found]  # beside this script
 
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
+from custom_components.rack_battery.bank.control import (
+    Change,
+    ControlSettings,
+    bank_view,
+    judge,
+    safe_limits,
+)
 from custom_components.rack_battery.bank.model import PackIdentity
 from custom_components.rack_battery.protocol.catalog import open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.drivers.pace_modbus import decode_pack
+from custom_components.rack_battery.protocol.drivers.pylontech_rs485 import PylontechRs485Driver
 from custom_components.rack_battery.protocol.linkstats import LinkStats
 from custom_components.rack_battery.protocol.modbus import (
     MbapReceiver,
@@ -277,6 +285,50 @@ def analysis() -> None:
     _figure("analyzer update, 16 packs, per poll", _median_us(update, rounds=500), "us")
 
 
+def control() -> None:
+    """The guard's decision on a bank of 16 packs, and what a Pylontech hold costs the bus."""
+    bank = make_bank(16, load=constant_load(300.0))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    settings = ControlSettings()
+    snapshot = snapshot_of(bank, now)
+    resistances = {pack.address: pack.internal_resistance for pack in bank.packs}
+
+    def decide() -> None:
+        view = bank_view(snapshot, now, settings, resistances=resistances)
+        judge(Change.isolate(5), view, now, settings)
+
+    view = bank_view(snapshot, now, settings, resistances=resistances)
+    _figure("guard decision (view + judge), 16 packs", _median_us(decide), "us")
+    _figure(
+        "guard judge alone, 16 packs",
+        _median_us(lambda: judge(Change.reconnect(5), view, now, settings)),
+        "us",
+    )
+    _figure(
+        "bank safe limits, 16 packs", _median_us(lambda: safe_limits(view.packs.values())), "us"
+    )
+    asyncio.run(_hold_cost())
+
+
+async def _hold_cost() -> None:
+    """Extra bus time per poll turn while every pack of an 8-pack Pylontech bank is held."""
+    bank = make_bank(8, first_address=2)
+    server = await pylontech_ascii.start_server(bank)
+    driver = PylontechRs485Driver.over_tcp(server.host, server.port, timeout=1.0)
+    await driver.connect()
+    try:
+        for address in range(2, 10):
+            await driver.set_current_limits(address, charge=20.0, discharge=None)
+        _figure(
+            "0x94 holds re-sent, 8 packs, per poll turn",
+            await _median_ms(driver.send_holds, rounds=30),
+            "ms",
+        )
+    finally:
+        await driver.close()
+        await server.stop()
+
+
 def _feed_ms(splitter: RtuSplitter, data: bytes) -> float:
     """Return the CPU time (ms) of one feed, every frame taken out."""
     start = time.process_time()
@@ -343,8 +395,11 @@ def listen_framers() -> None:
 
 
 def main() -> int:
-    """Print every figure."""
+    """Print every figure (``control`` alone: the guard's and the holds' figures)."""
     print(f"Python {sys.version.split()[0]}")
+    if sys.argv[1:] == ["control"]:
+        control()
+        return 0
     decoders()
     framers()
     listen_framers()
@@ -352,6 +407,7 @@ def main() -> int:
     text_framers()
     asyncio.run(wires())
     analysis()
+    control()
     return 0
 
 

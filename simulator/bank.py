@@ -9,7 +9,18 @@ and a connection resistance (cable, terminals). For a bank load current I
     I_i   = (OCV_i - V_bus) / R_i
 
 so a pack behind a poor connection carries less, and a fuller pack feeds an
-emptier one at zero load. The bank keeps its own clock and is deterministic
+emptier one at zero load.
+
+Each pack's BMS has a charge path and a discharge path (its two FETs), each
+open or closed on its own. An open path acts as a diode: a pack whose charge
+path is open can still discharge, and the other way round. The share is
+solved again without every pack whose current would flow through an open
+path, until no such pack is left. A path that closes joins the pack to the
+bus, and the first settle after it carries the inrush, (OCV - V_bus) over
+the pack's and the rest's resistance in series; a BMS whose inrush exceeds
+its own limit trips on over-current, opens both paths and reports the
+protection. A Pylontech hold (0x94) keeps a limit the pack was sent for
+10 s of the bank's clock unless it is sent again. The bank keeps its own clock and is deterministic
 for a given seed: nothing here reads wall time.
 """
 
@@ -18,6 +29,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 import math
 import random
 
@@ -86,6 +98,19 @@ class SimPack:
     online: bool = True
     # Power path: both FETs on. An isolated pack carries no current.
     connected: bool = True
+    # The BMS's own switches: its charge FET and discharge FET.
+    charge_path: bool = True
+    discharge_path: bool = True
+    # The currents the BMS bears before it trips on over-current (A).
+    charge_current_limit: float = 50.0
+    discharge_current_limit: float = 100.0
+    # Limits held by a command (Pylontech 0x94): (charge A, discharge A, the
+    # bank clock when last sent); None when the BMS uses its own.
+    hold: tuple[float, float, float] | None = None
+    # How the BMS takes a write: None carries it out; see WriteFault.
+    write_fault: WriteFault | None = None
+    # The current of the first settle after the pack last joined (A).
+    last_inrush: float | None = None
     # Conditions its BMS reports, by the shared names of
     # custom_components.rack_battery.protocol.alarms: a limit approached
     # (warning), or one the BMS acted on (protection).
@@ -103,6 +128,26 @@ class SimPack:
     noise_rng: random.Random = field(
         default_factory=lambda: random.Random(0), repr=False, compare=False
     )
+
+    @property
+    def charge_on(self) -> bool:
+        """Return whether current may flow into the pack: wired, charge FET on, not held at 0 A."""
+        return self.connected and self.charge_path and (self.hold is None or self.hold[0] > 0)
+
+    @property
+    def discharge_on(self) -> bool:
+        """Return whether current may flow out of the pack."""
+        return self.connected and self.discharge_path and (self.hold is None or self.hold[1] > 0)
+
+    @property
+    def reported_charge_limit(self) -> float:
+        """Return the charge current limit the BMS reports: its own, or a held one."""
+        return self.charge_current_limit if self.hold is None else self.hold[0]
+
+    @property
+    def reported_discharge_limit(self) -> float:
+        """Return the discharge current limit the BMS reports."""
+        return self.discharge_current_limit if self.hold is None else self.hold[1]
 
     @property
     def resistance(self) -> float:
@@ -145,6 +190,28 @@ class SimPack:
     def mosfet_temperature(self) -> float:
         """Return the MOSFET temperature, warmer under load."""
         return self.temperature + 0.002 * self.current**2
+
+
+class WriteFault(Enum):
+    """How a BMS may fail a write."""
+
+    ACK_ONLY = "ack_only"  # acknowledges the write, does not switch
+    IGNORE = "ignore"  # does not answer the write at all
+
+
+def takes_write(pack: SimPack) -> bool | None:
+    """Return how a BMS meets a write: True do it, False only acknowledge, None stay silent."""
+    if pack.write_fault is WriteFault.IGNORE:
+        return None
+    return pack.write_fault is not WriteFault.ACK_ONLY
+
+
+# The protections after which a BMS keeps its paths open until reset.
+TRIPS = frozenset({"charge_overcurrent", "discharge_overcurrent"})
+
+# A Pylontech pack falls back to its own limits when 0x94 is not sent again
+# within this many seconds.
+HOLD_SECONDS = 10.0
 
 
 LoadProfile = Callable[[float], float]
@@ -217,20 +284,99 @@ class SimBank:
         """Make a pack answer again."""
         self.pack(address).online = True
 
-    def _settle(self) -> None:
+    def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Switch a pack's charge and/or discharge path (None leaves it), as its BMS would.
+
+        A path that closes joins the pack to the bus at once: the settle
+        that follows carries the inrush, and a BMS whose inrush exceeds its
+        limit trips. A tripped BMS opens a path when asked but does not
+        close one until ``reset_trip``.
+        """
+        pack = self.pack(address)
+        if pack.protections & TRIPS:
+            # Latched: a tripped BMS keeps its paths open until reset; it
+            # still opens one when asked.
+            charge = None if charge else charge
+            discharge = None if discharge else discharge
+        joining = (charge and not pack.charge_path) or (discharge and not pack.discharge_path)
+        if charge is not None:
+            pack.charge_path = charge
+        if discharge is not None:
+            pack.discharge_path = discharge
+        self._settle(joined=pack if joining else None)
+
+    def reset_trip(self, address: int) -> None:
+        """Clear a pack's over-current trip, as its BMS does after a while or a button press."""
+        self.pack(address).protections -= TRIPS
+
+    def set_hold(self, address: int, charge: float, discharge: float) -> None:
+        """Hold a pack's limits (a Pylontech 0x94), from now on the bank's clock."""
+        pack = self.pack(address)
+        before = (pack.charge_on, pack.discharge_on)
+        pack.hold = (max(charge, 0.0), max(discharge, 0.0), self.clock)
+        after = (pack.charge_on, pack.discharge_on)
+        joined = any(now and not was for was, now in zip(before, after, strict=True))
+        self._settle(joined=pack if joined else None)
+
+    def _expire_holds(self) -> None:
+        for pack in self.packs:
+            if pack.hold is not None and self.clock - pack.hold[2] > HOLD_SECONDS:
+                before = (pack.charge_on, pack.discharge_on)
+                pack.hold = None
+                if (pack.charge_on, pack.discharge_on) != before:
+                    pack.last_inrush = None
+
+    def _solve(self, wired: list[SimPack], load: float) -> None:
+        """Share ``load`` among ``wired``, leaving out packs whose flow an open path blocks."""
+        active = list(wired)
+        while active:
+            conductance = sum(1.0 / pack.resistance for pack in active)
+            self.bus_voltage = (
+                sum(pack.ocv / pack.resistance for pack in active) - load
+            ) / conductance
+            blocked = []
+            for pack in active:
+                pack.current = -(pack.ocv - self.bus_voltage) / pack.resistance
+                if (pack.current > 0 and not pack.charge_on) or (
+                    pack.current < 0 and not pack.discharge_on
+                ):
+                    blocked.append(pack)
+            if not blocked:
+                return
+            # The pack pushed hardest against its open path drops out first;
+            # the others are solved again without it.
+            worst = max(blocked, key=lambda pack: abs(pack.current))
+            worst.current = 0.0
+            active.remove(worst)
+        self.bus_voltage = 0.0
+
+    def _settle(self, joined: SimPack | None = None) -> None:
         """Share the load current between the connected packs."""
-        wired = [pack for pack in self.packs if pack.connected]
+        wired = [pack for pack in self.packs if pack.charge_on or pack.discharge_on]
         for pack in self.packs:
             pack.current = 0.0
         if not wired:
             self.bus_voltage = 0.0
             return
         load = self.load(self.clock)
-        conductance = sum(1.0 / pack.resistance for pack in wired)
-        self.bus_voltage = (sum(pack.ocv / pack.resistance for pack in wired) - load) / conductance
-        for pack in wired:
-            discharge = (pack.ocv - self.bus_voltage) / pack.resistance
-            pack.current = -discharge
+        self._solve(wired, load)
+        if joined is not None:
+            joined.last_inrush = joined.current
+            tripped: str | None = None
+            if joined.current > joined.charge_current_limit:
+                tripped = "charge_overcurrent"
+            elif -joined.current > joined.discharge_current_limit:
+                tripped = "discharge_overcurrent"
+            if tripped is not None:
+                joined.protections.add(tripped)
+                joined.charge_path = joined.discharge_path = False
+                for pack in self.packs:
+                    pack.current = 0.0
+                self._solve(
+                    [pack for pack in self.packs if pack.charge_on or pack.discharge_on], load
+                )
         for pack in self.packs:
             if pack.voltage_noise > 0:
                 pack.voltage_error = pack.noise_rng.uniform(-1.0, 1.0) * pack.voltage_noise
@@ -242,6 +388,7 @@ class SimBank:
         remaining = seconds
         while remaining > 0:
             dt = min(resolution, remaining)
+            self._expire_holds()
             self._settle()
             for pack in self.packs:
                 delta_ah = pack.current * dt / 3600.0
@@ -257,6 +404,7 @@ class SimBank:
                 pack.temperature += (heating - cooling) * dt / 20000.0  # J/K
             self.clock += dt
             remaining -= dt
+        self._expire_holds()
         self._settle()
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from custom_components.rack_battery.protocol.drivers.jk_pb import (
+    CHARGE_SWITCH,
+    DISCHARGE_SWITCH,
     INFO_BYTES,
     MAX_CHUNK,
     SETTINGS_ADDRESS,
@@ -35,7 +37,7 @@ from custom_components.rack_battery.protocol.drivers.jk_pb import (
     LiveExtra,
 )
 
-from .bank import SimBank, SimPack
+from .bank import SimBank, SimPack, takes_write
 from .modbus_line import ModbusLine
 
 ILLEGAL_FUNCTION: Final = 0x01
@@ -116,9 +118,14 @@ def live_image(
     image[Live.SOH_PRECHARGE] = min(round(pack.soh), 100)
     run_time = RUN_TIME + round(clock)
     _put(image, LiveExtra.RUN_TIME, run_time, 4, order)
-    image[Live.FETS] = int(pack.connected)
-    image[Live.FETS + 1] = int(pack.connected)
+    image[Live.FETS] = int(pack.charge_on)
+    image[Live.FETS + 1] = int(pack.discharge_on)
     image[Live.SENSORS_HEATING] = 0x3F  # the MOSFET sensor and five battery sensors
+    # Alarm word bits 6 and 13: charge and discharge over-current protection.
+    alarms = (1 << 6 if "charge_overcurrent" in pack.protections else 0) | (
+        1 << 13 if "discharge_overcurrent" in pack.protections else 0
+    )
+    _put(image, Live.ALARMS, alarms, 4, order)
     _put(image, LiveExtra.VOLTAGE_CENTIVOLTS, round(pack.voltage * 100), 2, order)
     _put(image, LiveExtra.TICKS, run_time * 10 % 0x1_0000_0000, 4, order)
     _put(image, LiveExtra.RTC, RTC + round(clock), 4, order)
@@ -134,8 +141,10 @@ def settings_image(pack: SimPack, order: Order = "big", size: int | None = None)
     for index, mv in enumerate((2900, 2600, 2800, 3650, 3400, 10, 3450, 2900, 3450, 3350, 2500)):
         _put(image, 4 * index, mv, 4, order)
     _put(image, SETTINGS_CELL_COUNT, len(pack.cell_voltages), 4, order)
-    for switch in range(3):  # charge, discharge, balance enabled
-        _put(image, SETTINGS_CELL_COUNT + 4 + 4 * switch, 1, 4, order)
+    # The configured switches: charge, discharge, balance enabled (the
+    # live FET state is in the live block).
+    for switch, enabled in enumerate((pack.charge_path, pack.discharge_path, True)):
+        _put(image, SETTINGS_CELL_COUNT + 4 + 4 * switch, int(enabled), 4, order)
     _put(image, SETTINGS_CAPACITY, round(pack.design_capacity * 1000), 4, order)
     _put(image, SETTINGS_ADDRESS, pack.address, 4, order)
     return image
@@ -228,6 +237,28 @@ class JkPbPacks:
                 raw = image[offset : offset + 2 * count]
                 return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
         return ILLEGAL_ADDRESS
+
+    def write(self, unit: int, address: int, values: list[int]) -> bool | int | None:
+        """Take a write of the charge or discharge switch (u32: two registers, 1 on, 0 off)."""
+        if (pack := self.bank.answering(unit)) is None:
+            return None
+        if address in FRAME_TYPES:
+            # A trigger: the pack answers with its frame (``preamble``), then the echo.
+            return True if len(values) == 1 else ILLEGAL_ADDRESS
+        if address not in (CHARGE_SWITCH, DISCHARGE_SWITCH) or len(values) != 2:
+            return ILLEGAL_ADDRESS
+        value = values[0] << 16 | values[1]
+        if value not in (0, 1):
+            return ILLEGAL_VALUE
+        taken = takes_write(pack)
+        if taken is None:
+            return None
+        if taken:
+            if address == CHARGE_SWITCH:
+                self.bank.set_paths(unit, charge=bool(value))
+            else:
+                self.bank.set_paths(unit, discharge=bool(value))
+        return True
 
     def preamble(self, unit: int, function: int, address: int) -> bytes:
         """Return the 55AA frame a pack sends before its reply to a trigger."""

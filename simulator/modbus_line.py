@@ -41,6 +41,7 @@ port to restart: there those two faults are silence.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from .faults import Delivery, WireFaults
 GATEWAY_TARGET_SILENT: Final = 0x0B
 WRITE_MULTIPLE: Final = 0x10
 ILLEGAL_FUNCTION: Final = 0x01
+ILLEGAL_VALUE: Final = 0x03
+WRITE_SINGLE: Final = 0x06
 GARBAGE: Final = b"\x00\xff\x5a\xa5"
 
 
@@ -112,7 +115,12 @@ class Personality(Protocol):
     def read(
         self, unit: int, function: int, address: int, count: int
     ) -> list[int] | list[bool] | int | None:
-        """Return registers, coils, an exception code, or None for a unit with no pack."""
+        """Return registers, coils, an exception code, or None for a unit with no pack.
+
+        A personality that takes writes also has ``write(unit, address,
+        values)``, returning True (done), an exception code, or None
+        (silence).
+        """
 
 
 @dataclass
@@ -125,6 +133,8 @@ class ModbusLine:
     received: int = 0  # bytes that arrived from outside, over every way in
     rounds: int = 0  # master polling rounds completed
     restarts: int = 0  # times the gateway closed its port
+    # The last requests heard as RTU frames, whole (address to CRC), oldest first.
+    heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
@@ -222,8 +232,12 @@ class ModbusLine:
         for output in outputs:
             self.wire.play(delivery, output)
 
-    def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+    def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:  # noqa: PLR0911
         """Return the reply PDU (function and data) to a request, or None for silence."""
+        if function == WRITE_SINGLE or (
+            function == WRITE_MULTIPLE and getattr(self.packs, "write", None) is not None
+        ):
+            return self._write_pdu(unit, function, data)
         if function not in (0x01, 0x02, 0x03, 0x04, WRITE_MULTIPLE) or len(data) < 4:
             return bytes((function | 0x80, ILLEGAL_FUNCTION))
         address = int.from_bytes(data[0:2], "big")
@@ -243,6 +257,29 @@ class ModbusLine:
             return bytes((function, len(packed))) + bytes(packed)
         raw = b"".join(int(value).to_bytes(2, "big") for value in result)
         return bytes((function, len(raw))) + raw
+
+    def _write_pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+        """Answer a write (0x06, 0x10) through the personality's ``write``, if it has one."""
+        write = getattr(self.packs, "write", None)
+        if write is None or len(data) < 4:
+            return bytes((function | 0x80, ILLEGAL_FUNCTION))
+        address = int.from_bytes(data[0:2], "big")
+        if function == WRITE_SINGLE:
+            values = [int.from_bytes(data[2:4], "big")]
+            echo = data[0:4]
+        else:
+            count = int.from_bytes(data[2:4], "big")
+            raw = data[5:]
+            if len(data) < 5 or data[4] != 2 * count or len(raw) != 2 * count:
+                return bytes((function | 0x80, ILLEGAL_VALUE))
+            values = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+            echo = data[0:4]
+        result = write(unit, address, values)
+        if result is None:
+            return None
+        if isinstance(result, int) and not isinstance(result, bool):
+            return bytes((function | 0x80, result))
+        return bytes((function,)) + echo
 
     def rtu_reply(self, unit: int, function: int, data: bytes) -> bytes:  # noqa: PLR0911
         """Return the bytes that go on the line in reply to a request, faults applied."""
@@ -285,6 +322,9 @@ class ModbusLine:
             return
         for _, frame in splitter.feed(data):
             if isinstance(frame, Frame) and frame.is_request:
+                # The splitter took it for a request only with its CRC sound,
+                # so sealing it again gives back the bytes that came.
+                self.heard.append(seal(bytes((frame.unit, frame.function)) + frame.data))
                 self.wire.request_arrived()
                 delivery = self._delivery_rtu(frame.unit, frame.function, frame.data)
                 if writer is None and (delivery.reset or delivery.restart):

@@ -13,8 +13,14 @@ hot or empty simulated pack shows on the wire as on a real one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
+from custom_components.rack_battery.protocol.pylon.frame import (
+    RTN_FORMAT_ERROR,
+    RTN_INVALID_DATA,
+    RTN_OK,
+)
 from custom_components.rack_battery.protocol.pylon.profiles import PACE, VendorProfile
 
 from .bank import SimBank, SimPack
@@ -61,15 +67,19 @@ def alarm_info(pack: SimPack, _profile: VendorProfile = PACE) -> bytes:
     """Return the INFO of a 0x44 reply: per-item bytes, then the state bytes."""
     hottest = max(pack.cell_temperatures)
     protect2 = 0x01 if hottest > HOT else 0
+    protect1 = (0x10 if "charge_overcurrent" in pack.protections else 0) | (
+        0x20 if "discharge_overcurrent" in pack.protections else 0
+    )
     warn2 = (0x01 if hottest > WARM else 0) | (0x80 if pack.soc < LOW_SOC else 0)
-    instructions = 0b0110 if pack.connected else 0  # discharge and charge FET on
+    # Bit 2 discharge FET on, bit 1 charge FET on.
+    instructions = (0b0100 if pack.discharge_on else 0) | (0b0010 if pack.charge_on else 0)
     cells = len(pack.cell_voltages)
     temperatures = len(_temperatures(pack))
     return (
         bytes((_INFO_FLAG, pack.address, cells)) + bytes(cells)
         + bytes((temperatures,)) + bytes(temperatures)
         + bytes(3)  # charge current, voltage, discharge current
-        + bytes((0, protect2, instructions, 0, 0, 0, 0, 0, warn2))
+        + bytes((protect1, protect2, instructions, 0, 0, 0, 0, 0, warn2))
     )  # fmt: skip
 
 
@@ -88,6 +98,23 @@ def product_info(pack: SimPack, _profile: VendorProfile = PACE) -> bytes:
     return ascii_bytes(pack.model, 20)
 
 
+def _fet_switch(charge: bool) -> Callable[[SimBank, SimPack, bytes], int]:
+    def switch(bank: SimBank, pack: SimPack, info: bytes) -> int:
+        # INFO is one byte: 00 turns the FET on, 01 turns it off.
+        if len(info) != 1:
+            return RTN_FORMAT_ERROR
+        if info[0] not in (0x00, 0x01):
+            return RTN_INVALID_DATA
+        closed = info[0] == 0x00
+        if charge:
+            bank.set_paths(pack.address, charge=closed)
+        else:
+            bank.set_paths(pack.address, discharge=closed)
+        return RTN_OK
+
+    return switch
+
+
 DIALECT: Final = Dialect(
     profile=PACE,
     answers={
@@ -97,6 +124,7 @@ DIALECT: Final = Dialect(
         0xC1: (version_info, False),
         0xC2: (product_info, False),
     },
+    writes={0x9A: _fet_switch(charge=True), 0x9B: _fet_switch(charge=False)},
 )
 
 

@@ -101,8 +101,10 @@ def encode_pack(pack: SimPack, settings: dict[int, int] | None = None) -> list[i
     image[Register.DESIGN_CAPACITY] = _unsigned(pack.design_capacity, 100)
     image[Register.CYCLES] = min(pack.cycles, 0xFFFE)
     status = 0
-    if pack.connected:
-        status |= 1 << CHARGE_FET_ON_BIT | 1 << DISCHARGE_FET_ON_BIT
+    if pack.charge_on:
+        status |= 1 << CHARGE_FET_ON_BIT
+    if pack.discharge_on:
+        status |= 1 << DISCHARGE_FET_ON_BIT
     if current and current < 0x8000:
         status |= 1 << CHARGING_BIT
     elif current:

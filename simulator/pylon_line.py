@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 import os
 import socket
@@ -55,7 +55,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 )
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
-from .bank import SimBank, SimPack
+from .bank import SimBank, SimPack, takes_write
 from .faults import NOTHING, Delivery, WireFaults
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
@@ -64,6 +64,9 @@ CID2_PROTOCOL_VERSION: Final = 0x4F
 
 # Builds a reply's INFO for one pack.
 Builder = Callable[[SimPack, VendorProfile], bytes]
+# Carries out a command that changes a pack (the request's INFO given);
+# returns the return code.
+Writer = Callable[[SimBank, SimPack, bytes], int]
 # Builds the master's reply's INFO for every pack it can reach.
 BankBuilder = Callable[[Sequence[SimPack], VendorProfile], bytes]
 
@@ -148,6 +151,8 @@ class Dialect:
     relayed: bool = False
     # CID2 -> builder of the master's answer to command byte 0xFF.
     bank_answers: Mapping[int, BankBuilder] = field(default_factory=dict)
+    # CID2 -> what a command that changes a pack does (answered with no INFO).
+    writes: Mapping[int, Writer] = field(default_factory=dict)
 
 
 def _looks_like_a_frame(request: bytes) -> bool:
@@ -195,6 +200,16 @@ def _respond(pack: SimPack, frame: Frame, dialect: Dialect) -> tuple[int, bytes]
     return RTN_OK, build(pack, dialect.profile)
 
 
+def _acknowledge_only(write: Writer, pack: SimPack, info: bytes) -> int:
+    """Return the code a well-formed command would get, changing nothing.
+
+    The command is carried out on a copy of the pack in a bank of its own,
+    which is then thrown away: the BMS says "done" and does nothing.
+    """
+    ghost = replace(pack, protections=set(pack.protections), warnings=set(pack.warnings))
+    return write(SimBank(packs=[ghost]), ghost, info)
+
+
 def answer(
     bank: SimBank, request: bytes, dialect: Dialect, faults: LineFaults | None = None
 ) -> bytes | None:
@@ -231,6 +246,15 @@ def answer(
                 # the blocks after it move up a place.
                 reachable = [each for each in bank.packs if each.online]
                 info = dialect.bank_answers[frame.cid2](reachable, dialect.profile)
+        elif pack.online and frame.cid2 in dialect.writes:
+            taken = takes_write(pack)
+            if taken is None:
+                return None  # the BMS ignores the command: nothing comes back
+            code = (
+                dialect.writes[frame.cid2](bank, pack, frame.info)
+                if taken
+                else _acknowledge_only(dialect.writes[frame.cid2], pack, frame.info)
+            )
         elif pack.online:
             code, info = _respond(pack, frame, dialect)
         else:

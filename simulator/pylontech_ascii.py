@@ -27,6 +27,11 @@ from collections.abc import Sequence
 import re
 from typing import Final
 
+from custom_components.rack_battery.protocol.pylon.frame import (
+    RTN_FORMAT_ERROR,
+    RTN_INVALID_DATA,
+    RTN_OK,
+)
 from custom_components.rack_battery.protocol.pylon.profiles import PYLONTECH, VendorProfile
 
 from .bank import SimBank, SimPack
@@ -106,13 +111,17 @@ def _alarm_block(pack: SimPack, _profile: VendorProfile) -> bytes:
     items = bytes(
         2 if index in (1, 2, 3, 4) and t > HOT else 0 for index, t in enumerate(temperatures)
     )
-    fets = 0b0110 if pack.connected else 0
+    fets = (0b0010 if pack.charge_on else 0) | (0b0100 if pack.discharge_on else 0)
     flowing = (0x80 if pack.current > 0.1 else 0) | (0x40 if pack.current < -0.1 else 0)
     status1 = 0x40 if any(items) and pack.current > 0 else 0  # charge over temperature
     return (
         bytes((cells,)) + bytes(cells)
         + bytes((len(temperatures),)) + items
-        + bytes(3)
+        + bytes((
+            2 if "charge_overcurrent" in pack.protections else 0,
+            0,
+            2 if "discharge_overcurrent" in pack.protections else 0,
+        ))
         + bytes((status1, fets, flowing, 0, 0))
     )  # fmt: skip
 
@@ -147,13 +156,18 @@ def system_parameters_info(_pack: SimPack, profile: VendorProfile = PYLONTECH) -
 
 def charge_management_info(pack: SimPack, _profile: VendorProfile = PYLONTECH) -> bytes:
     """Return the INFO of a 0x92 reply: command byte, limits, status flags."""
-    status = 0xC0 if pack.connected else 0x00  # charge and discharge allowed
+    # Charge allowed (bit 7), discharge allowed (bit 6); a held limit is
+    # what the pack reports until the hold expires.
+    status = (0x80 if pack.charge_on else 0) | (0x40 if pack.discharge_on else 0)
+    charge, discharge = CHARGE_CURRENT_LIMIT, DISCHARGE_CURRENT_LIMIT
+    if pack.hold is not None:
+        charge, discharge = pack.hold[0], pack.hold[1]
     return (
         bytes((pack.address,))
         + u16(CHARGE_VOLTAGE_LIMIT * 1000)
         + u16(DISCHARGE_VOLTAGE_LIMIT * 1000)
-        + s16(CHARGE_CURRENT_LIMIT * 10)
-        + s16(-DISCHARGE_CURRENT_LIMIT * 10)  # discharge is negative on this wire
+        + s16(charge * 10)
+        + s16(-discharge * 10)  # discharge is negative on this wire
         + bytes((status,))
     )
 
@@ -180,6 +194,25 @@ def _protocol_version(_pack: SimPack, _profile: VendorProfile) -> bytes:
     return b""
 
 
+def set_charge_management(bank: SimBank, pack: SimPack, info: bytes) -> int:
+    """Carry out a 0x94: hold the limits sent for 10 s of the bank's clock.
+
+    INFO is the command byte (the pack's address), charge and discharge
+    voltage limits (mV) and charge and discharge current limits (100 mA
+    counts, the discharge one negative).
+    """
+    if len(info) != 9:
+        return RTN_FORMAT_ERROR
+    if info[0] != pack.address:
+        return RTN_INVALID_DATA
+    charge = int.from_bytes(info[5:7], "big", signed=True) / 10.0
+    discharge = -int.from_bytes(info[7:9], "big", signed=True) / 10.0
+    if charge < 0 or discharge < 0:
+        return RTN_INVALID_DATA
+    bank.set_hold(pack.address, charge, discharge)
+    return RTN_OK
+
+
 DIALECT: Final = Dialect(
     profile=PYLONTECH,
     relayed=True,
@@ -194,6 +227,7 @@ DIALECT: Final = Dialect(
         0x96: (firmware_info, True),
     },
     bank_answers={0x42: bank_analog_info, 0x44: bank_alarm_info},
+    writes={0x94: set_charge_management},
 )
 
 

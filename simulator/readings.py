@@ -28,8 +28,8 @@ def reading_of(pack: SimPack) -> PackReading:
         cell_voltages=pack.cell_voltages,
         temperatures=pack.cell_temperatures,
         mosfet_temperature=pack.mosfet_temperature,
-        charge_enabled=pack.connected,
-        discharge_enabled=pack.connected,
+        charge_enabled=pack.charge_on,
+        discharge_enabled=pack.discharge_on,
     )
 
 

@@ -23,7 +23,7 @@ from custom_components.rack_battery.protocol.drivers.seplos_v3 import (
     Block,
 )
 
-from .bank import SimBank, SimPack
+from .bank import SimBank, SimPack, takes_write
 from .modbus_line import ModbusLine
 
 ILLEGAL_FUNCTION: Final = 0x01
@@ -115,8 +115,13 @@ def coils(pack: SimPack) -> list[bool]:
         set_bit(0x1241)  # charging
     if max(pack.cell_voltages) - min(pack.cell_voltages) > 0.1:
         set_bit(0x1274)  # cell difference alarm
-    if pack.connected:
+    if "charge_overcurrent" in pack.protections:
+        set_bit(0x1261)  # charge over-current protection
+    if "discharge_overcurrent" in pack.protections:
+        set_bit(0x1264)  # discharge over-current protection
+    if pack.discharge_on:
         set_bit(0x1278)  # discharge FET on
+    if pack.charge_on:
         set_bit(0x1279)  # charge FET on
     return bits
 
@@ -184,6 +189,39 @@ class SeplosV3Packs:
                 return ILLEGAL_ADDRESS
             return coils(pack)[first : first + count]
         return ILLEGAL_FUNCTION
+
+    def write(self, unit: int, address: int, values: list[int]) -> bool | int | None:
+        """Take a write of a system control register, as the pack at ``unit`` would."""
+        return _write(self.bank, unit, address, values)
+
+
+# System control registers and the one value each takes (anything else is a NACK).
+_SCA: Final = {
+    0x1510: (0x55AA, "discharge", False),
+    0x1511: (0x55AA, "charge", False),
+    0x1515: (0xAA55, "charge", True),
+}
+_ILLEGAL_VALUE: Final = 0x03
+
+
+def _write(bank: SimBank, unit: int, address: int, values: list[int]) -> bool | int | None:
+    """Carry out an SCA command register written with function 0x10."""
+    if (pack := bank.answering(unit)) is None:
+        return None
+    if address not in _SCA or len(values) != 1:
+        return ILLEGAL_ADDRESS
+    value, path, closed = _SCA[address]
+    if values[0] != value:
+        return _ILLEGAL_VALUE
+    taken = takes_write(pack)
+    if taken is None:
+        return None
+    if taken:
+        if path == "charge":
+            bank.set_paths(unit, charge=closed)
+        else:
+            bank.set_paths(unit, discharge=closed)
+    return True
 
 
 def master_polls(bank: SimBank) -> list[tuple[int, int, int, int]]:

@@ -162,7 +162,7 @@ def encode_battery_base(bank: SimBank) -> list[int]:
     capacity = sum(pack.full_capacity for pack in packs)
     soc = sum(pack.soc * pack.full_capacity for pack in packs) / capacity if capacity else 0.0
     cells = [cell for pack in packs for cell in pack.cell_voltages]
-    connected = any(pack.connected for pack in bank.packs)
+    connected = any(pack.charge_on and pack.discharge_on for pack in bank.packs)
     values = {
         "AHRtg": _unsigned(sum(pack.design_capacity for pack in bank.packs), CAPACITY_SF),
         "SoC": _unsigned(100.0 * soc, PERCENT_SF),
@@ -185,13 +185,15 @@ def encode_battery_base(bank: SimBank) -> list[int]:
         values["CellVMax"] = _unsigned(max(cells), CELL_SF)
         values["CellVMin"] = _unsigned(min(cells), CELL_SF)
     _put(body, B802, values)
+    body[B802["SetOp"]] = 0  # implemented; reads 0 once a command is done
     _put32(body, B802["NCyc"], max((p.cycles for p in packs), default=0))
     _put32(body, B802["Evt1"], 0 if len(packs) == len(bank.packs) else COMMUNICATION_ERROR)
     return body
 
 
 def _status(pack: SimPack) -> int:
-    return ENABLED_AND_CLOSED if pack.connected else ENABLED_ONLY
+    # The contactor is closed while current may flow either way.
+    return ENABLED_AND_CLOSED if pack.charge_on and pack.discharge_on else ENABLED_ONLY
 
 
 def _events(pack: SimPack) -> int:
@@ -208,7 +210,7 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
     currents = [_discharge_positive(pack.current) for pack in packs]
     values = {
         "NStr": len(packs),
-        "NStrCon": sum(pack.connected for pack in packs),
+        "NStrCon": sum(pack.charge_on and pack.discharge_on for pack in packs),
         "StrAAvg": _signed(sum(currents) / len(currents), A_SF),
         "CellV_SF": _exponent(CELL_SF),
         "ModTmp_SF": _exponent(TEMPERATURE_SF),
@@ -229,6 +231,7 @@ def encode_lithium_bank(bank: SimBank) -> list[int]:
         start = BANK_FIXED + index * BANK_STRING_GROUP
         group = _blank(BANK_STRING_GROUP, SIGNED_803_GROUP)
         group[G803["StrNMod"]] = 1
+        group[G803["StrSetEna"]] = group[G803["StrSetCon"]] = 0
         _put32(group, G803["StrSt"], _status(pack))
         _put32(group, G803["StrEvt1"], _events(pack))
         # The string's own current sensor keeps measuring a lost module.
@@ -264,6 +267,7 @@ def encode_lithium_string(index: int, pack: SimPack) -> list[int]:
         "CellV_SF": _exponent(CELL_SF),
         "ModTmp_SF": _exponent(TEMPERATURE_SF),
     }
+    body[B804["SetEna"]] = body[B804["SetCon"]] = 0
     _put32(body, B804["St"], _status(pack))
     _put32(body, B804["Evt1"], _events(pack))
     group = _blank(STRING_MODULE_GROUP, SIGNED_804_GROUP)
@@ -357,6 +361,26 @@ def encode_map(bank: SimBank) -> list[int]:
         image += [model_id, len(body), *body]
     image += [0xFFFF, 0]
     return image
+
+
+def control_points(bank: SimBank) -> dict[int, int | None]:
+    """Return where the map's connect points are: register -> pack address (None: the battery).
+
+    802 SetOp switches every string; 803 StrSetCon and 804 SetCon switch
+    the string that is one pack.
+    """
+    points: dict[int, int | None] = {}
+    at = BASE + len(MARKER)
+    at += 2 + len(encode_common(bank))
+    points[at + 2 + B802["SetOp"]] = None
+    at += 2 + len(encode_battery_base(bank))
+    for index, pack in enumerate(bank.packs):
+        points[at + 2 + BANK_FIXED + index * BANK_STRING_GROUP + G803["StrSetCon"]] = pack.address
+    at += 2 + len(encode_lithium_bank(bank))
+    for index, pack in enumerate(bank.packs, start=1):
+        points[at + 2 + B804["SetCon"]] = pack.address
+        at += 2 + len(encode_lithium_string(index, pack))
+    return points
 
 
 @dataclass(kw_only=True)

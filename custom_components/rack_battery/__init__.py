@@ -13,6 +13,7 @@ from homeassistant.helpers import device_registry as dr
 
 from .bank.model import PackIdentity
 from .buses import CONF_LISTEN_ONLY, bus_registry
+from .cell_history import async_start_cell_history
 from .const import CONF_FAMILY, CONF_PACKS, DOMAIN
 from .coordinator import BankCoordinator, RackBatteryConfigEntry, RackBatteryRuntimeData
 from .entity import bank_device_info
@@ -86,6 +87,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # After the platforms, so that every finding can name its pack's device.
     await async_start_announcing(hass, entry)
+    async_start_cell_history(hass, entry)
     if not listening:
         # A rescan asks the bus, which a listen-only bank must never do.
         async_start_rescanning(hass, entry)

@@ -43,6 +43,9 @@ class RackBatteryBinarySensorEntityDescription(BinarySensorEntityDescription):
     value_fn: Callable[[Any], bool | None]
     attributes_fn: Callable[[Any], Mapping[str, Any]] | None = None
     about_findings: bool = False
+    # For a sensor that is on below the user's low battery level: the value
+    # compared with that level, which replaces value_fn.
+    low_fn: Callable[[Any], float | None] | None = None
 
 
 def _has_problem(findings: tuple[Finding, ...]) -> bool:
@@ -76,6 +79,23 @@ PROBLEM = RackBatteryBinarySensorEntityDescription(
     attributes_fn=_findings_attributes,
 )
 
+# Home Assistant's battery triggers and conditions ("started charging", "is
+# low") look for binary sensors of these two classes, on the bank and on
+# every pack alike.
+CHARGING = RackBatteryBinarySensorEntityDescription(
+    key="charging",
+    translation_key="charging",
+    device_class=BinarySensorDeviceClass.BATTERY_CHARGING,
+    value_fn=lambda subject: subject.charging,
+)
+BATTERY_LOW = RackBatteryBinarySensorEntityDescription(
+    key="battery_low",
+    translation_key="battery_low",
+    device_class=BinarySensorDeviceClass.BATTERY,
+    value_fn=lambda _subject: None,
+    low_fn=lambda subject: subject.soc,
+)
+
 PACK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (
     PROBLEM,
     RackBatteryBinarySensorEntityDescription(
@@ -97,6 +117,8 @@ PACK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda pack: pack.discharge_enabled,
     ),
+    CHARGING,
+    BATTERY_LOW,
 )
 
 # Only for packs whose BMS says whether it balances: on a bank seen through
@@ -108,7 +130,11 @@ BALANCING = RackBatteryBinarySensorEntityDescription(
     value_fn=lambda pack: pack.balancing,
 )
 
-BANK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (PROBLEM,)
+BANK_BINARY_SENSORS: tuple[RackBatteryBinarySensorEntityDescription, ...] = (
+    PROBLEM,
+    CHARGING,
+    BATTERY_LOW,
+)
 
 
 async def async_setup_entry(
@@ -158,6 +184,10 @@ class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):
         """Return the state read from the pack or from the open findings."""
         if (source := self._source()) is None:
             return None
+        if (low_fn := self.entity_description.low_fn) is not None:
+            if (value := low_fn(source)) is None:
+                return None
+            return value < self.coordinator.analyzer.thresholds.battery_low_percent
         return self.entity_description.value_fn(source)
 
     @property

@@ -23,13 +23,14 @@ from .bank.analysis import (
     Value,
 )
 from .bank.energy import EnergyMeter
+from .bank.hourly import HourlyAggregator
 from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
 from .const import DOMAIN, LOGGER, SCAN_INTERVAL
 from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
 from .protocol.listen import BusListener
-from .store import ANALYSIS, ENERGY, MAINTENANCE, BankStore, log_dropped
+from .store import ANALYSIS, ENERGY, HOURLY, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 
@@ -85,6 +86,8 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             Thresholds.from_dict(entry.options), maintenance=self.maintenance
         )
         self.energy = EnergyMeter()
+        # The cells' hourly statistics being gathered (cell_history.py).
+        self.hourly = HourlyAggregator()
         self._saved_revision = 0
         self._saved_at: datetime | None = None
         self._loaded = False
@@ -105,6 +108,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         )
         self.maintenance = restored.schedule
         self.energy = restored.energy
+        self.hourly = restored.hourly
         self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
         lost = self.analyzer.restore_state(restored.analysis)
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
@@ -136,7 +140,12 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             MAINTENANCE: self.maintenance.to_dict(),
             ANALYSIS: self.analyzer.export_state(),
             ENERGY: self.energy.to_dict(),
+            HOURLY: self.hourly.to_dict(),
         }
+
+    def async_save_soon(self) -> None:
+        """Save what the bank keeps a little later (an hour of statistics written)."""
+        self._save_later(dt_util.utcnow())
 
     def _save_later(self, now: datetime) -> None:
         self._saved_revision = self.maintenance.revision

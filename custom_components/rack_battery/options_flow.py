@@ -32,6 +32,7 @@ MAIN = "main"
 _MAIN = (
     "temperature_warning",
     "temperature_critical",
+    "battery_low_percent",
     "soh_replace",
     "rated_cycles",
     "max_packs",

@@ -1,10 +1,12 @@
 """Sensors of the bank and of each pack.
 
 Power and current are positive while the bank charges, as every supported
-BMS reports them; Home Assistant's energy dashboard (2025.12 on) takes a
-battery's power the other way round, so it needs its inverted option.
-The bank's "Energy charged" and "Energy discharged" are the battery's "energy
-going in" and "energy going out" in that dashboard.
+BMS reports them. Home Assistant's energy dashboard takes a battery's power
+the other way round (positive while discharging), so the bank also has a
+"Net discharge power" of that sign. The bank's "Energy charged" and "Energy
+discharged" are the battery's "energy going in" and "energy going out" in
+that dashboard; "Stored energy" and "Usable capacity" are its state of charge
+in kWh and the capacity it asks for (README, "Energy dashboard").
 
 A pack's single cells and temperature probes are entities of their own, but
 disabled until the user wants them: 16 cells and 4 probes on 8 packs are
@@ -58,6 +60,11 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     value_fn: Callable[[SubjectT], StateType]
     # Whether the bank has this at all, judged on its first poll; None: always.
     has_fn: Callable[[SubjectT], bool] | None = None
+    # A value the integration computes (a product, a sum or mean over the
+    # packs, an integral) rather than one the BMS reports: its state is
+    # rounded to its display precision, so that digits below it, which move
+    # at every poll and carry no news, write no state (see RackBatterySensor).
+    computed: bool = False
 
 
 # Measured on every pack and summed or averaged over the bank: one
@@ -71,7 +78,7 @@ _SHARED: dict[str, dict[str, Any]] = {
     "current": {
         "device_class": SensorDeviceClass.CURRENT,
         "native_unit_of_measurement": UnitOfElectricCurrent.AMPERE,
-        "suggested_display_precision": 2,
+        "suggested_display_precision": 1,
     },
     "power": {
         "device_class": SensorDeviceClass.POWER,
@@ -87,19 +94,24 @@ _SHARED: dict[str, dict[str, Any]] = {
 }
 
 
-def _shared() -> tuple[RackBatterySensorEntityDescription[Any], ...]:
-    return tuple(
-        RackBatterySensorEntityDescription(
-            key=key,
-            state_class=SensorStateClass.MEASUREMENT,
-            value_fn=attrgetter(key),
-            **options,
+def _shared(*, bank: bool) -> tuple[RackBatterySensorEntityDescription[Any], ...]:
+    """Describe the shared sensors; every bank value is computed, a pack's power too."""
+    descriptions: list[RackBatterySensorEntityDescription[Any]] = []
+    for key, shared in _SHARED.items():
+        options = dict(shared)
+        descriptions.append(
+            RackBatterySensorEntityDescription(
+                key=key,
+                state_class=SensorStateClass.MEASUREMENT,
+                value_fn=attrgetter(key),
+                computed=bank or key == "power",
+                **options,
+            )
         )
-        for key, options in _SHARED.items()
-    )
+    return tuple(descriptions)
 
 
-PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = _shared()
+PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = _shared(bank=False)
 
 
 # What not every BMS family reports (Pylontech's RS485 protocol carries no
@@ -108,13 +120,17 @@ PACK_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ...] = _sha
 def _remaining_capacity[SubjectT](
     value_fn: Callable[[SubjectT], StateType],
     has_fn: Callable[[SubjectT], bool] | None = None,
+    *,
+    precision: int = 1,
+    computed: bool = False,
 ) -> RackBatterySensorEntityDescription[SubjectT]:
     return RackBatterySensorEntityDescription(
         key="remaining_capacity",
         translation_key="remaining_capacity",
         native_unit_of_measurement=AMPERE_HOURS,
-        suggested_display_precision=1,
+        suggested_display_precision=precision,
         state_class=SensorStateClass.MEASUREMENT,
+        computed=computed,
         value_fn=value_fn,
         has_fn=has_fn,
     )
@@ -171,6 +187,7 @@ PACK_REPORTED_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], ..
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfElectricPotential.MILLIVOLT,
         suggested_display_precision=0,
+        computed=True,
         value_fn=lambda pack: None if pack.cell_delta is None else pack.cell_delta * 1000,
     ),
     RackBatterySensorEntityDescription(
@@ -307,6 +324,10 @@ def _several_packs(bank: BankSnapshot) -> bool:
     return len(bank.readings) + len(bank.failed) >= 2
 
 
+def _kwh(watt_hours: float | None) -> float | None:
+    return None if watt_hours is None else watt_hours / 1000
+
+
 def _energy(
     key: str, value_fn: Callable[[BankSnapshot], StateType]
 ) -> RackBatterySensorEntityDescription[BankSnapshot]:
@@ -317,17 +338,23 @@ def _energy(
         state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=2,
+        computed=True,
         value_fn=value_fn,
     )
 
 
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
-    *_shared(),
-    _remaining_capacity(lambda bank: bank.remaining_capacity, _knows_capacity),
+    *_shared(bank=True),
+    # The bank's charge is that of several packs: a whole Ah is a quarter of
+    # a percent of a bank of four 100 Ah packs, and what it is shown to.
+    _remaining_capacity(
+        lambda bank: bank.remaining_capacity, _knows_capacity, precision=0, computed=True
+    ),
     RackBatterySensorEntityDescription(
         key="packs_online",
         translation_key="packs_online",
         state_class=SensorStateClass.MEASUREMENT,
+        computed=True,
         value_fn=lambda bank: bank.packs_online,
     ),
     RackBatterySensorEntityDescription(
@@ -337,6 +364,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfElectricPotential.VOLT,
         suggested_display_precision=2,
+        computed=True,
         value_fn=lambda bank: bank.voltage_spread,
         has_fn=_several_packs,
     ),
@@ -346,6 +374,7 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=PERCENTAGE,
         suggested_display_precision=0,
+        computed=True,
         value_fn=lambda bank: bank.soc_spread,
         has_fn=_several_packs,
     ),
@@ -363,11 +392,46 @@ BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfTime.HOURS,
         suggested_display_precision=1,
+        computed=True,
         value_fn=lambda bank: bank.time_remaining,
         has_fn=_knows_capacity,
     ),
     _energy("energy_charged", lambda bank: bank.energy_charged),
     _energy("energy_discharged", lambda bank: bank.energy_discharged),
+    # The energy dashboard's battery power: positive while discharging.
+    RackBatterySensorEntityDescription(
+        key="discharge_power",
+        translation_key="discharge_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        computed=True,
+        value_fn=lambda bank: None if bank.power is None else -bank.power,
+    ),
+    RackBatterySensorEntityDescription(
+        key="stored_energy",
+        translation_key="stored_energy",
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        # 0.1 kWh: half a percent of a small bank's charge.
+        suggested_display_precision=1,
+        computed=True,
+        value_fn=lambda bank: _kwh(bank.stored_energy),
+        has_fn=_knows_capacity,
+    ),
+    RackBatterySensorEntityDescription(
+        key="usable_capacity",
+        translation_key="usable_capacity",
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        computed=True,
+        value_fn=lambda bank: _kwh(bank.usable_energy),
+        has_fn=_knows_capacity,
+    ),
 )
 
 
@@ -429,14 +493,27 @@ def _forget_sensors_that_never_come(
 
 
 class RackBatterySensor(RackBatteryEntity, SensorEntity):
-    """A sensor of the bank or of one pack."""
+    """A sensor of the bank or of one pack.
+
+    What a BMS reports is shown at the BMS's own resolution: it moves only
+    when the reading does. A value computed here (a pack's power, the bank's
+    sums and means, the energy counters) has digits far below anything that
+    means something, and they move at every poll; its state is rounded to
+    the precision it is shown with (0.1 A, 1 W, 10 Wh, a percent of charge),
+    so a value that moved by less is no news: Home Assistant writes no new
+    state, and the recorder no row, for a state that did not change.
+    """
 
     entity_description: RackBatterySensorEntityDescription[Any]
 
     @property
     @override
     def native_value(self) -> StateType:
-        """Return the value read from this sensor's bank or pack."""
+        """Return the value read from this sensor's bank or pack, as shown."""
         if (subject := self.subject) is None:
             return None
-        return self.entity_description.value_fn(subject)
+        value = self.entity_description.value_fn(subject)
+        precision = self.entity_description.suggested_display_precision
+        if self.entity_description.computed and isinstance(value, float) and precision is not None:
+            return round(value, precision) + 0.0  # + 0.0: no "-0.0"
+        return value

@@ -1,4 +1,4 @@
-"""What a bank keeps across restarts: maintenance, the analyzer's state, energy totals.
+"""What a bank keeps across restarts: maintenance, analyzer state, energy, cell hours.
 
 One file per config entry in Home Assistant's storage. The maintenance
 history is the user's own record of work done on the bank (dates, measured
@@ -20,6 +20,7 @@ from homeassistant.helpers.storage import Store
 
 from .bank.analysis import MaintenanceSchedule, Thresholds
 from .bank.energy import EnergyMeter
+from .bank.hourly import HourlyAggregator
 from .const import DOMAIN, LOGGER
 
 STORAGE_VERSION = 1
@@ -31,6 +32,7 @@ SAVE_DELAY = 30.0
 MAINTENANCE = "maintenance"
 ANALYSIS = "analysis"
 ENERGY = "energy"
+HOURLY = "hourly"
 
 
 def storage_key(entry_id: str) -> str:
@@ -45,6 +47,7 @@ class Restored:
     schedule: MaintenanceSchedule
     analysis: object
     energy: EnergyMeter
+    hourly: HourlyAggregator = field(default_factory=HourlyAggregator)
     dropped: list[str] = field(default_factory=list)
 
 
@@ -83,8 +86,14 @@ class BankStore:
         dropped.extend(f"{MAINTENANCE}.{item}" for item in lost)
         energy, lost = EnergyMeter.from_dict(data.get(ENERGY))
         dropped.extend(f"{ENERGY}.{item}" for item in lost)
+        hourly, lost = HourlyAggregator.from_dict(data.get(HOURLY))
+        dropped.extend(lost)
         return Restored(
-            schedule=schedule, analysis=data.get(ANALYSIS), energy=energy, dropped=dropped
+            schedule=schedule,
+            analysis=data.get(ANALYSIS),
+            energy=energy,
+            hourly=hourly,
+            dropped=dropped,
         )
 
     def async_delay_save(self, data_fn: Callable[[], dict[str, Any]]) -> None:

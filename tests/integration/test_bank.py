@@ -127,7 +127,8 @@ async def test_bank_totals(
     )
     assert _state(hass, "sensor.pace_bank_state_of_charge") == pytest.approx(weighted, abs=1)
     assert _state(hass, "sensor.pace_bank_remaining_capacity") == pytest.approx(
-        sum(p.remaining_capacity for p in packs), abs=0.05
+        sum(p.remaining_capacity for p in packs),
+        abs=0.5,  # shown to a whole Ah
     )
     assert _state(hass, "sensor.pace_bank_packs_online") == 4
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -153,7 +154,8 @@ async def test_devices_hang_off_the_bank(hass: HomeAssistant, pace_bus: Simulate
     sensors = [entity for entity in entities if entity.domain == "sensor"]
     # Single cells, probes and limits are there, but disabled until wanted.
     enabled = [entity for entity in sensors if entity.disabled_by is None]
-    assert len(enabled) == 12 + 4 * len(PACK_KEYS)
+    # The bank's 12, and its 3 for the energy dashboard.
+    assert len(enabled) == 12 + 3 + 4 * len(PACK_KEYS)
     assert len(sensors) - len(enabled) == 4 * (16 + 5 + 1)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
@@ -174,7 +176,7 @@ async def test_a_silent_pack_goes_unavailable_alone(
         assert _raw(hass, f"sensor.pace_bank_pack_2_{key}") != STATE_UNAVAILABLE
     assert _state(hass, "sensor.pace_bank_packs_online") == 3
     assert _state(hass, "sensor.pace_bank_remaining_capacity") == pytest.approx(
-        sum(p.remaining_capacity for p in pace_bus.bank.packs if p.address != 3), abs=0.05
+        sum(p.remaining_capacity for p in pace_bus.bank.packs if p.address != 3), abs=0.5
     )
 
     # Silence is logged once, not on every poll.

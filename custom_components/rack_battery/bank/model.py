@@ -13,6 +13,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+# Below this current (A) a pack or the bank counts as resting: neither
+# charging nor discharging, no time to empty or to full. A BMS's own draw and
+# its sensor's offset are of this order.
+RESTING_CURRENT = 1.0
+
+# Every supported family builds its packs of LiFePO4 cells, rated 3.2 V
+# each: a pack's energy is its charge at that voltage, as its label states
+# it (100 Ah x 16 cells x 3.2 V = 5.12 kWh). The nominal voltage, not the
+# measured one, so that stored energy over usable capacity is the state of
+# charge, and the capacity does not move with the load.
+NOMINAL_CELL_VOLTAGE = 3.2  # V
+# A pack that reports no cells (a bank seen through one CAN summary) is
+# taken to be of the common 16-cell 48 V class.
+DEFAULT_CELL_COUNT = 16
+
 
 @dataclass(frozen=True, kw_only=True)
 class PackIdentity:
@@ -78,6 +93,30 @@ class PackReading:
         return self.voltage * self.current
 
     @property
+    def charging(self) -> bool | None:
+        """Return whether the pack takes more than a resting current."""
+        return None if self.current is None else self.current >= RESTING_CURRENT
+
+    @property
+    def nominal_voltage(self) -> float:
+        """Return the pack's nominal voltage, from its cell count."""
+        return (len(self.cell_voltages) or DEFAULT_CELL_COUNT) * NOMINAL_CELL_VOLTAGE
+
+    @property
+    def stored_energy(self) -> float | None:
+        """Return the energy left in the pack, in Wh at its nominal voltage."""
+        if self.remaining_capacity is None:
+            return None
+        return self.remaining_capacity * self.nominal_voltage
+
+    @property
+    def usable_energy(self) -> float | None:
+        """Return the energy the pack holds when full, in Wh at its nominal voltage."""
+        if self.full_capacity is None:
+            return None
+        return self.full_capacity * self.nominal_voltage
+
+    @property
     def cell_min(self) -> float | None:
         """Return the lowest cell voltage."""
         known = [v for v in self.cell_voltages if v is not None]
@@ -114,12 +153,6 @@ class PollReport:
 
     readings: Mapping[int, PackReading] = field(default_factory=dict)
     failed: Mapping[int, str] = field(default_factory=dict)
-
-
-# Below this bank current (A) the bank counts as resting, and no time to
-# empty or to full is given: a BMS's own draw and the sensor's offset are of
-# this order.
-RESTING_CURRENT = 1.0
 
 
 class Activity(StrEnum):
@@ -180,6 +213,24 @@ class BankSnapshot:
         """Return the full capacity of the packs that answered, in Ah."""
         known = self._known("full_capacity")
         return sum(known) if known else None
+
+    @property
+    def stored_energy(self) -> float | None:
+        """Return the energy left in the packs that answered, in Wh."""
+        known = self._known("stored_energy")
+        return sum(known) if known else None
+
+    @property
+    def usable_energy(self) -> float | None:
+        """Return the energy the packs that answered hold when full, in Wh."""
+        known = self._known("usable_energy")
+        return sum(known) if known else None
+
+    @property
+    def charging(self) -> bool | None:
+        """Return whether the bank as a whole takes more than a resting current."""
+        current = self.current
+        return None if current is None else current >= RESTING_CURRENT
 
     @property
     def soc(self) -> float | None:

@@ -8,7 +8,8 @@ knowing a register or a byte. Adding a family is one entry here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from .connection import ConnectionSpec, Wire
@@ -22,6 +23,60 @@ from .drivers.seplos_v2 import SeplosV2Driver
 from .drivers.seplos_v3 import SeplosV3Driver
 from .drivers.sunspec import SunSpecDriver
 from .transport.factory import open_transport
+
+
+class Switch(StrEnum):
+    """What a family's switch does physically."""
+
+    NONE = "none"  # nothing can be switched remotely
+    FET = "fet"  # the BMS's charge or discharge MOSFETs
+    CONTACTOR = "contactor"  # a string's contactor, both ways at once
+    LIMIT = "limit"  # a current limit the BMS is sent and passes on to the inverter
+
+
+class Undo(StrEnum):
+    """How a change is taken back."""
+
+    NONE = "none"
+    SWITCH_BACK = "switch_back"  # the opposite command closes the path again
+    LAPSES = "lapses"  # the BMS returns to its own values unless the command is repeated
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlCapabilities:
+    """What a family's BMS lets a caller change, and how it is undone.
+
+    Callers ask this, never the family's name. A path offered here can be
+    both opened and closed again remotely: a command with no way back (a
+    Seplos V3's discharge FETs off) is not offered at all.
+    """
+
+    switch: Switch = Switch.NONE
+    # The charge path, and the discharge path, can be opened and closed.
+    charge_path: bool = False
+    discharge_path: bool = False
+    # The two paths switch only together ("isolate" and "reconnect" only).
+    paths_together: bool = False
+    # Per-pack charge and discharge current limits can be set (a throttle).
+    throttle: bool = False
+    undo: Undo = Undo.NONE
+    # A throttle lapses this many seconds after it was last sent.
+    hold_seconds: float | None = None
+    # What the BMS can do remotely but cannot take back, and is not offered.
+    not_offered: tuple[str, ...] = ()
+
+    @property
+    def can_write(self) -> bool:
+        """Return whether the family has any write path."""
+        return self.charge_path or self.discharge_path or self.throttle
+
+    @property
+    def can_isolate(self) -> bool:
+        """Return whether a pack can be taken out of the bank both ways."""
+        return self.charge_path and self.discharge_path
+
+
+NO_CONTROL = ControlCapabilities()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +94,9 @@ class Family:
     listen_only: bool = False
     # Builds the driver over a transport of one of ``wires``.
     driver: Callable[[Any], BmsDriver]
+    # What its BMS lets a caller change. A bank read by listening (a
+    # master already polls the bus) writes nothing, whatever this says.
+    control: ControlCapabilities = field(default=NO_CONTROL)
 
 
 FAMILIES: dict[str, Family] = {
@@ -60,6 +118,14 @@ FAMILIES: dict[str, Family] = {
             default_baudrate=19200,
             listen_only=True,
             driver=SeplosV3Driver,
+            # SCA 0x1511 charge FETs off, 0x1515 on; 0x1510 turns the
+            # discharge FETs off with no register to turn them on again.
+            control=ControlCapabilities(
+                switch=Switch.FET,
+                charge_path=True,
+                undo=Undo.SWITCH_BACK,
+                not_offered=("discharge_off",),
+            ),
         ),
         Family(
             key="jk_pb",
@@ -69,6 +135,10 @@ FAMILIES: dict[str, Family] = {
             default_baudrate=115200,
             listen_only=True,
             driver=JkPbDriver,
+            # Settings 0x1070 charge switch, 0x1074 discharge switch (u32).
+            control=ControlCapabilities(
+                switch=Switch.FET, charge_path=True, discharge_path=True, undo=Undo.SWITCH_BACK
+            ),
         ),
         Family(
             key="pylontech_rs485",
@@ -77,6 +147,15 @@ FAMILIES: dict[str, Family] = {
             wires=(Wire.ASCII_TCP, Wire.ASCII_SERIAL),
             default_baudrate=115200,
             driver=PylontechRs485Driver,
+            # 0x94 sends limits; 0 A asks the inverter to stop that way.
+            control=ControlCapabilities(
+                switch=Switch.LIMIT,
+                charge_path=True,
+                discharge_path=True,
+                throttle=True,
+                undo=Undo.LAPSES,
+                hold_seconds=10.0,
+            ),
         ),
         Family(
             key="pace_ascii",
@@ -85,6 +164,10 @@ FAMILIES: dict[str, Family] = {
             wires=(Wire.ASCII_SERIAL, Wire.ASCII_TCP),
             default_baudrate=9600,
             driver=PaceAsciiDriver,
+            # 0x9A charge FET, 0x9B discharge FET.
+            control=ControlCapabilities(
+                switch=Switch.FET, charge_path=True, discharge_path=True, undo=Undo.SWITCH_BACK
+            ),
         ),
         Family(
             key="seplos_v2",
@@ -111,9 +194,24 @@ FAMILIES: dict[str, Family] = {
             default_baudrate=9600,
             # One device (Modbus unit 1) whose modules or strings are the packs.
             driver=SunSpecDriver,
+            # 802 SetOp, 803 StrSetCon, 804 SetCon: a contactor, both ways
+            # at once, where the device implements the point.
+            control=ControlCapabilities(
+                switch=Switch.CONTACTOR,
+                charge_path=True,
+                discharge_path=True,
+                paths_together=True,
+                undo=Undo.SWITCH_BACK,
+            ),
         ),
     )
 }
+
+
+def control_of(family: str) -> ControlCapabilities:
+    """Return what a family lets a caller change (nothing for a family not listed)."""
+    info = FAMILIES.get(family)
+    return NO_CONTROL if info is None else info.control
 
 
 def families_on(wire: Wire) -> list[Family]:

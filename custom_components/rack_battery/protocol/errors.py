@@ -26,6 +26,14 @@ class PackNotResponding(ProtocolError):
     """One pack did not answer; the bus itself is up."""
 
 
+class ControlNotSupported(ProtocolError):
+    """The pack's BMS, or this wire, offers no way to make the change asked for."""
+
+
+class WriteRefused(ProtocolError):
+    """The BMS answered a write, and the answer says it did not take it."""
+
+
 class BusUnavailable(ProtocolError):
     """The bus cannot be reached at all: nothing on it can answer."""
 

@@ -189,6 +189,13 @@ class Thresholds:
         3, "d", 0, 60, "days the automatic voltage check may wait for a quiet bank"
     )
 
+    # Battery level. Not a rule: the level below which the bank and each
+    # pack report "battery low", for Home Assistant's battery triggers and
+    # conditions.
+    battery_low_percent: float = _setting(
+        20.0, "%", 1, 99, "state of charge below which the bank or a pack is low"
+    )
+
     @property
     def raise_after(self) -> timedelta:
         """Return the default debounce before raising."""

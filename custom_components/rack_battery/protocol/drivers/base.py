@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, Protocol
 
 from ...bank.model import PackIdentity, PackReading, PollReport
-from ..errors import BusUnavailable, FrameError, PackNotResponding
+from ..errors import BusUnavailable, ControlNotSupported, FrameError, PackNotResponding
 from ..linkstats import LinkStats
 from ..plausibility import screen
 
@@ -68,6 +68,18 @@ class BmsDriver(ABC):
         if result.suspect:
             self.link_stats.pack(address).suspect += 1
         return result.reading
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Close (True) or open (False) a pack's charge and discharge paths; None leaves one.
+
+        Only a family whose catalog entry says it can switch a path
+        overrides this; every other family refuses, having written nothing.
+        What the BMS did is known only from the next reading: a caller reads
+        back, never trusts the write.
+        """
+        raise ControlNotSupported(f"{self.family} packs cannot be switched over this protocol")
 
     async def poll(self, addresses: Iterable[int]) -> PollReport:
         """Read every pack on its own and report who answered.

@@ -38,8 +38,8 @@ from typing import ClassVar, Final, Literal
 
 from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
-from ..errors import FrameError
-from ..transport.modbus_tcp import ModbusTransport
+from ..errors import ControlNotSupported, FrameError, WriteRefused
+from ..transport.modbus_tcp import ModbusExceptionError, ModbusTransport
 from .base import LinkedDriver
 
 FAMILY: Final = "jk_pb"
@@ -411,6 +411,11 @@ def decode_heard(address: int, heard: Heard) -> PackReading | None:
     return decode_live(address, bytes(image))
 
 
+# The settings block's switches, u32 (two registers, big-endian): 1 on, 0 off.
+CHARGE_SWITCH: Final = 0x1070
+DISCHARGE_SWITCH: Final = 0x1074
+
+
 class JkPbDriver(LinkedDriver[ModbusTransport]):
     """Reads JK-PB packs, DIP addresses 1 to 15, over any Modbus transport."""
 
@@ -437,3 +442,23 @@ class JkPbDriver(LinkedDriver[ModbusTransport]):
             address, Block.SETTINGS + SETTINGS_CELL_COUNT, SETTINGS_BYTES
         )
         return decode_identity(address, info, settings, reading=reading)
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Write a pack's charge switch (0x1070) and discharge switch (0x1074), function 0x10.
+
+        Unit 0 is refused: it is the broadcast address, and on a JK bank the
+        pack at DIP 0 is the master that polls the others.
+        """
+        if address not in self.addresses:
+            raise ControlNotSupported(f"unit {address} is not a JK-PB pack address (1 to 15)")
+        for register, closed in ((CHARGE_SWITCH, charge), (DISCHARGE_SWITCH, discharge)):
+            if closed is None:
+                continue
+            try:
+                await self.transport.write_registers(address, register, [0, int(closed)])
+            except ModbusExceptionError as err:
+                raise WriteRefused(
+                    f"pack {address} refused register 0x{register:04X}: {err}"
+                ) from err

@@ -24,6 +24,11 @@ from .pylon_ascii import PylonAsciiDriver
 CID2_PRESENCE = 0x90
 CID2_SOFTWARE_VERSION = 0xC1
 CID2_PRODUCT_INFO = 0xC2
+# The charge and discharge FET switches; INFO is one byte, 00 on, 01 off.
+CID2_CHARGE_FET = 0x9A
+CID2_DISCHARGE_FET = 0x9B
+FET_ON = 0x00
+FET_OFF = 0x01
 # Both version and product name are twenty characters, space padded.
 _NAME_BYTES = 20
 
@@ -61,3 +66,11 @@ class PaceAsciiDriver(PylonAsciiDriver):
             cell_count=len(reading.cell_voltages) or None,
             design_capacity=reading.design_capacity,
         )
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Switch a pack's charge FET (0x9A) and discharge FET (0x9B)."""
+        for cid2, closed in ((CID2_CHARGE_FET, charge), (CID2_DISCHARGE_FET, discharge)):
+            if closed is not None:
+                await self._ask(address, cid2, bytes((FET_ON if closed else FET_OFF,)))

@@ -27,21 +27,23 @@ reading derives the state of charge from remaining and total capacity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ...bank.model import PackIdentity, PackReading, PollReport
-from ..errors import FrameError, PackNotResponding
+from ..errors import FrameError, PackNotResponding, ProtocolError
 from ..pylon.alarms import AlarmState, decode_pylontech_alarms, decode_pylontech_bank_alarms
 from ..pylon.analog import decode_bank_analog
 from ..pylon.frame import RTN_CID2_INVALID, ReturnCodeError
 from ..pylon.identity import decode_manufacturer_info, decode_serial
 from ..pylon.management import (
+    ChargeManagement,
     SystemParameters,
     decode_charge_management,
     decode_firmware,
     decode_system_parameters,
+    encode_charge_management_command,
 )
 from ..pylon.profiles import PYLONTECH
 from .pylon_ascii import CID2_ALARMS, CID2_ANALOG, AsciiTransport, PylonAsciiDriver, with_alarms
@@ -51,12 +53,21 @@ CID2_MANUFACTURER_INFO = 0x51
 CID2_CHARGE_MANAGEMENT = 0x92
 CID2_SERIAL = 0x93
 CID2_FIRMWARE = 0x96
+CID2_SET_CHARGE_MANAGEMENT = 0x94
 # The command byte that asks the master for every pack of its group.
 WHOLE_BANK = 0xFF
 MASTER_OFFSET = 0x02
 GROUP_STRIDE = 0x10
 
-__all__ = ["AsciiTransport", "PylontechRs485Driver"]
+__all__ = ["AsciiTransport", "CurrentHold", "PylontechRs485Driver"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CurrentHold:
+    """Limits held on one pack by 0x94, in A; None leaves that way at the pack's own."""
+
+    charge: float | None = None
+    discharge: float | None = None
 
 
 class PylontechRs485Driver(PylonAsciiDriver):
@@ -72,6 +83,12 @@ class PylontechRs485Driver(PylonAsciiDriver):
         self.read_whole_bank = read_whole_bank
         # Set once the master has refused INFO = 0xFF: it is not asked again.
         self._whole_bank_refused = False
+        # 0x94 holds by address, and each pack's own limits (0x92) as last
+        # read while nothing was held on it.
+        self._holds: dict[int, CurrentHold] = {}
+        self._own_limits: dict[int, ChargeManagement] = {}
+        # The (charge, discharge) currents last sent by 0x94, by address.
+        self._last_sent: dict[int, tuple[float, float]] = {}
 
     def decode_alarms(self, info: bytes, address: int) -> AlarmState:
         """Read a Pylontech 0x44 reply."""
@@ -89,6 +106,14 @@ class PylontechRs485Driver(PylonAsciiDriver):
         if reply is None:
             return reading
         limits = decode_charge_management(reply.info, expect_command=address)
+        sent = self._last_sent.get(address)
+        if address not in self._holds and (
+            sent is None or sent != (limits.charge_current_limit, limits.discharge_current_limit)
+        ):
+            # The pack's own limits, once a released hold has lapsed: until
+            # then it still reports what it was last sent.
+            self._own_limits[address] = limits
+            self._last_sent.pop(address, None)
         return replace(
             reading,
             charge_voltage_limit=limits.charge_voltage_limit,
@@ -260,3 +285,87 @@ class PylontechRs485Driver(PylonAsciiDriver):
         """
         if err.code == RTN_CID2_INVALID or err.code in range(0x05, 0x07):
             self._whole_bank_refused = True
+
+    # --- Control: 0x94 charge and discharge management ---------------------
+    #
+    # A pack keeps limits sent by 0x94 only while the command is repeated:
+    # 10 s without it, and it returns to its own. So a limit is a hold kept
+    # here and sent again by ``send_holds`` every poll turn; releasing it is
+    # ceasing to send. 0 A one way asks the inverter to stop that way: it is
+    # how a path is opened on this family.
+
+    @property
+    def holds(self) -> Mapping[int, CurrentHold]:
+        """Return the limits held, by pack address."""
+        return dict(self._holds)
+
+    def hold(self, address: int, hold: CurrentHold) -> None:
+        """Keep ``hold`` on a pack from the next ``send_holds``; both None releases it."""
+        if hold.charge is None and hold.discharge is None:
+            self._holds.pop(address, None)
+        else:
+            self._holds[address] = hold
+
+    def release(self, address: int | None = None) -> None:
+        """Stop holding a pack's limits (every pack's, address None)."""
+        if address is None:
+            self._holds.clear()
+        else:
+            self._holds.pop(address, None)
+
+    async def set_current_limits(
+        self, address: int, *, charge: float | None, discharge: float | None
+    ) -> None:
+        """Hold a pack's charge and discharge current limits (A) and send them now."""
+        self.hold(address, CurrentHold(charge=charge, discharge=discharge))
+        if address in self._holds:
+            await self._send_hold(address, self._holds[address])
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Open a path by holding its limit at 0 A; close it by letting its own limit back."""
+        held = self._holds.get(address, CurrentHold())
+        new = CurrentHold(
+            charge=held.charge if charge is None else (None if charge else 0.0),
+            discharge=held.discharge if discharge is None else (None if discharge else 0.0),
+        )
+        self.hold(address, new)
+        if address in self._holds:
+            await self._send_hold(address, new)
+
+    async def send_holds(self) -> dict[int, ProtocolError]:
+        """Send every held limit again; return the packs it failed for, with why.
+
+        The coordinator calls this every poll turn, well inside the pack's
+        10 s; one pack failing does not stop the others.
+        """
+        failed: dict[int, ProtocolError] = {}
+        for address, hold in list(self._holds.items()):
+            try:
+                await self._send_hold(address, hold)
+            except ProtocolError as err:
+                failed[address] = err
+        return failed
+
+    async def _send_hold(self, address: int, hold: CurrentHold) -> None:
+        own = self._own_limits.get(address)
+        if own is None:
+            reply = await self._ask(address, CID2_CHARGE_MANAGEMENT, bytes([address]))
+            own = decode_charge_management(reply.info, expect_command=address)
+            self._own_limits[address] = own
+        if own.charge_voltage_limit is None or own.discharge_voltage_limit is None:
+            raise FrameError(f"pack {address} reports no voltage limits to send back with 0x94")
+        charge = hold.charge if hold.charge is not None else own.charge_current_limit
+        discharge = hold.discharge if hold.discharge is not None else own.discharge_current_limit
+        if charge is None or discharge is None:
+            raise FrameError(f"pack {address} reports no current limit to keep with 0x94")
+        info = encode_charge_management_command(
+            address,
+            charge_voltage=own.charge_voltage_limit,
+            discharge_voltage=own.discharge_voltage_limit,
+            charge_current=charge,
+            discharge_current=discharge,
+        )
+        await self._ask(address, CID2_SET_CHARGE_MANAGEMENT, info)
+        self._last_sent[address] = (round(charge, 1), round(discharge, 1))

@@ -35,8 +35,8 @@ from typing import ClassVar, Final
 
 from ...bank.model import PackIdentity, PackReading
 from ..alarms import Alarm
-from ..errors import FrameError, PackNotResponding
-from ..transport.modbus_tcp import ModbusTransport
+from ..errors import ControlNotSupported, FrameError, PackNotResponding, WriteRefused
+from ..transport.modbus_tcp import ModbusExceptionError, ModbusTransport
 from .base import LinkedDriver
 
 FAMILY: Final = "seplos_v3"
@@ -362,6 +362,20 @@ def decode_heard(address: int, heard: Heard) -> PackReading | None:
     )
 
 
+# System control (SCA): one register written with a fixed value, by function
+# 0x10, the only write function the map lists. An "off" register takes
+# 0x55AA, an "on" register 0xAA55; any other value is refused (NACK).
+SCA_DISCHARGE_FETS_OFF: Final = 0x1510
+SCA_CHARGE_FETS_OFF: Final = 0x1511
+SCA_CHARGE_FETS_ON: Final = 0x1515
+SCA_OFF: Final = 0x55AA
+SCA_ON: Final = 0xAA55
+NO_DISCHARGE_ON: Final = (
+    "a Seplos V3 can turn its discharge FETs off (0x1510) but its map has no "
+    "register to turn them on again, so they are not switched remotely"
+)
+
+
 class SeplosV3Driver(LinkedDriver[ModbusTransport]):
     """Reads Seplos V3 packs, units 0 (the master) to 15, over any Modbus transport."""
 
@@ -385,6 +399,29 @@ class SeplosV3Driver(LinkedDriver[ModbusTransport]):
             )
             rated = await self.transport.read_input_registers(address, RATED_CAPACITY, 1)
         return decode_identity(address, version, reading=reading, rated=rated[0])
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Switch a pack's charge FETs (SCA 0x1511 off, 0x1515 on).
+
+        The discharge FETs are refused: turned off remotely, nothing in the
+        map turns them on again. Unit 0 is refused too: it is the Modbus
+        broadcast address, and a write there reaches every pack on the line.
+        """
+        if discharge is not None:
+            raise ControlNotSupported(NO_DISCHARGE_ON)
+        if charge is None:
+            return
+        if address == MASTER_UNIT:
+            raise ControlNotSupported(
+                "unit 0 is the Modbus broadcast address: a write there would switch every pack"
+            )
+        register, value = (SCA_CHARGE_FETS_ON, SCA_ON) if charge else (SCA_CHARGE_FETS_OFF, SCA_OFF)
+        try:
+            await self.transport.write_registers(address, register, [value])
+        except ModbusExceptionError as err:
+            raise WriteRefused(f"pack {address} refused register 0x{register:04X}: {err}") from err
 
     async def read_system(self) -> SystemSummary:
         """Read the master's summary of the whole bank."""

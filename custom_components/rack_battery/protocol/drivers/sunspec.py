@@ -40,8 +40,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Final, Self
 
 from ...bank.model import PackIdentity, PackReading
-from ..errors import FrameError, PackNotResponding
-from ..transport.modbus_tcp import ModbusTcpTransport, ModbusTransport
+from ..errors import ControlNotSupported, FrameError, PackNotResponding, WriteRefused
+from ..transport.modbus_tcp import ModbusExceptionError, ModbusTcpTransport, ModbusTransport
 from .base import LinkedDriver
 
 # "SunS" as two big-endian registers.
@@ -96,6 +96,7 @@ B802: Final[Mapping[str, int]] = {
     "A": 42,
     "AChaMax": 43,
     "ADisChaMax": 44,
+    "SetOp": 48,  # enum16, RW: 1 connect, 2 disconnect
     "AHRtg_SF": 50,
     "SoC_SF": 54,
     "SoH_SF": 56,
@@ -361,6 +362,8 @@ G803: Final[Mapping[str, int]] = {
     "StrModTmpMax": 12,
     "StrModTmpMin": 14,
     "StrEvt1": 20,  # bitfield32
+    "StrSetEna": 28,  # enum16, RW
+    "StrSetCon": 29,  # enum16, RW: 1 connect, 2 disconnect
 }
 BANK_STRING_GROUP: Final = 32
 
@@ -380,6 +383,8 @@ B804: Final[Mapping[str, int]] = {
     "ModTmpMax": 18,
     "ModTmpMin": 20,
     "Evt1": 26,  # bitfield32
+    "SetEna": 34,  # enum16, RW: 1 enable, 2 disable
+    "SetCon": 35,  # enum16, RW: 1 connect, 2 disconnect
     "SoC_SF": 36,
     "SoH_SF": 37,
     "A_SF": 39,
@@ -426,6 +431,10 @@ SERIAL_REGISTERS: Final = 16
 # One 805 cell group: voltage, temperature, status (bit 0: balancing).
 G805: Final[Mapping[str, int]] = {"CellV": 0, "CellTmp": 1, "CellSt": 2}
 MODULE_CELL_GROUP: Final = 4
+
+# The values 802 SetOp, 803 StrSetCon and 804 SetCon take.
+CONNECT: Final = 1
+DISCONNECT: Final = 2
 
 # String status (803 StrSt, 804 St): enabled, and every contactor closed.
 STRING_ENABLED_BIT: Final = 0
@@ -965,3 +974,61 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
             return blocks[address]
         except KeyError:
             raise PackNotResponding(f"pack {address} is not in the SunSpec map") from None
+
+    async def set_paths(
+        self, address: int, *, charge: bool | None = None, discharge: bool | None = None
+    ) -> None:
+        """Connect or disconnect a string (804 SetCon, 803 StrSetCon) or the battery (802 SetOp).
+
+        A contactor carries both ways at once, so both paths are asked
+        together. A point the device leaves unimplemented (0xFFFF) is not
+        writable, and a module of 805 cannot be switched apart from its
+        string.
+        """
+        if charge is None and discharge is None:
+            return
+        if charge is None or discharge is None or charge != discharge:
+            raise ControlNotSupported(
+                "a SunSpec string has one contactor: charge and discharge switch together"
+            )
+        value = CONNECT if charge else DISCONNECT
+        layout = await self.layout()
+        string_index = address
+        if layout.modules:
+            # A module is switched by its string's contactor: only where it
+            # is the string's one module does that leave the others be.
+            module = decode_lithium_module(
+                address, await self._body(self._pick_block(layout.modules, address))
+            )
+            block = layout.strings.get(module.string_index or 0)
+            if block is None or (await self._body(block))[B804["NMod"]] != 1:
+                raise ControlNotSupported(
+                    f"module {address} shares its string's contactor with other modules"
+                )
+            string_index = module.string_index or 0
+        if layout.strings:
+            block = self._pick_block(layout.strings, string_index)
+            register = block.address + B804["SetCon"]
+        elif layout.bank is not None:
+            strings = await self._bank_strings(layout)
+            position = next(
+                (n for n, string in enumerate(strings) if string.index == address), None
+            )
+            if position is None:
+                raise PackNotResponding(f"string {address} is not in the SunSpec map")
+            register = (
+                layout.bank.address + BANK_FIXED + position * BANK_STRING_GROUP + G803["StrSetCon"]
+            )
+        elif layout.battery is not None and address == 1:
+            register = layout.battery.address + B802["SetOp"]
+        else:
+            raise PackNotResponding(f"pack {address} is not in the SunSpec map")
+        (current,) = await self._read(register, 1)
+        if current == UINT16_UNSET:
+            raise ControlNotSupported(
+                f"the device does not implement the connect point at {register}"
+            )
+        try:
+            await self.transport.write_registers(self.unit, register, [value])
+        except ModbusExceptionError as err:
+            raise WriteRefused(f"the device refused register {register}: {err}") from err

@@ -151,3 +151,40 @@ def decode_firmware(info: bytes, *, expect_command: int | None = None) -> Firmwa
         manufacturer=".".join(str(part) for part in manufacturer),
         main_line=".".join(str(part) for part in main_line),
     )
+
+
+# The limits a 0x94 command may carry, as the wire's fields allow.
+_MAX_VOLTS = 0xFFFE / 1000.0
+_MAX_AMPS = 0x7FFF / 10.0
+
+
+def encode_charge_management_command(
+    command: int,
+    *,
+    charge_voltage: float,
+    discharge_voltage: float,
+    charge_current: float,
+    discharge_current: float,
+) -> bytes:
+    """Return the INFO of a 0x94 request: the command byte, then four 16-bit limits.
+
+    The layout is 0x92's without the status byte: voltages in mV, currents
+    in 100 mA counts with the discharge limit negative, as 0x92 and 0x47
+    send it on this wire. Currents are magnitudes here; 0 A asks the
+    inverter to stop that way.
+    """
+    for name, value, most in (
+        ("charge voltage", charge_voltage, _MAX_VOLTS),
+        ("discharge voltage", discharge_voltage, _MAX_VOLTS),
+        ("charge current", charge_current, _MAX_AMPS),
+        ("discharge current", discharge_current, _MAX_AMPS),
+    ):
+        if not 0 <= value <= most:
+            raise ValueError(f"the {name} limit {value} is outside 0..{most}")
+    return (
+        bytes((command,))
+        + round(charge_voltage * 1000).to_bytes(2, "big")
+        + round(discharge_voltage * 1000).to_bytes(2, "big")
+        + round(charge_current * 10).to_bytes(2, "big", signed=True)
+        + (-round(discharge_current * 10)).to_bytes(2, "big", signed=True)
+    )
