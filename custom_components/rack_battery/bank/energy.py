@@ -119,9 +119,11 @@ def _split_trapezoid(first: float, second: float, seconds: float) -> tuple[float
         return (first + second) / 2 * seconds, 0.0
     if first <= 0 and second <= 0:
         return 0.0, -(first + second) / 2 * seconds
-    crossing = seconds * first / (first - second)
-    before = first * crossing / 2
-    after = second * (seconds - crossing) / 2
+    # Rounding can put the crossing a hair outside the stretch when one
+    # sample is next to zero; neither side may then count below nothing.
+    crossing = min(max(seconds * first / (first - second), 0.0), seconds)
+    before = abs(first) * crossing / 2
+    after = abs(second) * (seconds - crossing) / 2
     if first > 0:
-        return before, -after
-    return after, -before
+        return before, after
+    return after, before
