@@ -42,7 +42,7 @@ from custom_components.rack_battery.protocol.connection import ConnectionSpec, W
 from custom_components.rack_battery.protocol.discovery import driver_on
 from custom_components.rack_battery.protocol.drivers.base import BmsDriver
 from custom_components.rack_battery.protocol.errors import BusUnavailable
-from custom_components.rack_battery.protocol.listen import open_listener
+from custom_components.rack_battery.protocol.listen import BusListener, open_listener
 from custom_components.rack_battery.protocol.transport.factory import Transport, open_transport
 
 from . import jk_pb, pace_modbus_line, pylontech_ascii, pylontech_can, seplos_v2, seplos_v3
@@ -86,6 +86,8 @@ class SoakReport:
     bus_failures: int
     pack_failures: int
     per_wire: dict[str, int] = field(default_factory=dict)
+    # Polls that found the bus down, by wire.
+    down: dict[str, int] = field(default_factory=dict)
     # Seconds spent in polls (turn included), by wire.
     busy: dict[str, float] = field(default_factory=dict)
 
@@ -104,7 +106,9 @@ class SoakReport:
         """Return the report as lines of text."""
         start, end = self.start, self.end
         rows = [
-            f"polls: {self.polls}  ({', '.join(f'{k} {v}' for k, v in self.per_wire.items())})",
+            f"polls: {self.polls}",
+            "  by wire (bus down): "
+            + ", ".join(f"{k} {v} ({self.down.get(k, 0)})" for k, v in self.per_wire.items()),
             f"faults played: {self.faults_played}  failed polls (bus down): "
             f"{self.bus_failures}  pack reads failed: {self.pack_failures}",
             "memory (tracemalloc, allocated since half way and still alive): "
@@ -159,6 +163,16 @@ def _snapshot(queue: int) -> Snapshot:
         sockets=sockets,
         queue=queue,
     )
+
+
+def _change_faults(line: _Line, rng: random.Random) -> int:
+    """Mend the line, and perhaps put a random fault on a random pack; return how many."""
+    line.faults.mend()
+    if rng.random() >= FAULT_SHARE:
+        return 0
+    choices = [fault for fault in WireFault if not (line.serial and fault in CONNECTION_FAULTS)]
+    line.faults.inject(rng.choice(line.addresses), rng.choice(choices))
+    return 1
 
 
 @contextlib.asynccontextmanager
@@ -281,6 +295,7 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
     done = 0
     faults_played = bus_failures = pack_failures = 0
     per_wire: dict[str, int] = {}
+    down: dict[str, int] = {}
     busy: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     queue_max = 0
@@ -312,30 +327,34 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
                 nonlocal done, faults_played, bus_failures, pack_failures, queue_max
                 nonlocal start, memory_start
                 left = 0
+                lost = False
                 while done < polls:
                     if lead:
                         if left <= 0:
                             left = rng.randint(1, STRETCH)
-                            line.faults.mend()
-                            if rng.random() < FAULT_SHARE:
-                                choices = [
-                                    fault
-                                    for fault in WireFault
-                                    if not (line.serial and fault in CONNECTION_FAULTS)
-                                ]
-                                line.faults.inject(rng.choice(line.addresses), rng.choice(choices))
-                                faults_played += 1
+                            faults_played += _change_faults(line, rng)
                         left -= 1
                     if line.settle is not None:
                         await line.settle()
                     began = loop.time()
                     async with bus.turn():
                         try:
+                            if lost:
+                                # As the coordinator does: open what was lost,
+                                # and let a listener hear the master go round.
+                                await driver.connect()
+                                if isinstance(driver, BusListener):
+                                    await driver.hear(
+                                        within=CAN_WINDOW * 10, addresses=line.addresses
+                                    )
                             report = await driver.poll(line.addresses)
                         except BusUnavailable:
                             bus_failures += 1
+                            down[line.name] = down.get(line.name, 0) + 1
+                            lost = True
                         else:
                             pack_failures += len(report.failed)
+                            lost = False
                     queue_max = max(queue_max, *(each.lock.waiting for each in buses))
                     done += 1
                     per_wire[line.name] += 1
@@ -381,6 +400,7 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
         bus_failures=bus_failures,
         pack_failures=pack_failures,
         per_wire=per_wire,
+        down=down,
         busy=busy,
     )
 
