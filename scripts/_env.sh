@@ -36,20 +36,25 @@ pick_python
 TAG="$("$PYTHON" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')"
 VENV="$ROOT/.venv/$TAG"
 REQS="$ROOT/requirements/$LINE.txt"
-STAMP="$VENV/.installed"
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-  echo "Creating $VENV with $PYTHON" >&2
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-fi
-# Reinstall only when the pins changed since the last install.
-want="$(cat "$REQS" "$ROOT/requirements/common.txt" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
-  echo "Installing $LINE pins into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r "$REQS"
-  echo "$want" >"$STAMP"
-fi
+# Make (or reuse) a venv and install a requirements file into it; reinstall
+# only when the pins changed since the last install.
+ensure_venv() {
+  local venv="$1" reqs="$2" want
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    echo "Creating $venv with $PYTHON" >&2
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+  fi
+  want="$(cat "$reqs" "$ROOT/requirements/common.txt" | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$want" ]; then
+    echo "Installing $(basename "$reqs") pins into $venv" >&2
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet -r "$reqs"
+    echo "$want" >"$venv/.installed"
+  fi
+}
+
+ensure_venv "$VENV" "$REQS"
 export PATH="$VENV/bin:$PATH"
 export VIRTUAL_ENV="$VENV"

@@ -59,8 +59,12 @@ class Reply:
 class HomeAssistant:
     """The few REST calls onboarding and a config flow need."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        """Remember where Home Assistant listens; there is no token yet."""
+    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+        """Remember where Home Assistant listens; there is no token yet.
+
+        The first start answers slowly while it installs what its own
+        integrations need (on a busy machine a reply took over 10 s).
+        """
         self.url = url.rstrip("/")
         self.client_id = f"{self.url}/"
         self.timeout = timeout

@@ -17,7 +17,7 @@ polls it. It runs until Ctrl-C or SIGTERM and then closes its port, so that
 ``noise_burst``, ``late``, ``echo``, ``restart``, ...); ``--fault-cycle S``
 takes the faults off and puts them back every S seconds, so that an outage
 and the return can be watched in Home Assistant. PACE Modbus is then served
-by the byte-level line rather than pymodbus' server, which owns its framing.
+by the byte-level line rather than the gateway server, which owns its framing.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _start_pace_modbus_line() -> StartServer:
 
 def _start_pace_modbus() -> StartServer:
     # Imported only when asked for, so that one personality's dependencies
-    # (pymodbus here) never stop the other from serving.
+    # never stop another from serving.
     from .pace_modbus import start_server  # noqa: PLC0415
 
     return start_server

@@ -1,12 +1,12 @@
 """An RS485 line of Modbus RTU packs, served over a pseudo-terminal, raw TCP or Modbus TCP.
 
-pymodbus' server plays well-behaved devices behind a gateway (see
-``pace_modbus.py``), but a real RS485 line does more than that: unit 0 is a
+The Modbus TCP server (``modbus_server.py``) plays well-behaved devices
+behind a gateway (see ``pace_modbus.py``), but a real RS485 line does more than that: unit 0 is a
 real pack on a Seplos bank, replies arrive with a broken CRC, with garbage in
 front, cut short or from the wrong address, and a master pack may already be
-polling the others. None of that can be played through pymodbus' server,
-which owns the framing; so the line is played here at the byte level, with
-the frames built independently of the drivers' client (pymodbus).
+polling the others. None of that can be played through a gateway's
+framing; so the line is played here at the byte level, with the frames
+built independently of the drivers' client.
 
 A personality only says what a pack holds: ``read(unit, function, address,
 count)`` returns registers, coils, a Modbus exception code or None (no pack

@@ -2,8 +2,8 @@
 
 Real PACE packs speak Modbus RTU on RS485 and are reached from the network
 through a gateway that turns Modbus TCP into RTU. This personality plays
-the gateway and the packs behind it at once, with pymodbus' own server: one
-Modbus unit per pack, numbered by the pack's address.
+the gateway and the packs behind it at once (``modbus_server``): one Modbus
+unit per pack, numbered by the pack's address.
 
 Every request is answered from the bank as it is at that moment: the
 register image is encoded from the pack when the request arrives, so a test
@@ -28,10 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import NoSuchIdException
-from pymodbus.simulator import DataType, SimData, SimDevice
-
 from custom_components.rack_battery.protocol.drivers.pace_modbus import (
     CELL_SLOTS,
     CHARGE_FET_ON_BIT,
@@ -43,7 +39,7 @@ from custom_components.rack_battery.protocol.drivers.pace_modbus import (
 )
 
 from .bank import SimBank, SimPack
-from .modbus_server import Action, ModbusServing, listen, nobody_there
+from .modbus_server import Action, ExcCodes, ModbusServing, Silent, SimDevice, listen, nobody_there
 
 # The map ends with the pack serial at 170..179.
 MAP_SIZE: Final = Register.PACK_SN + TEXT_REGISTERS
@@ -150,7 +146,7 @@ def _pack_action(bank: SimBank, address: int, silent: set[int]) -> Action:
     """Return what answers requests to one pack's unit number."""
     settings: dict[int, int] = {}
 
-    async def answer(  # noqa: PLR0917 - pymodbus calls an action with six positionals
+    async def answer(  # noqa: PLR0917 - an action takes six positionals
         function_code: int,
         start_address: int,
         request_address: int,
@@ -160,8 +156,7 @@ def _pack_action(bank: SimBank, address: int, silent: set[int]) -> Action:
     ) -> ExcCodes | None:
         pack = bank.pack(address)
         if address in silent:
-            # With ignore_missing_devices, pymodbus sends nothing back.
-            raise NoSuchIdException(f"pack {address} is silent")  # type: ignore[no-untyped-call]
+            raise Silent(f"pack {address} is silent")
         if not pack.online:
             return ExcCodes.GATEWAY_NO_RESPONSE
         if function_code == READ_HOLDING:
@@ -195,18 +190,14 @@ def _apply_write(pack: SimPack, settings: dict[int, int], address: int, values: 
 
 
 def _device(unit: int, action: Action) -> SimDevice:
-    return SimDevice(
-        unit,
-        simdata=[SimData(0, count=MAP_SIZE, datatype=DataType.REGISTERS)],
-        action=action,
-    )
+    return SimDevice(unit, start=0, size=MAP_SIZE, action=action)
 
 
 async def start_server(bank: SimBank, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Serve ``bank`` as PACE Modbus V1.3 over Modbus TCP (port 0 picks a free one).
 
     Each pack answers at its own address as unit number, which must be
-    1..247: unit 0 is Modbus broadcast, and pymodbus uses it for the device
+    1..247: unit 0 is Modbus broadcast, and the server uses it for the device
     that stands in for every unit number not listed.
     """
     silent: set[int] = set()
@@ -215,7 +206,5 @@ async def start_server(bank: SimBank, host: str = "127.0.0.1", port: int = 0) ->
         if not 1 <= pack.address <= 247:
             raise ValueError(f"pack address {pack.address} is not a Modbus unit (1..247)")
         devices.append(_device(pack.address, _pack_action(bank, pack.address, silent)))
-    # A silent pack is played by raising NoSuchIdException, which pymodbus
-    # then leaves unanswered.
-    server, bound_port = await listen(devices, host, port, ignore_missing_devices=True)
+    server, bound_port = await listen(devices, host, port)
     return RunningServer(host=host, port=bound_port, bank=bank, _server=server, _silent=silent)

@@ -1,7 +1,7 @@
 """Serve a simulated bank as PACE Modbus V1.3 packs on an RS485 line.
 
 ``pace_modbus.py`` plays the packs behind a protocol-converting gateway
-(Modbus TCP, pymodbus' server). Most PACE banks are wired differently: a
+(Modbus TCP). Most PACE banks are wired differently: a
 USB RS485 adapter on the packs' own line, or a transparent gateway that
 forwards the raw RTU frames. On such a line an address with no pack behind
 it is silence, not a gateway's exception, which is what a scan of a real

@@ -29,9 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from pymodbus.constants import ExcCodes
-from pymodbus.simulator import DataType, SimData, SimDevice
-
 from custom_components.rack_battery.protocol.drivers.sunspec import (
     B802,
     B803,
@@ -51,7 +48,7 @@ from custom_components.rack_battery.protocol.drivers.sunspec import (
 )
 
 from .bank import SimBank, SimPack
-from .modbus_server import Action, ModbusServing, listen, nobody_there
+from .modbus_server import Action, ExcCodes, ModbusServing, SimDevice, listen, nobody_there
 
 BASE: Final = 40000
 MARKER: Final = (0x5375, 0x6E53)  # "SunS"
@@ -391,7 +388,7 @@ class RunningServer(ModbusServing):
 
 
 def _device_action(bank: SimBank) -> Action:
-    async def answer(  # noqa: PLR0917 - pymodbus calls an action with six positionals
+    async def answer(  # noqa: PLR0917 - an action takes six positionals
         function_code: int,
         start_address: int,
         request_address: int,
@@ -425,19 +422,11 @@ async def start_server(
     if not bank.packs:
         raise ValueError("a SunSpec battery needs at least one pack")
     size = len(encode_map(bank))
-    # Unit 0 stands in for every unit number not listed (pymodbus' rule).
+    # Unit 0 stands in for every unit number not listed.
     devices = [
-        SimDevice(
-            0,
-            # The whole address range, so the action answers wherever a request points.
-            simdata=[SimData(0, count=ADDRESS_SPACE, datatype=DataType.REGISTERS)],
-            action=nobody_there,
-        ),
-        SimDevice(
-            unit,
-            simdata=[SimData(BASE, count=size, datatype=DataType.REGISTERS)],
-            action=_device_action(bank),
-        ),
+        # The whole address range, so the action answers wherever a request points.
+        SimDevice(0, start=0, size=ADDRESS_SPACE, action=nobody_there),
+        SimDevice(unit, start=BASE, size=size, action=_device_action(bank)),
     ]
     server, bound_port = await listen(devices, host, port)
     return RunningServer(host=host, port=bound_port, bank=bank, unit=unit, _server=server)

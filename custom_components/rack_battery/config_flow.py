@@ -15,7 +15,7 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers.selector import (
     NumberSelector,
@@ -578,8 +578,8 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             packs = [p for p in entry.data[CONF_PACKS] if p["address"] != pack.address]
             packs.append(asdict(pack))
             packs.sort(key=lambda p: int(p["address"]))
-            return self.async_update_reload_and_abort(
-                entry, data_updates={CONF_PACKS: packs}, reason="pack_added"
+            return self._async_update_and_abort(
+                entry, data={**entry.data, CONF_PACKS: packs}, reason="pack_added"
             )
         return self.async_show_form(
             step_id="add_pack" if replaces is None else "replace_pack",
@@ -619,10 +619,11 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 packs = [PackIdentity(**pack) for pack in entry.data[CONF_PACKS]]
                 data = {key: value for key, value in entry.data.items() if key not in old.as_dict()}
-                return self.async_update_reload_and_abort(
+                return self._async_update_and_abort(
                     entry,
                     unique_id=bank_unique_id(spec, entry.data[CONF_FAMILY], packs),
                     data={**data, **spec.as_dict()},
+                    reason="reconfigure_successful",
                 )
         serial_ports: list[SelectOptionDict] = []
         if wire in SERIAL_WIRES:
@@ -634,6 +635,31 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
             description_placeholders={"where": old.where},
         )
+
+    def _async_update_and_abort(
+        self,
+        entry: ConfigEntry,
+        *,
+        data: dict[str, Any],
+        reason: str,
+        unique_id: str | None = None,
+    ) -> ConfigFlowResult:
+        """Change a bank's entry and end the flow; the bank's own listener reloads it.
+
+        A running bank reloads itself when its entry's data changes (see the
+        coordinator's update listener); reloading it from here as well is what
+        Home Assistant reports from 2026.6 on and refuses from 2026.12. Only a
+        bank that is not running (waiting to retry its setup, or failed) has
+        no listener, and is set up again here with what was changed.
+        ConfigFlow.async_update_and_abort does the same minus that retry, but
+        Home Assistant 2025.4 does not have it.
+        """
+        changed = self.hass.config_entries.async_update_entry(
+            entry, data=data, unique_id=unique_id or entry.unique_id
+        )
+        if changed and entry.state in (ConfigEntryState.SETUP_RETRY, ConfigEntryState.SETUP_ERROR):
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        return self.async_abort(reason=reason)
 
     async def _async_check_same_bank(self, entry: ConfigEntry, spec: ConnectionSpec) -> str | None:
         """Return an error unless one of the bank's packs answers on the new bus as itself."""

@@ -78,6 +78,10 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         # The last poll found the bus down (its link may need opening again).
         self._bus_lost = False
         self.store = BankStore(hass, entry.entry_id)
+        # What the bank runs with: a change of the data reloads it, of the
+        # options only retunes the rules (see _async_entry_updated).
+        self._set_up_with = dict(entry.data)
+        self._options = dict(entry.options)
         # Replaced in _async_setup by one with the stored schedule and state.
         self.maintenance = MaintenanceSchedule(
             created=dt_util.utcnow(), tz=dt_util.get_default_time_zone()
@@ -114,8 +118,23 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
         self._loaded = True
         self.config_entry.async_on_unload(
-            self.config_entry.add_update_listener(_async_entry_updated)
+            self.config_entry.add_update_listener(self._async_entry_updated)
         )
+
+    async def _async_entry_updated(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        """Reload the bank when its bus or packs changed; apply changed options in place.
+
+        This listener is the only thing that reloads a running bank after a
+        change of its entry: the flows that move it or add a pack only update
+        the entry. Home Assistant (2026.6 on) reports a flow that reloads an
+        entry which has an update listener, and 2026.12 refuses it.
+        """
+        if entry.data != self._set_up_with:
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+            return
+        if entry.options != self._options:
+            self.apply_options(entry.options)
+            await self.async_request_refresh()
 
     def apply_options(self, options: Mapping[str, Any]) -> None:
         """Judge the bank by new settings from the next poll on, without a reload.
@@ -123,6 +142,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         A reload would drop every short history the rules keep (voltage
         swings, load steps), and findings would take their debounce again.
         """
+        self._options = dict(options)
         self.analyzer.thresholds = Thresholds.from_dict(options)
 
     async def async_record_maintenance(
@@ -270,13 +290,6 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         for address in report.readings.keys() & self._silent:
             self._silent.discard(address)
             LOGGER.info("%s: pack %s is answering again", self.name, address)
-
-
-async def _async_entry_updated(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> None:
-    """Apply changed options to the running bank."""
-    coordinator = entry.runtime_data.coordinator
-    coordinator.apply_options(entry.options)
-    await coordinator.async_request_refresh()
 
 
 @dataclass(kw_only=True)

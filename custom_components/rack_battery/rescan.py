@@ -143,6 +143,6 @@ async def async_remove_pack_device(
     if not packs:
         # A bank of no packs polls nothing; deleting the bank is what is meant.
         return False
+    # The bank's update listener reloads it without the pack.
     hass.config_entries.async_update_entry(entry, data={**entry.data, CONF_PACKS: packs})
-    hass.config_entries.async_schedule_reload(entry.entry_id)
     return True

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import socket
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 import pytest
@@ -21,6 +21,22 @@ from simulator.bank import PACE_PACK, SimBank, make_bank
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load the integration from custom_components."""
+
+
+# What a user sees of one reload: the bank goes away and comes back.
+ONE_RELOAD = [
+    ConfigEntryState.UNLOAD_IN_PROGRESS,
+    ConfigEntryState.NOT_LOADED,
+    ConfigEntryState.SETUP_IN_PROGRESS,
+    ConfigEntryState.LOADED,
+]
+
+
+def record_states(entry: ConfigEntry) -> list[ConfigEntryState]:
+    """Return a list that gets every state the entry passes through from now on."""
+    states: list[ConfigEntryState] = []
+    entry.async_on_state_change(lambda: states.append(entry.state))
+    return states
 
 
 @dataclass

@@ -143,7 +143,7 @@ async def test_hourly_cell_statistics_across_a_restart(
         for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
         if entity.disabled_by is not None
     ]
-    assert "sensor.pace_bank_pack_1_cell_3_voltage" in disabled
+    assert "sensor.pace_bank_pack_1_cell_03_voltage" in disabled
     assert "sensor.pace_bank_pack_1_temperature_2" in disabled
     assert all(hass.states.get(entity_id) is None for entity_id in disabled)
     recorded = await get_instance(hass).async_add_executor_job(

@@ -26,7 +26,8 @@ from simulator import pace_modbus
 from simulator.bank import make_bank
 from simulator.wiretap import Wiretap, start_wiretap
 
-from .conftest import SimulatedBus, finish_scan, wait_for_progress
+from .conftest import ONE_RELOAD, SimulatedBus, finish_scan, record_states, wait_for_progress
+from .findings_helpers import bank_entry
 
 # Fired by Home Assistant 2025.6 and later as a scan moves on.
 PROGRESS_UPDATE = "data_entry_flow_progress_update"
@@ -367,19 +368,51 @@ async def test_reconfigure_moves_the_bank_and_keeps_its_devices(
     finally:
         await other_server.stop()
 
-    # The same packs behind another port (the tap) are this bank.
+    # The same packs behind another port (the tap) are this bank: it is set
+    # up again there, once.
+    states = record_states(entry)
     flow = await hass.config_entries.flow.async_configure(
         flow["flow_id"], {"host": tap.host, "port": tap.port}
     )
     assert flow["type"] is FlowResultType.ABORT
     assert flow["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
+    assert states == ONE_RELOAD
     assert entry.data["port"] == tap.port
     assert entry.unique_id == f"tcp://127.0.0.1:{tap.port}#pace_modbus#1"
     assert entry.state is ConfigEntryState.LOADED
     after = {device.id for device in dr.async_entries_for_config_entry(registry, entry.entry_id)}
     assert after == devices
     assert tap.open_connections == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reconfigure_sets_up_a_bank_that_waits_for_its_gateway(
+    hass: HomeAssistant, pace_bus: SimulatedBus, closed_port: int
+) -> None:
+    """A bank whose gateway moved waits to retry its setup; moving it there sets it up now.
+
+    Such a bank is not running, so it has no update listener to reload it:
+    the flow sets it up itself, rather than leaving it to the next retry.
+    """
+    entry = bank_entry(pace_bus)
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(entry, data={**entry.data, "port": closed_port})
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    states = record_states(entry)
+
+    flow = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    flow = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {"host": pace_bus.host, "port": pace_bus.port}
+    )
+    assert flow["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert states[-1] is ConfigEntryState.LOADED
+    assert hass.states.get("sensor.pace_bank_pack_1_voltage") is not None
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

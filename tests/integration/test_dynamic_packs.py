@@ -14,7 +14,7 @@ from custom_components.rack_battery import async_remove_config_entry_device
 from custom_components.rack_battery.const import DOMAIN
 from custom_components.rack_battery.rescan import async_rescan
 
-from .conftest import SimulatedBus, finish_scan
+from .conftest import ONE_RELOAD, SimulatedBus, finish_scan, record_states
 
 
 async def _bank_of(hass: HomeAssistant, bus: SimulatedBus, addresses: list[int]) -> ConfigEntry:
@@ -73,10 +73,12 @@ async def test_a_pack_that_appears_is_offered_and_added(
     # A second rescan before the user looks does not offer it twice.
     assert len(await _rescan(hass, entry)) == 1
 
+    states = record_states(entry)
     result = await hass.config_entries.flow.async_configure(offer["flow_id"], {})
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "pack_added"
     await hass.async_block_till_done()
+    assert states == ONE_RELOAD
     assert [pack["address"] for pack in entry.data["packs"]] == [1, 2, 3, 4]
     assert entry.state is ConfigEntryState.LOADED
     assert f"pace_modbus_{pace_bus.bank.pack(4).serial}" in _pack_devices(hass, entry)
@@ -132,8 +134,10 @@ async def test_only_a_silent_pack_can_be_removed(
 
     assert await async_remove_config_entry_device(hass, entry, answering) is False
     assert await async_remove_config_entry_device(hass, entry, bank) is False
+    states = record_states(entry)
     assert await async_remove_config_entry_device(hass, entry, silent) is True
     await hass.async_block_till_done()
+    assert states == ONE_RELOAD
     assert [pack["address"] for pack in entry.data["packs"]] == [1, 2, 4]
     assert entry.state is ConfigEntryState.LOADED
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -125,7 +125,7 @@ def _modbus_line(make_line: Callable[[SimBank], ModbusLine], way: Wire) -> Serve
 
 @contextlib.asynccontextmanager
 async def _pace_modbus_gateway(bank: SimBank) -> AsyncIterator[Fields]:
-    """PACE behind a Modbus TCP gateway (pymodbus' server)."""
+    """PACE behind a Modbus TCP gateway (the simulator's Modbus TCP server)."""
     server = await pace_modbus.start_server(bank, "127.0.0.1", 0)
     try:
         yield {"host": server.host, "port": server.port}
@@ -135,7 +135,7 @@ async def _pace_modbus_gateway(bank: SimBank) -> AsyncIterator[Fields]:
 
 @contextlib.asynccontextmanager
 async def _sunspec_device(bank: SimBank) -> AsyncIterator[Fields]:
-    """A SunSpec device on Modbus TCP (pymodbus' server)."""
+    """A SunSpec device on Modbus TCP (the simulator's Modbus TCP server)."""
     server = await sunspec.start_server(bank, "127.0.0.1", 0)
     try:
         yield {"host": server.host, "port": server.port}
@@ -479,10 +479,16 @@ async def test_a_seplos_v3_pack_shows_its_maker_and_serial(hass: HomeAssistant) 
         await hass.async_block_till_done()
         assert result["type"] is FlowResultType.CREATE_ENTRY
         entry = result["result"]
-        devices = dr.async_get(hass)
+        # async_get_device(identifiers=...) is deprecated from 2026.x on, and
+        # its replacement is not in 2025.4: look among the bank's devices.
+        devices = {
+            identifier: device
+            for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+            for (_, identifier) in device.identifiers
+        }
         for pack in bank.packs:
             # Keyed by the pack's own serial, not by the slot it sits in.
-            device = devices.async_get_device(identifiers={(DOMAIN, f"seplos_v3_{pack.serial}")})
+            device = devices.get(f"seplos_v3_{pack.serial}")
             assert device is not None, pack.serial
             assert device.manufacturer == "SEPLOS"
             assert device.model == "BMS48100"

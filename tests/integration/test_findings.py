@@ -24,7 +24,7 @@ from custom_components.rack_battery.options_flow import MAIN, section_of
 from simulator import faults
 from simulator.bank import CELLS, SimBank
 
-from .conftest import SimulatedBus
+from .conftest import SimulatedBus, record_states
 from .findings_helpers import (
     ENTRY_ID,
     MIN,
@@ -233,6 +233,40 @@ async def test_options_change_what_the_rules_judge_by(
     await poll(hass, freezer)
     assert issue(hass, "too_many_packs") is None
     assert [e.data["action"] for e in events] == ["raised", "cleared"]
+
+
+async def test_changed_options_keep_a_finding_on_its_schedule(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """New settings apply to the running bank: a hot pack three minutes into its
+    five-minute debounce is raised on time, judged by the new warning level,
+    and the bank is not set up again (its entities never go away)."""
+    bank = quiet_bus.bank
+    entry = await setup_entry(hass, bank_entry(quiet_bus))
+    _heat(bank, 50.0)
+    await run(hass, freezer, bank, 3 * MIN)
+    assert issue(hass, "high_temperature_pack_4") is None
+
+    states = record_states(entry)
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _options_input(replace(Thresholds(), temperature_warning=48.0))
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options["temperature_warning"] == 48.0
+
+    # Raised once five minutes have passed since the first hot poll (minute
+    # one); a reload would have started the debounce again at minute three,
+    # and nothing would show before minute eight.
+    await run(hass, freezer, bank, 4 * MIN)
+    repair = issue(hass, "high_temperature_pack_4")
+    assert repair is not None
+    assert repair.severity is ir.IssueSeverity.WARNING
+    assert (repair.translation_placeholders or {})["limit"] == "48"
+    assert states == []
 
 
 async def test_info_findings_are_events_not_repairs(

@@ -266,6 +266,25 @@ def test_sentinels_are_unknown() -> None:
     assert reading.temperatures[1] == -5.0  # the rest stays
 
 
+def test_a_lone_minus_one_is_a_true_reading() -> None:
+    # -1 mA of current (0xFFFFFFFF) and -0.1 degC (0xFFFF) in a block whose
+    # pack voltage is set are readings a resting pack in a cold garage sends.
+    reading = decode_live(
+        2,
+        image(
+            {
+                **LIVE,
+                0x1298: 0xFFFF,  # current s32 0xFFFFFFFF = -1 mA
+                0x129A: 0xFFFF,
+                0x129C: 0xFFFF,  # TempBat1 s16 0xFFFF = -0.1 degC
+            }
+        ),
+    )
+    assert reading.voltage is not None
+    assert reading.current == -0.001
+    assert reading.temperatures[0] == -0.1
+
+
 def test_identity_with_unset_capacity() -> None:
     identity = decode_identity(1, b"\xff" * 0x20, b"\xff" * 0x14)
     assert identity.model is None

@@ -58,7 +58,7 @@ def test_unknowns_are_not_suspect() -> None:
         ("soc", 100.1),
         ("soc", -0.1),
         ("soh", 6553.5),  # 0xFFFF per mille
-        ("remaining_capacity", 2000.1),
+        ("remaining_capacity", 10_000.1),
         ("full_capacity", -1.0),
         ("design_capacity", 167772.15),  # 0xFFFFFF in 10 mAh
         ("cycles", 100_001),

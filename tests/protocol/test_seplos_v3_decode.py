@@ -220,6 +220,9 @@ def test_pack_sentinels_are_unknown() -> None:
     assert reading.temperatures == (None,) * 5
     reading = decode_pack(1, [PACK[0], 0x8000, *PACK[2:]], CELLS)
     assert reading.current is None
+    # With the pack voltage set, 0xFFFF is a true -10 mA, not a filler.
+    reading = decode_pack(1, [PACK[0], 0xFFFF, *PACK[2:]], CELLS)
+    assert reading.current == -0.01
 
 
 def test_wrong_lengths_are_frame_errors() -> None:

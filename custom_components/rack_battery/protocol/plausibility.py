@@ -52,9 +52,10 @@ BOUNDS: Final[dict[str, Bounds]] = {
     # A rack pack carries 100-300 A at most and a bank's aggregate (CAN,
     # SunSpec) some packs' worth; 2000 A through a 48 V bus is 100 kW.
     "current": Bounds(-2000.0, 2000.0),
-    # A rack pack holds up to about 300 Ah; a bank's aggregate of a few
-    # packs stays well inside 2000 Ah. Capacities are never negative.
-    "capacity": Bounds(0.0, 2000.0),
+    # A rack pack holds up to about 300 Ah; a bank's aggregate (CAN, SunSpec)
+    # can be sixteen packs and more of 280 Ah, 32 such packs are under
+    # 10000 Ah. Capacities are never negative.
+    "capacity": Bounds(0.0, 10_000.0),
     # LFP is rated 6000-8000 cycles; 100000 is a daily cycle for 270 years.
     "cycles": Bounds(0.0, 100_000.0),
 }

@@ -202,7 +202,11 @@ def chunks(base: int, size: int) -> list[tuple[int, int]]:
 
 U16_UNSET: Final = 0xFFFF
 U32_UNSET: Final = 0xFFFF_FFFF
-# Signed fields: the most negative value, or -1 (all bits set).
+# Signed fields: the most negative value; and -1 (all bits set) in a block
+# that is all sentinels (its pack voltage unset too). A lone -1 is a true
+# reading: -1 mA of current, -0.1 degC in a cold garage.
+S16_FILLER: Final = frozenset({-0x8000})
+S32_FILLER: Final = frozenset({-0x8000_0000})
 S16_UNSET: Final = frozenset({-0x8000, -1})
 S32_UNSET: Final = frozenset({-0x8000_0000, -1})
 
@@ -228,9 +232,11 @@ def _scaled_u32(image: bytes, offset: int, order: Order) -> float | None:
     return None if value == U32_UNSET else value / 1000
 
 
-def _scaled_s32(image: bytes, offset: int, order: Order) -> float | None:
+def _scaled_s32(
+    image: bytes, offset: int, order: Order, unset: frozenset[int] = S32_UNSET
+) -> float | None:
     value = _s32(image, offset, order)
-    return None if value in S32_UNSET else value / 1000
+    return None if value in unset else value / 1000
 
 
 def _flag(value: int) -> bool | None:
@@ -238,11 +244,13 @@ def _flag(value: int) -> bool | None:
     return bool(value) if value in (0, 1) else None
 
 
-def _temperature(image: bytes, offset: int, fitted: bool, order: Order) -> float | None:
+def _temperature(
+    image: bytes, offset: int, fitted: bool, order: Order, unset: frozenset[int] = S16_UNSET
+) -> float | None:
     if not fitted:
         return None
     raw = _s16(image, offset, order)
-    if raw in S16_UNSET:
+    if raw in unset:
         return None
     celsius = raw / 10
     low, high = TEMPERATURE_RANGE
@@ -284,19 +292,23 @@ def decode_live(address: int, image: bytes, *, order: Order = "big") -> PackRead
     soh = image[Live.SOH_PRECHARGE]
     cycles = _u32(image, Live.CYCLES, order)
     balance = image[Live.BALANCE_STATE_SOC]
+    voltage = _scaled_u32(image, Live.VOLTAGE, order)
+    filled = voltage is None  # a block of sentinels: -1 is one of them too
+    s16_unset = S16_UNSET if filled else S16_FILLER
+    s32_unset = S32_UNSET if filled else S32_FILLER
     return PackReading(
         address=address,
-        voltage=_scaled_u32(image, Live.VOLTAGE, order),
-        current=_scaled_s32(image, Live.CURRENT, order),
+        voltage=voltage,
+        current=_scaled_s32(image, Live.CURRENT, order, s32_unset),
         soc=float(soc) if soc <= 100 else None,
         soh=float(soh) if soh <= 100 else None,
-        remaining_capacity=_scaled_s32(image, Live.REMAINING, order),
+        remaining_capacity=_scaled_s32(image, Live.REMAINING, order, s32_unset),
         full_capacity=_scaled_u32(image, Live.FULL, order),
         cycles=None if cycles == U32_UNSET else cycles,
         cell_voltages=_cells(image, order),
         # Sensors 1..5, each only where the BMS says it is fitted.
         temperatures=tuple(
-            _temperature(image, offset, bool(sensors >> (index + 1) & 1), order)
+            _temperature(image, offset, bool(sensors >> (index + 1) & 1), order, s16_unset)
             for index, offset in enumerate(
                 (
                     Live.TEMPERATURE_1,
@@ -307,7 +319,9 @@ def decode_live(address: int, image: bytes, *, order: Order = "big") -> PackRead
                 )
             )
         ),
-        mosfet_temperature=_temperature(image, Live.MOSFET_TEMPERATURE, bool(sensors & 1), order),
+        mosfet_temperature=_temperature(
+            image, Live.MOSFET_TEMPERATURE, bool(sensors & 1), order, s16_unset
+        ),
         charge_enabled=_flag(image[Live.FETS]),
         discharge_enabled=_flag(image[Live.FETS + 1]),
         balancing=balance != 0 if balance <= 2 else None,

@@ -230,8 +230,13 @@ def decode_pack(
         address=address,
         voltage=_scaled(pack[0], 100),  # 10 mV
         # INT16 in 10 mA, positive while charging; 0x8000 is the filler, and
-        # 0xFFFF (-1) the "not set" of a pack that fills every register.
-        current=None if current in (0x8000, UNSET) else _signed16(current) / 100,
+        # 0xFFFF (-1) the "not set" of a pack that fills every register (its
+        # voltage unset too); on its own, 0xFFFF is a true -10 mA.
+        current=(
+            None
+            if current == 0x8000 or (current == UNSET and pack[0] == UNSET)
+            else _signed16(current) / 100
+        ),
         remaining_capacity=_scaled(pack[2], 100),  # 10 mAh
         full_capacity=_scaled(pack[3], 100),
         soc=_permille(pack[5]),
