@@ -84,3 +84,12 @@ def loopback_sockets(socket_enabled: None) -> None:
     only to 127.0.0.1. The tests talk to the simulator over real TCP, so the
     first block is lifted; the second stays, and keeps traffic on this machine.
     """
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the recorder's SQL out of the output.
+
+    Tests with the recorder on would otherwise print every statement
+    SQLAlchemy runs, from the recorder's own thread, past pytest's capture.
+    """
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)

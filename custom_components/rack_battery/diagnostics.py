@@ -9,7 +9,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_HOST
 from homeassistant.core import HomeAssistant
 
-from .coordinator import RackBatteryConfigEntry
+from .coordinator import BankCoordinator, RackBatteryConfigEntry
 
 # The gateway's address says where someone lives on their network; nothing
 # in a bug report needs it.
@@ -35,6 +35,25 @@ async def async_get_config_entry_diagnostics(
         },
         "open_findings": [finding.as_dict() for finding in coordinator.data.analysis.open],
         "maintenance": coordinator.maintenance.to_dict(),
+        "link": _link(coordinator),
+    }
+
+
+def _link(coordinator: BankCoordinator) -> dict[str, Any]:
+    """Return what the bank's link has seen: its packs' counts, and the line's noise.
+
+    A bus shared with other banks counts every address on it; only this
+    bank's packs are shown.
+    """
+    stats = coordinator.driver.link_stats
+    return {
+        "noise_bytes": stats.noise_bytes,
+        "stray_frames": stats.stray_frames,
+        "packs": {
+            str(address): counts.as_dict()
+            for address, counts in sorted(stats.packs.items())
+            if address in coordinator.packs
+        },
     }
 
 

@@ -31,4 +31,13 @@ async def test_diagnostics_hide_the_gateway_and_show_the_last_poll(
     assert readings["1"]["voltage"] == pytest.approx(pace_bus.bank.pack(1).voltage, abs=0.01)
     assert data["snapshot"]["failed"] == {}
     assert "maintenance" in data
+    # What the link has seen, per pack: every poll asked each pack and was
+    # answered, and nothing was thrown away on a clean line.
+    link = data["link"]
+    assert sorted(link["packs"]) == ["1", "2", "3", "4"]
+    for counts in link["packs"].values():
+        assert counts["requests"] >= 1
+        assert counts["replies"] == counts["requests"]
+        assert counts["timeouts"] == counts["discarded"] == counts["suspect"] == 0
+    assert link["noise_bytes"] == 0
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -39,8 +39,10 @@ class AsciiSerialTransport(AsciiStreamTransport):
         return self.port
 
     async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader: asyncio.StreamReader
+        writer: asyncio.StreamWriter
         try:
-            return await serial_asyncio_fast.open_serial_connection(
+            reader, writer = await serial_asyncio_fast.open_serial_connection(
                 url=self.port,
                 baudrate=self.baudrate,
                 bytesize=serial.EIGHTBITS,
@@ -51,3 +53,4 @@ class AsciiSerialTransport(AsciiStreamTransport):
             )
         except (OSError, serial.SerialException) as err:
             raise serial_open_error(self.port, err) from err
+        return reader, writer
