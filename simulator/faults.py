@@ -329,6 +329,7 @@ class WireFaults:
         default_factory=dict, init=False, repr=False
     )
     _quiet: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _comebacks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Seed the noise."""
@@ -463,6 +464,14 @@ class WireFaults:
         while owed & self._pending.keys():
             self._quiet.clear()
             await self._quiet.wait()
+        # A gateway coming back from a restart is listening again.
+        if self._comebacks:
+            await asyncio.gather(*self._comebacks, return_exceptions=True)
+
+    def comeback(self, task: asyncio.Task[None]) -> None:
+        """Count a line's return from a restart as owed until it is done."""
+        self._comebacks.add(task)
+        task.add_done_callback(self._comebacks.discard)
 
     def cancel(self) -> None:
         """Drop whatever is still to be written (the line is stopping)."""

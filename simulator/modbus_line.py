@@ -155,6 +155,7 @@ class ModbusLine:
             task = asyncio.get_running_loop().create_task(self._reopen())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self.wire.comeback(task)
 
     def _restart(self) -> None:
         """Close the gateway's port and every connection, as a gateway rebooting does."""

@@ -357,6 +357,7 @@ class RunningServer:
             task = asyncio.get_running_loop().create_task(self._reopen())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            self.faults.wire.comeback(task)
 
     def restart(self) -> None:
         """Close the port and every connection, as a gateway rebooting does."""

@@ -379,6 +379,7 @@ class RunningServer:
             task = asyncio.get_running_loop().create_task(self._reopen())
             self._reopening.add(task)
             task.add_done_callback(self._reopening.discard)
+            self.wire.comeback(task)
 
     async def _reopen(self) -> None:
         if not self._down:
