@@ -13,7 +13,7 @@ polls it. It runs until Ctrl-C or SIGTERM and then closes its port, so that
 ``scripts/develop`` can start it again straight away.
 
 ``--fault ADDRESS=FAULT`` (repeatable) puts one of the wire faults of
-:class:`simulator.faults.WireFault` on a pack's replies (``garbage``,
+:class:`simulator.wire_faults.WireFault` on a pack's replies (``garbage``,
 ``noise_burst``, ``late``, ``echo``, ``restart``, ...); ``--fault-cycle S``
 takes the faults off and puts them back every S seconds, so that an outage
 and the return can be watched in Home Assistant. PACE Modbus is then served
@@ -43,7 +43,7 @@ from .bank import (
     solar_day,
     step_load,
 )
-from .faults import WireFault, WireFaults
+from .wire_faults import WireFault, WireFaults
 
 _LOGGER = logging.getLogger("simulator")
 

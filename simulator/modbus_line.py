@@ -31,7 +31,7 @@ the line counts every byte it receives, so a test can prove a listener
 sent nothing.
 
 Besides the per-pack :class:`Fault` of a reply's content, ``wire`` holds the
-generic wire faults of :mod:`simulator.faults` (noise bursts, late replies,
+generic wire faults of :mod:`simulator.wire_faults` (noise bursts, late replies,
 echoes, foreign and wrong-function frames, dripped replies, a connection
 reset, a gateway restart, one missed reply); they apply on every way in and
 to the master's traffic. A pseudo-terminal has no connection to reset or
@@ -54,7 +54,7 @@ from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
-from .faults import Delivery, WireFaults
+from .wire_faults import Delivery, WireFaults
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 WRITE_MULTIPLE: Final = 0x10

@@ -18,7 +18,7 @@ middle, and a reply that claims another address. A pack dropping off the
 bus is the bank's own ``take_off_bus``. ``refuse_bank_reads`` stands for
 a master whose firmware answers pack by pack only and refuses the group
 read (command byte 0xFF) as an unknown command. ``LineFaults.wire`` holds
-the generic wire faults of :mod:`simulator.faults`, which every simulated
+the generic wire faults of :mod:`simulator.wire_faults`, which every simulated
 wire plays alike (late replies, echoes, noise bursts, dripped replies, a
 reply to another command, a connection reset, a gateway restart, ...). A
 pseudo-terminal has no connection: there a reset or a restart is silence.
@@ -56,7 +56,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
-from .faults import NOTHING, Delivery, WireFaults
+from .wire_faults import NOTHING, Delivery, WireFaults
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF

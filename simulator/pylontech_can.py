@@ -15,7 +15,7 @@ listens. This personality does the same from a SimBank, in two ways:
   and ``send`` commands in; what clients send is kept for the tests.
 
 The daemon's ``wire`` plays the generic wire faults of
-:mod:`simulator.faults` on each cycle it sends, the bank being "pack" 0: a
+:mod:`simulator.wire_faults` on each cycle it sends, the bank being "pack" 0: a
 cycle lost, late, dripped, cut in half, buried in noise or followed by
 junk; another device's frames (the same values under IDs 0x100 up) for a
 wrong address; the same IDs as 29-bit extended frames for a wrong function;
@@ -41,7 +41,7 @@ from typing import Any, Final
 import can
 
 from .bank import SimBank, SimPack
-from .faults import Delivery, WireFaults
+from .wire_faults import Delivery, WireFaults
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ Assistant reaches it: a bus borrowed from a ``BusRegistry``, a driver over
 its shared transport, each poll in a turn on the bus. Two pollers share each
 bus, as two banks on one gateway do, so the bus's queue is in use. Every
 few polls the wire's faults change at random (any of
-:class:`~simulator.faults.WireFault` on any pack, or none), with reply
+:class:`~simulator.wire_faults.WireFault` on any pack, or none), with reply
 timeouts of a few tens of milliseconds, so that time runs fast.
 
 After a warm-up, and again at the end, it takes the traced memory
@@ -47,7 +47,7 @@ from custom_components.rack_battery.protocol.transport.factory import Transport,
 
 from . import jk_pb, pace_modbus_line, pylontech_ascii, pylontech_can, seplos_v2, seplos_v3
 from .bank import SimBank, constant_load, make_bank
-from .faults import CONNECTION_FAULTS, WireFault, WireFaults
+from .wire_faults import CONNECTION_FAULTS, WireFault, WireFaults
 
 # Reply timeout: loopback answers in well under a millisecond when the
 # machine is idle; the faults that wait it out are what make a soak slow.

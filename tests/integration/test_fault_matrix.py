@@ -52,7 +52,7 @@ from custom_components.rack_battery.protocol.connection import ConnectionSpec, W
 from custom_components.rack_battery.protocol.transport.factory import Transport, open_transport
 from simulator import jk_pb, pace_modbus_line, pylontech_ascii, pylontech_can, seplos_v2, seplos_v3
 from simulator.bank import SimBank, constant_load, make_bank
-from simulator.faults import CONNECTION_FAULTS, SURVIVABLE, WireFault, WireFaults
+from simulator.wire_faults import CONNECTION_FAULTS, SURVIVABLE, WireFault, WireFaults
 
 from .loop_watch import watch_the_loop
 from .test_every_wire import (

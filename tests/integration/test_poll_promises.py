@@ -34,8 +34,8 @@ from custom_components.rack_battery.protocol.catalog import families_on
 from custom_components.rack_battery.protocol.connection import Wire
 from simulator import jk_pb, pace_modbus_line, seplos_v2
 from simulator.bank import SimBank, constant_load, make_bank
-from simulator.faults import WireFault
 from simulator.modbus_line import ModbusLine
+from simulator.wire_faults import WireFault
 
 from .conftest import finish_scan
 

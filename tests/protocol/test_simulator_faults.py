@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from simulator.__main__ import parse_args, play_faults
-from simulator.faults import WireFault, WireFaults
+from simulator.wire_faults import WireFault, WireFaults
 
 
 def test_fault_flags_name_a_pack_and_a_fault() -> None:
