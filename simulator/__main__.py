@@ -3,6 +3,7 @@
     python -m simulator                                   # PACE Modbus TCP on 127.0.0.1:5020
     python -m simulator --protocol pylontech-ascii        # Pylontech RS485 ASCII on :8899
     python -m simulator --aged 3 --load solar-day --speed 60
+    python -m simulator --protocol seplos-v2 --fault 2=late --fault-cycle 60
 
 The bank keeps its own clock (nothing in :mod:`simulator.bank` reads wall
 time, so the tests stay deterministic); this command is the one place that
@@ -10,6 +11,13 @@ ties that clock to the wall, ``--speed`` simulated seconds per real second,
 so that an hour of a solar day can pass in a minute while Home Assistant
 polls it. It runs until Ctrl-C or SIGTERM and then closes its port, so that
 ``scripts/develop`` can start it again straight away.
+
+``--fault ADDRESS=FAULT`` (repeatable) puts one of the wire faults of
+:class:`simulator.wire_faults.WireFault` on a pack's replies (``garbage``,
+``noise_burst``, ``late``, ``echo``, ``restart``, ...); ``--fault-cycle S``
+takes the faults off and puts them back every S seconds, so that an outage
+and the return can be watched in Home Assistant. PACE Modbus is then served
+by the byte-level line rather than the gateway server, which owns its framing.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from .bank import (
     step_load,
 )
 from .wiretap import Wiretap, start_wiretap
+from .wire_faults import WireFault, WireFaults
 
 _LOGGER = logging.getLogger("simulator")
 
@@ -74,6 +83,30 @@ class Server(Protocol):
 
 
 StartServer = Callable[[SimBank, str, int], Awaitable[Server]]
+
+
+@dataclass
+class _LineServer:
+    """A byte-level line served over Modbus TCP, shown as a server is."""
+
+    host: str
+    port: int
+    wire: WireFaults
+    stop_line: Callable[[], Awaitable[None]]
+
+    async def stop(self) -> None:
+        await self.stop_line()
+
+
+def _start_pace_modbus_line() -> StartServer:
+    from .pace_modbus_line import make_line  # noqa: PLC0415
+
+    async def start(bank: SimBank, host: str, port: int) -> Server:
+        line = make_line(bank)
+        bound_host, bound_port = await line.serve_modbus_tcp(host, port)
+        return _LineServer(bound_host, bound_port, line.wire, line.stop)
+
+    return start
 
 
 def _start_pace_modbus() -> StartServer:
@@ -144,6 +177,8 @@ class Personality:
     loader: Callable[[], StartServer]
     # Serves on a pseudo-terminal instead (``--serial``), where the wire has one.
     pty_loader: Callable[[], StartPty] | None = None
+    # Serves where wire faults can be played (``--fault``), if not ``loader``.
+    fault_loader: Callable[[], StartServer] | None = None
     # What the packs call themselves: a PACE bank is not a Pylontech one.
     identity: PackMaker = PYLONTECH_PACK
 
@@ -154,6 +189,7 @@ PERSONALITIES: dict[str, Personality] = {
         first_address=1,
         default_port=5020,
         loader=_start_pace_modbus,
+        fault_loader=_start_pace_modbus_line,
         identity=PACE_PACK,
     ),
     "pylontech-ascii": Personality(
@@ -206,6 +242,17 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above zero, not {text}")
     return value
+
+
+def _fault(text: str) -> tuple[int, WireFault]:
+    """Return "ADDRESS=FAULT" as the pair it names."""
+    address, _, name = text.partition("=")
+    try:
+        return int(address), WireFault(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected ADDRESS=FAULT with FAULT one of {', '.join(WireFault)}, not {text!r}"
+        ) from err
 
 
 def _clock(text: str) -> float:
@@ -277,6 +324,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="write the bank's values as JSON to PATH every second: what Home Assistant shows",
     )
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="ADDRESS=FAULT",
+        help=f"a wire fault on one pack's replies, one of: {', '.join(WireFault)}; repeatable",
+    )
+    parser.add_argument(
+        "--fault-cycle",
+        type=_positive_float,
+        metavar="S",
+        help="take the faults off and put them back every S seconds (default: always on)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
     if args.latency < 0:
@@ -291,6 +352,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.port = PERSONALITIES[args.protocol].default_port
     if args.serial and PERSONALITIES[args.protocol].pty_loader is None:
         parser.error(f"--serial is not offered for {args.protocol}")
+    last = PERSONALITIES[args.protocol].first_address + args.packs - 1
+    if bad := [
+        a for a, _ in args.fault if not PERSONALITIES[args.protocol].first_address <= a <= last
+    ]:
+        parser.error(f"--fault {bad[0]}=...: no pack at address {bad[0]}")
     return args
 
 
@@ -388,6 +454,35 @@ async def advance(bank: SimBank, speed: float, state_file: Path | None = None) -
             next_summary = now + SUMMARY_SECONDS
 
 
+def _wire_of(server: object) -> WireFaults:
+    """Return the wire faults of whatever line is being served."""
+    line = getattr(server, "_line", server)  # a pty line shown as a server
+    wire = getattr(line, "wire", None)
+    if wire is None:
+        wire = line.faults.wire  # type: ignore[attr-defined]
+    assert isinstance(wire, WireFaults)
+    return wire
+
+
+async def play_faults(
+    wire: WireFaults, faults: Sequence[tuple[int, WireFault]], cycle: float | None
+) -> None:
+    """Put the faults on, and (with a cycle) take them off and on again, until cancelled."""
+    while True:
+        for address, fault in faults:
+            wire.inject(address, fault)
+        _LOGGER.info(
+            "Wire faults on: %s", ", ".join(f"@{address} {fault}" for address, fault in faults)
+        )
+        if cycle is None:
+            await asyncio.Event().wait()
+            return
+        await asyncio.sleep(cycle)
+        wire.mend()
+        _LOGGER.info("Wire faults off")
+        await asyncio.sleep(cycle)
+
+
 async def serve(args: argparse.Namespace) -> None:
     """Build the bank, serve it and advance it until asked to stop."""
     personality = PERSONALITIES[args.protocol]
@@ -416,7 +511,8 @@ async def serve(args: argparse.Namespace) -> None:
             server.host, server.port, args.host, port=args.port, reply_delay=args.latency
         )
     else:
-        start_server = personality.loader()
+        loader = personality.fault_loader if args.fault and personality.fault_loader else None
+        start_server = (loader or personality.loader)()
         server = await start_server(bank, args.host, args.port)
     state_file = Path(args.state_file) if args.state_file else None
     if state_file is not None:
@@ -438,6 +534,10 @@ async def serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     ticker = asyncio.create_task(advance(bank, args.speed, state_file))
+    tasks = [ticker]
+    if args.fault:
+        wire = _wire_of(server)
+        tasks.append(asyncio.create_task(play_faults(wire, args.fault, args.fault_cycle)))
     log_summary(bank)
     try:
         await stop.wait()
@@ -447,9 +547,10 @@ async def serve(args: argparse.Namespace) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
             signal.signal(signum, signal.SIG_IGN)
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if tap is not None:
             await tap.stop()
         await server.stop()

@@ -15,6 +15,9 @@ the same way every time.
 - :class:`Aging`: capacity fade and resistance growth, with cycles to match.
 - :class:`Rebadged`: a pack of another model or firmware in the bank.
 - :class:`FlakyLink`: a pack whose link cable drops replies at random.
+
+Those are faults of the packs; what a line does to the bytes between a pack
+and whoever asks it is in :mod:`simulator.wire_faults`.
 """
 
 from __future__ import annotations

@@ -29,21 +29,32 @@ In master mode (:meth:`ModbusLine.start_master`) a master pack polls the
 others by itself and every byte of that traffic goes to whoever listens;
 the line counts every byte it receives, so a test can prove a listener
 sent nothing.
+
+Besides the per-pack :class:`Fault` of a reply's content, ``wire`` holds the
+generic wire faults of :mod:`simulator.wire_faults` (noise bursts, late replies,
+echoes, foreign and wrong-function frames, dripped replies, a connection
+reset, a gateway restart, one missed reply); they apply on every way in and
+to the master's traffic. A pseudo-terminal has no connection to reset or
+port to restart: there those two faults are silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 import contextlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 import os
+import socket
+import struct
 import tty
 from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
+
+from .wire_faults import Delivery, WireFaults
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 WRITE_MULTIPLE: Final = 0x10
@@ -71,6 +82,33 @@ class Fault(StrEnum):
     WRONG_ADDRESS = "wrong_address"  # the reply names the next unit
 
 
+type _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _mbap(header: bytes, unit: int, pdu: bytes) -> bytes:
+    """Return a Modbus TCP reply: the request's transaction and protocol ids, unit, PDU."""
+    return header[0:4] + (len(pdu) + 1).to_bytes(2, "big") + bytes((unit,)) + pdu
+
+
+def _guarded(writer: asyncio.StreamWriter) -> Callable[[bytes], None]:
+    """Return a write that drops what comes after the connection has gone."""
+
+    def write(data: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(data)
+
+    return write
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection with a reset (RST), not an orderly close."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 class Personality(Protocol):
     """What the packs on the line hold."""
 
@@ -91,8 +129,10 @@ class ModbusLine:
 
     packs: Personality
     faults: dict[int, Fault] = field(default_factory=dict)
+    wire: WireFaults = field(default_factory=WireFaults)
     received: int = 0  # bytes that arrived from outside, over every way in
     rounds: int = 0  # master polling rounds completed
+    restarts: int = 0  # times the gateway closed its port
     # The last requests heard as RTU frames, whole (address to CRC), oldest first.
     heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
@@ -100,6 +140,98 @@ class ModbusLine:
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
     _master: asyncio.Task[None] | None = field(default=None, repr=False)
     _round_done: asyncio.Condition | None = field(default=None, repr=False)
+    # Ways in over TCP: (host, bound port, connection handler), to reopen after a restart.
+    _listening: list[tuple[str, int, _Handler]] = field(default_factory=list, repr=False)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _down: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Bring a restarted gateway back when its fault is mended."""
+        self.wire.watch(self._wire_changed)
+
+    def _wire_changed(self) -> None:
+        if self._down and not self.wire.restarting:
+            task = asyncio.get_running_loop().create_task(self._reopen())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self.wire.comeback(task)
+
+    def _restart(self) -> None:
+        """Close the gateway's port and every connection, as a gateway rebooting does."""
+        if self._down:
+            return
+        self._down = True
+        self.restarts += 1
+        for server in self._servers:
+            server.close()
+        for writer in list(self._writers):
+            _reset(writer)
+
+    async def _reopen(self) -> None:
+        if not self._down:
+            return
+        self._down = False
+        for server in self._servers:
+            server.close_clients()
+            await server.wait_closed()
+        self._servers.clear()
+        for host, port, serve in self._listening:
+            self._servers.append(await asyncio.start_server(serve, host, port))
+
+    def _foreign_pdu(self, unit: int, function: int, data: bytes) -> tuple[int, bytes] | None:
+        """Return the next unit up that answers, and its reply PDU to the same question."""
+        for step in range(1, 16):
+            other = (unit + step) & 0xFF
+            if (pdu := self.pdu(other, function, data)) is not None and not pdu[0] & 0x80:
+                return other, pdu
+        return None
+
+    def _misfunction_pdu(self, unit: int, function: int, data: bytes) -> bytes | None:
+        """Return the pack's sound reply PDU with another read function's code."""
+        pdu = self.pdu(unit, function, data)
+        if pdu is None:
+            return None
+        return bytes((0x04 if function == 0x03 else 0x03,)) + pdu[1:]
+
+    def _delivery_rtu(self, unit: int, function: int, data: bytes) -> Delivery:
+        """Return how the reply to one RTU request reaches the line, every fault applied."""
+        reply = self.rtu_reply(unit, function, data)
+
+        def foreign() -> bytes | None:
+            found = self._foreign_pdu(unit, function, data)
+            if found is None:
+                return None
+            other, pdu = found
+            return self._preamble(other, function, data) + seal(bytes((other,)) + pdu)
+
+        def misfunction() -> bytes | None:
+            pdu = self._misfunction_pdu(unit, function, data)
+            return None if pdu is None else seal(bytes((unit,)) + pdu)
+
+        return self.wire.deliver(
+            unit,
+            seal(bytes((unit, function)) + data),
+            reply or None,
+            foreign=foreign,
+            misfunction=misfunction,
+        )
+
+    def _carry_out(
+        self,
+        delivery: Delivery,
+        outputs: Sequence[Callable[[bytes], None]],
+        writer: asyncio.StreamWriter | None,
+    ) -> None:
+        if delivery.restart:
+            self._restart()
+            return
+        if delivery.reset:
+            for each in [writer] if writer is not None else list(self._writers):
+                _reset(each)
+            return
+        for output in outputs:
+            self.wire.play(delivery, output)
 
     def pdu(self, unit: int, function: int, data: bytes) -> bytes | None:  # noqa: PLR0911
         """Return the reply PDU (function and data) to a request, or None for silence."""
@@ -179,7 +311,11 @@ class ModbusLine:
         return lead
 
     def _serve_rtu(
-        self, data: bytes, splitter: RtuSplitter, write: Callable[[bytes], None]
+        self,
+        data: bytes,
+        splitter: RtuSplitter,
+        write: Callable[[bytes], None],
+        writer: asyncio.StreamWriter | None = None,
     ) -> None:
         self.received += len(data)
         if self._master is not None:
@@ -190,12 +326,11 @@ class ModbusLine:
                 # The splitter took it for a request only with its CRC sound,
                 # so sealing it again gives back the bytes that came.
                 self.heard.append(seal(bytes((frame.unit, frame.function)) + frame.data))
-            if (
-                isinstance(frame, Frame)
-                and frame.is_request
-                and (reply := self.rtu_reply(frame.unit, frame.function, frame.data))
-            ):
-                write(reply)
+                self.wire.request_arrived()
+                delivery = self._delivery_rtu(frame.unit, frame.function, frame.data)
+                if writer is None and (delivery.reset or delivery.restart):
+                    continue  # a serial line has no connection to drop
+                self._carry_out(delivery, [write], writer)
 
     def open_pty(self) -> str:
         """Open a pseudo-terminal pair and return the name of the end a driver opens."""
@@ -207,7 +342,8 @@ class ModbusLine:
         splitter = RtuSplitter()
 
         def write(data: bytes) -> None:
-            os.write(controller, data)
+            with contextlib.suppress(OSError):
+                os.write(controller, data)
 
         def readable() -> None:
             try:
@@ -228,35 +364,35 @@ class ModbusLine:
         self._closers.append(close)
         return name
 
-    async def _serve_tcp(
-        self,
-        host: str,
-        port: int,
-        handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], object],
-    ) -> tuple[str, int]:
+    async def _serve_tcp(self, host: str, port: int, handle: _Handler) -> tuple[str, int]:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.add(writer)
             try:
-                await handle(reader, writer)  # type: ignore[misc]
+                await handle(reader, writer)
             except (OSError, asyncio.IncompleteReadError):
                 pass
             finally:
+                self._writers.discard(writer)
                 writer.close()
 
         server = await asyncio.start_server(serve, host, port)
         self._servers.append(server)
-        return host, int(server.sockets[0].getsockname()[1])
+        bound = int(server.sockets[0].getsockname()[1])
+        self._listening.append((host, bound, serve))
+        return host, bound
 
     async def serve_rtu_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Serve the line as raw RTU over TCP; return (host, bound port)."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             splitter = RtuSplitter()
-            self._outputs.add(writer.write)
+            write = _guarded(writer)
+            self._outputs.add(write)
             try:
                 while data := await reader.read(4096):
-                    self._serve_rtu(data, splitter, writer.write)
+                    self._serve_rtu(data, splitter, write, writer)
             finally:
-                self._outputs.discard(writer.write)
+                self._outputs.discard(write)
 
         return await self._serve_tcp(host, port, handle)
 
@@ -274,17 +410,41 @@ class ModbusLine:
                 fault = self.faults.get(unit)
                 if fault is Fault.SILENT:
                     continue
-                pdu = self.pdu(unit, body[0], body[1:])
+                function, data = body[0], body[1:]
+                self.wire.request_arrived()
+                pdu = self.pdu(unit, function, data)
                 if pdu is None:
-                    pdu = bytes((body[0] | 0x80, GATEWAY_TARGET_SILENT))
+                    pdu = bytes((function | 0x80, GATEWAY_TARGET_SILENT))
                 if fault is Fault.WRONG_ADDRESS:
                     unit = (unit + 1) & 0xFF
-                reply = header[0:4] + (len(pdu) + 1).to_bytes(2, "big") + bytes((unit,)) + pdu
+                reply = _mbap(header, unit, pdu)
                 if fault is Fault.GARBAGE:
                     reply = GARBAGE + reply
                 elif fault in (Fault.PARTIAL, Fault.CRC):
                     reply = reply[: len(reply) // 2]
-                writer.write(reply)
+
+                def foreign(
+                    header: bytes = header,
+                    unit: int = unit,
+                    function: int = function,
+                    data: bytes = data,
+                ) -> bytes | None:
+                    found = self._foreign_pdu(unit, function, data)
+                    return None if found is None else _mbap(header, *found)
+
+                def misfunction(
+                    header: bytes = header,
+                    unit: int = unit,
+                    function: int = function,
+                    data: bytes = data,
+                ) -> bytes | None:
+                    pdu = self._misfunction_pdu(unit, function, data)
+                    return None if pdu is None else _mbap(header, unit, pdu)
+
+                delivery = self.wire.deliver(
+                    unit, header + body, reply, foreign=foreign, misfunction=misfunction
+                )
+                self._carry_out(delivery, [_guarded(writer)], writer)
                 await writer.drain()
 
         return await self._serve_tcp(host, port, handle)
@@ -306,14 +466,17 @@ class ModbusLine:
             while True:
                 for unit, function, address, count in polls:
                     request = master_request(unit, function, address, count)
-                    reply = self.rtu_reply(unit, function, request[2:-2])
-                    if unit == own:
-                        request = b""
-                    for output in list(self._outputs):
-                        if request:
+                    delivery = self._delivery_rtu(unit, function, request[2:-2])
+                    outputs = list(self._outputs)
+                    if unit != own:
+                        for output in outputs:
                             output(request)
-                        if reply:
-                            output(reply)
+                    self.wire.request_arrived()
+                    self._carry_out(delivery, outputs, None)
+                    if not delivery.late:
+                        # A master waits for a reply that is still coming in;
+                        # a late one it gives up on, and asks the next pack.
+                        await self.wire.settled()
                     await asyncio.sleep(period)
                 async with self._round_done:
                     self.rounds += 1
@@ -330,6 +493,10 @@ class ModbusLine:
 
     async def stop(self) -> None:
         """Stop the master and close every way in."""
+        self.wire.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._master is not None:
             self._master.cancel()
             with contextlib.suppress(asyncio.CancelledError):

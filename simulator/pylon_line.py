@@ -17,17 +17,23 @@ noise before or after a sound reply, a frame with bytes lost from its
 middle, and a reply that claims another address. A pack dropping off the
 bus is the bank's own ``take_off_bus``. ``refuse_bank_reads`` stands for
 a master whose firmware answers pack by pack only and refuses the group
-read (command byte 0xFF) as an unknown command.
+read (command byte 0xFF) as an unknown command. ``LineFaults.wire`` holds
+the generic wire faults of :mod:`simulator.wire_faults`, which every simulated
+wire plays alike (late replies, echoes, noise bursts, dripped replies, a
+reply to another command, a connection reset, a gateway restart, ...). A
+pseudo-terminal has no connection: there a reset or a restart is silence.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 import contextlib
 from dataclasses import dataclass, field, replace
 from enum import Enum
 import os
+import socket
+import struct
 import tty
 from typing import Final
 
@@ -50,6 +56,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
+from .wire_faults import NOTHING, Delivery, WireFaults
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF
@@ -88,6 +95,7 @@ class LineFaults:
     packs: dict[int, set[Fault]] = field(default_factory=dict)
     # The master refuses command byte 0xFF with "CID2 invalid".
     refuse_bank_reads: bool = False
+    wire: WireFaults = field(default_factory=WireFaults)
 
     def inject(self, fault: Fault, address: int | None = None) -> None:
         """Turn a fault on, for one pack or (address None) for every reply."""
@@ -266,6 +274,66 @@ def _answer_chunk(
     return answer(bank, chunk[start:], dialect, faults)
 
 
+# Asked one command, a confused pack answers another: the reply of the
+# first of these that differs from the command asked.
+_OTHER_COMMANDS: Final = (0x44, 0x42, 0x47, 0x92, 0x4F)
+
+
+def _delivery(bank: SimBank, chunk: bytes, dialect: Dialect, faults: LineFaults) -> Delivery:
+    """Return how the reply to what arrived up to a carriage return reaches the line."""
+    start = chunk.rfind(b"~")
+    if start < 0:
+        return NOTHING
+    request = chunk[start:]
+    faults.wire.request_arrived()
+    reply = answer(bank, request, dialect, faults)
+    if reply is None:
+        return NOTHING
+    address = int(request[3:5], 16)
+
+    def asked() -> Frame | None:
+        try:
+            return decode_frame(request)
+        except FrameError:
+            return None
+
+    def foreign() -> bytes | None:
+        frame = asked()
+        others = sorted(pack.address for pack in bank.packs if pack.address != address)
+        if frame is None or not others:
+            return None
+        other = next((each for each in others if each > address), others[0])
+        info = bytes((other,)) if frame.info == bytes((address,)) else frame.info
+        return answer(bank, encode_frame(frame.ver, other, frame.cid1, frame.cid2, info), dialect)
+
+    def misfunction() -> bytes | None:
+        frame = asked()
+        if frame is None:
+            return None
+        cid2 = next(
+            (each for each in _OTHER_COMMANDS if each != frame.cid2 and each in dialect.answers),
+            None,
+        )
+        if cid2 is None:
+            return None
+        info = bytes((address,)) if dialect.answers[cid2][1] else b""
+        return answer(bank, encode_frame(frame.ver, address, frame.cid1, cid2, info), dialect)
+
+    return faults.wire.deliver(address, request, reply, foreign=foreign, misfunction=misfunction)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection with a reset (RST), not an orderly close."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+type _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @dataclass
 class RunningServer:
     """A listening simulator; ``port`` is the port actually bound."""
@@ -275,9 +343,59 @@ class RunningServer:
     faults: LineFaults
     _server: asyncio.Server = field(repr=False)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, repr=False)
+    _serve: _Handler | None = field(default=None, repr=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _down: bool = field(default=False, repr=False)
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        """Bring a restarted gateway back when its fault is mended."""
+        self.faults.wire.watch(self._wire_changed)
+
+    def _wire_changed(self) -> None:
+        if self._down and not self.faults.wire.restarting:
+            task = asyncio.get_running_loop().create_task(self._reopen())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self.faults.wire.comeback(task)
+
+    def restart(self) -> None:
+        """Close the port and every connection, as a gateway rebooting does."""
+        if self._down:
+            return
+        self._down = True
+        self.restarts += 1
+        self._server.close()
+        for writer in list(self._writers):
+            _reset(writer)
+
+    async def _reopen(self) -> None:
+        if not self._down or self._serve is None:
+            return
+        self._down = False
+        await self._server.wait_closed()
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+
+    def carry_out(self, delivery: Delivery, writer: asyncio.StreamWriter) -> None:
+        """Put a delivery on one connection (or reset it, or restart the gateway)."""
+        if delivery.restart:
+            self.restart()
+        elif delivery.reset:
+            _reset(writer)
+        else:
+
+            def write(data: bytes) -> None:
+                if not writer.is_closing():
+                    writer.write(data)
+
+            self.faults.wire.play(delivery, write)
 
     async def stop(self) -> None:
         """Stop listening and drop every connection, as a gateway losing power would."""
+        self.faults.wire.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._server.close()
         for writer in list(self._writers):
             writer.close()
@@ -303,10 +421,8 @@ async def serve_tcp(
                     chunk = await reader.readuntil(b"\r")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
                     return
-                reply = _answer_chunk(bank, chunk, dialect, line_faults)
-                if reply is not None:
-                    writer.write(reply)
-                    await writer.drain()
+                running.carry_out(_delivery(bank, chunk, dialect, line_faults), writer)
+                await writer.drain()
         except OSError:
             return
         finally:
@@ -317,9 +433,15 @@ async def serve_tcp(
 
     server = await asyncio.start_server(serve, host, port)
     bound_port = server.sockets[0].getsockname()[1]
-    return RunningServer(
-        host=host, port=int(bound_port), faults=line_faults, _server=server, _writers=writers
+    running = RunningServer(
+        host=host,
+        port=int(bound_port),
+        faults=line_faults,
+        _server=server,
+        _writers=writers,
+        _serve=serve,
     )
+    return running
 
 
 @dataclass
@@ -333,6 +455,7 @@ class RunningPty:
 
     async def stop(self) -> None:
         """Stop answering and close both ends, as an adapter pulled out would."""
+        self.faults.wire.cancel()
         asyncio.get_running_loop().remove_reader(self._master)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
@@ -353,6 +476,11 @@ async def serve_pty(
     os.set_blocking(master, False)
     line_faults = faults if faults is not None else LineFaults()
     pending = bytearray()
+    line = RunningPty(path=os.ttyname(slave), faults=line_faults, _master=master, _slave=slave)
+
+    def write(data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(master, data)
 
     def readable() -> None:
         try:
@@ -365,13 +493,13 @@ async def serve_pty(
         while (end := pending.find(b"\r")) >= 0:
             chunk = bytes(pending[: end + 1])
             del pending[: end + 1]
-            reply = _answer_chunk(bank, chunk, dialect, line_faults)
-            if reply is not None:
-                with contextlib.suppress(BlockingIOError):
-                    os.write(master, reply)
+            delivery = _delivery(bank, chunk, dialect, line_faults)
+            if not (delivery.reset or delivery.restart):
+                # A serial line has no connection to drop.
+                line_faults.wire.play(delivery, write)
 
     asyncio.get_running_loop().add_reader(master, readable)
-    return RunningPty(path=os.ttyname(slave), faults=line_faults, _master=master, _slave=slave)
+    return line
 
 
 # ---------------------------------------------------------------------------

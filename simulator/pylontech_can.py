@@ -14,6 +14,13 @@ listens. This personality does the same from a SimBank, in two ways:
   daemon's raw mode only: greeting, ``open``, ``rawmode``, then frames out
   and ``send`` commands in; what clients send is kept for the tests.
 
+The daemon's ``wire`` plays the generic wire faults of
+:mod:`simulator.wire_faults` on each cycle it sends, the bank being "pack" 0: a
+cycle lost, late, dripped, cut in half, buried in noise or followed by
+junk; another device's frames (the same values under IDs 0x100 up) for a
+wrong address; the same IDs as 29-bit extended frames for a wrong function;
+the client's own last frame echoed; a connection reset; a daemon restart.
+
 The frames are packed here with ``struct``, written from the vendor's table
 and independently of the driver's DBC file, so a test of the driver against
 this simulator compares two readings of the document, not one with itself.
@@ -22,9 +29,11 @@ this simulator compares two readings of the document, not one with itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+import contextlib
 from dataclasses import dataclass, field
 import logging
+import socket
 import struct
 import time
 from typing import Any, Final
@@ -32,6 +41,7 @@ from typing import Any, Final
 import can
 
 from .bank import SimBank, SimPack
+from .wire_faults import Delivery, WireFaults
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -266,12 +276,30 @@ class RunningServer:
     faults: Faults
     channel: str
     received: list[Frame] = field(default_factory=list)
+    wire: WireFaults = field(default_factory=WireFaults)
+    restarts: int = 0
+    cycles: int = 0  # cycles broadcast (or spoiled by the wire) so far
+    _cycled: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
+    _reopening: set[asyncio.Task[None]] = field(default_factory=set)
+    _down: bool = False
+    _echo: bytes = b""
     _clients: set[asyncio.StreamWriter] = field(default_factory=set)
     _raw: set[asyncio.StreamWriter] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _got_frame: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        """Bring a restarted daemon back when its fault is mended."""
+        self.wire.watch(self._wire_changed)
+
+    async def wait_cycles(self, count: int) -> None:
+        """Wait until ``count`` more cycles have gone out."""
+        target = self.cycles + count
+        while self.cycles < target:
+            self._cycled.clear()
+            await self._cycled.wait()
 
     async def wait_for_received(self, count: int) -> list[Frame]:
         """Wait until clients have sent ``count`` frames; return them all."""
@@ -282,6 +310,10 @@ class RunningServer:
 
     async def stop(self) -> None:
         """Stop listening and drop every client, as a daemon that is killed."""
+        self.wire.cancel()
+        for task in list(self._reopening):
+            task.cancel()
+        await asyncio.gather(*self._reopening, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -295,22 +327,69 @@ class RunningServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _cycle(self) -> bytes:
+    def _cycle(self, *, offset: int = 0, width: int = 3) -> bytes:
         now = time.time()
         stamp = f"{int(now)}.{int(now % 1 * 1_000_000):06d}"
         frames = encode_frames(self.bank, version=self.version, faults=self.faults)
         return "".join(
-            f"< frame {arbitration_id:03X} {stamp} {data.hex().upper()} >"
+            f"< frame {arbitration_id + offset:0{width}X} {stamp} {data.hex().upper()} >"
             for arbitration_id, data in frames
         ).encode("ascii")
 
+    def _delivery(self) -> Delivery:
+        """Return how this cycle reaches the clients, the wire's faults applied."""
+        payload = self._cycle()
+        return self.wire.deliver(
+            0,
+            self._echo,
+            payload or None,
+            # Another device on the cable: its frames under other IDs.
+            foreign=lambda: self._cycle(offset=0x100),
+            # The same IDs as 29-bit extended frames: not the bank's.
+            misfunction=lambda: self._cycle(width=8),
+        )
+
     async def _broadcast(self, period: float) -> None:
         while True:
-            payload = self._cycle()
-            for writer in list(self._raw):
-                if payload and not writer.is_closing():
-                    writer.write(payload)
+            delivery = self._delivery()
+            if delivery.restart:
+                self._restart()
+            elif delivery.reset:
+                for writer in list(self._raw):
+                    _reset(writer)
+            else:
+                for writer in list(self._raw):
+                    self.wire.play(delivery, _guarded(writer))
+            self.cycles += 1
+            self._cycled.set()
             await asyncio.sleep(period)
+
+    def _restart(self) -> None:
+        """Close the daemon's port and every client, as a daemon restarting does."""
+        if self._down or self._server is None:
+            return
+        self._down = True
+        self.restarts += 1
+        self._server.close()
+        for writer in list(self._clients):
+            _reset(writer)
+
+    def _wire_changed(self) -> None:
+        if self._down and not self.wire.restarting:
+            task = asyncio.get_running_loop().create_task(self._reopen())
+            self._reopening.add(task)
+            task.add_done_callback(self._reopening.discard)
+            self.wire.comeback(task)
+
+    async def _reopen(self) -> None:
+        if not self._down:
+            return
+        self._down = False
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=_LONGEST_COMMAND * 4
+        )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -354,9 +433,32 @@ class RunningServer:
                     if int(length, 16) == len(frame[1]):
                         self.received.append(frame)
                         self._got_frame.set()
+                        # What an echo plays back: the frame as a daemon sends one.
+                        self._echo = (
+                            f"< frame {frame[0]:03X} {time.time():.6f} {frame[1].hex().upper()} >"
+                        ).encode("ascii")
             case _:
                 writer.write(b"< error unknown command >")
         await writer.drain()
+
+
+def _guarded(writer: asyncio.StreamWriter) -> Callable[[bytes], None]:
+    """Return a write that drops what comes after the client has gone."""
+
+    def write(data: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(data)
+
+    return write
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop a client with a reset (RST), not an orderly close."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _read_command(reader: asyncio.StreamReader) -> str | None:

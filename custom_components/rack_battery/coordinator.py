@@ -29,6 +29,7 @@ from .const import DOMAIN, LOGGER, SCAN_INTERVAL
 from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
+from .protocol.listen import BusListener
 from .store import ANALYSIS, ENERGY, HOURLY, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
@@ -37,6 +38,8 @@ type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 # a day) and the energy totals (a little every poll) are saved with them, or
 # at least this often, so a crash loses at most this much of either.
 SAVE_INTERVAL = timedelta(minutes=10)
+# How long a listener whose line came back listens before it is read again.
+HEAR_AGAIN_WAIT = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +75,8 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self.bus = bus
         self._running: asyncio.Task[BankData] | None = None
         self._silent: set[int] = set()
+        # The last poll found the bus down (its link may need opening again).
+        self._bus_lost = False
         self.store = BankStore(hass, entry.entry_id)
         # What the bank runs with: a change of the data reloads it, of the
         # options only retunes the rules (see _async_entry_updated).
@@ -222,14 +227,24 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
     async def _poll_bank_in_turn(self) -> BankSnapshot:
         """Poll the bank, reporting which packs answered."""
         try:
+            if self._bus_lost:
+                # A transport opens its link again by itself on its next
+                # request, but a listener's source stays shut once the
+                # gateway has dropped it: open whatever was lost first, and
+                # let a listener hear the master go round before it is read.
+                await self.driver.connect()
+                if isinstance(self.driver, BusListener):
+                    await self.driver.hear(within=HEAR_AGAIN_WAIT, addresses=self.packs)
             report = await self.driver.poll(self.packs)
         except BusUnavailable as err:
+            self._bus_lost = True
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="bus_unavailable",
                 translation_placeholders={"error": str(err)},
             ) from err
 
+        self._bus_lost = False
         # A pack that just fell silent gets one more chance within the poll:
         # on a busy RS485 line a single late reply is common, and one blip
         # should not blank its entities. A pack silent for a while is not

@@ -263,6 +263,13 @@ class BusListener(BmsDriver):
 
     def _on_lost(self) -> None:
         self._open = False
+        # Nothing heard before the line went is combined with what comes
+        # after it: once listening again, each pack is read from frames
+        # heard anew (a block heard before a gap is as stale as the gap).
+        self._packs.clear()
+        self._waiting = None
+        self._block = None
+        self.readings_heard.clear()
         self.activity.set()  # wake whoever waits to hear something: nothing will come
 
     def _pack(self, unit: int) -> _Pack:

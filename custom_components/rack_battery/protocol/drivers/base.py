@@ -84,17 +84,29 @@ class BmsDriver(ABC):
     async def poll(self, addresses: Iterable[int]) -> PollReport:
         """Read every pack on its own and report who answered.
 
-        Raises BusUnavailable when the bus is down, or when it is up but no
-        pack answered: a bus that answers nobody is down, whatever the
-        socket says.
+        Raises BusUnavailable when the bus is down (lost for two packs
+        running, or for the only one), or when it is up but no pack
+        answered: a bus that answers nobody is down, whatever the socket
+        says.
         """
         readings: dict[int, PackReading] = {}
         failed: dict[int, str] = {}
+        # A link lost while one pack was asked (a gateway that resets the
+        # connection) is that pack's failure if the link opens again for the
+        # next; lost twice running, the bus is down.
+        lost = False
         for address in addresses:
             try:
                 readings[address] = self.screened(address, await self.read_pack(address))
             except (PackNotResponding, FrameError) as err:
                 failed[address] = str(err) or type(err).__name__
+            except BusUnavailable as err:
+                if lost:
+                    raise
+                failed[address] = str(err) or type(err).__name__
+                lost = True
+                continue
+            lost = False
         if failed and not readings:
             raise BusUnavailable(
                 f"no pack answered ({len(failed)} asked): {next(iter(failed.values()))}"
