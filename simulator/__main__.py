@@ -45,8 +45,8 @@ from .bank import (
     solar_day,
     step_load,
 )
-from .wiretap import Wiretap, start_wiretap
 from .wire_faults import WireFault, WireFaults
+from .wiretap import Wiretap, start_wiretap
 
 _LOGGER = logging.getLogger("simulator")
 
