@@ -58,3 +58,16 @@ ensure_venv() {
 ensure_venv "$VENV" "$REQS"
 export PATH="$VENV/bin:$PATH"
 export VIRTUAL_ENV="$VENV"
+
+# The browser tests' own packages (Playwright), kept out of the pins above so
+# that they do not reinstall the venv; scripts/e2e and scripts/lint (which
+# type-checks tests/e2e) ask for them.
+ensure_e2e_requirements() {
+  local want
+  want="$(sha256sum "$ROOT/requirements/e2e.txt" | cut -d' ' -f1)"
+  if [ "$(cat "$VENV/.e2e-installed" 2>/dev/null)" != "$want" ]; then
+    echo "Installing requirements/e2e.txt into $VENV" >&2
+    "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements/e2e.txt"
+    echo "$want" >"$VENV/.e2e-installed"
+  fi
+}
