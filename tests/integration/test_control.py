@@ -1,0 +1,437 @@
+"""Control in a real Home Assistant: off until turned on, guarded, read back.
+
+Each family with a write path is served by the simulator over a real wire
+(PACE and Pylontech ASCII through a transparent TCP gateway, JK-PB as
+Modbus RTU over TCP), with a wiretap between Home Assistant and the
+simulator that records every request frame that reaches the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import ATTR_DEVICE_ID, ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+)
+
+from custom_components.rack_battery.bank.analysis import Thresholds
+from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
+from custom_components.rack_battery.entity import pack_device_key
+from custom_components.rack_battery.options_flow import flatten, options_schema
+from custom_components.rack_battery.protocol.catalog import open_driver
+from custom_components.rack_battery.protocol.connection import ConnectionSpec
+from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
+from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
+from simulator.modbus_line import ModbusLine
+from simulator.wiretap import Wiretap, start_wiretap
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+ENTRY_ID = "01JBANKCONTROL00000000000"
+
+
+def _pace_write(frame: bytes) -> bool:
+    # ~ VER ADR CID1 CID2: 0x9A / 0x9B switch a FET.
+    return frame[7:9] in (b"9A", b"9B")
+
+
+def _pylon_write(frame: bytes) -> bool:
+    # 0x94 sends charge and discharge limits.
+    return frame[7:9] == b"94"
+
+
+def _rtu_write(frame: bytes) -> bool:
+    # Function 0x06 or 0x10 writes registers.
+    return len(frame) > 1 and frame[1] in (0x06, 0x10)
+
+
+@dataclass
+class ControlBus:
+    """A simulated bank behind a wiretap, and how its write frames look."""
+
+    family: str
+    wire: str
+    bank: SimBank
+    tap: Wiretap
+    is_write: Callable[[bytes], bool]
+    switches: tuple[str, ...]
+
+    def writes(self) -> list[bytes]:
+        """Return every write request that reached the line."""
+        return [frame for frame in self.tap.requests if self.is_write(frame)]
+
+
+def _bank() -> SimBank:
+    bank = make_bank(3, first_address=2, seed=5, load=constant_load(0.0))
+    for pack in bank.packs:
+        pack.soc = 0.6
+    bank.step(0.0)
+    return bank
+
+
+@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
+async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
+    """Serve three packs of a family with a write path, behind a wiretap."""
+    family = str(request.param)
+    bank = _bank()
+    line: ModbusLine | None = None
+    if family == "pace_ascii":
+        server = await sim_pace.start_server(bank)
+        host, port = server.host, server.port
+        wire, is_write, switches = "ascii_tcp", _pace_write, ("charge_path", "discharge_path")
+    elif family == "pylontech_rs485":
+        server = await sim_pylon.start_server(bank)
+        host, port = server.host, server.port
+        wire, is_write, switches = "ascii_tcp", _pylon_write, ("charge_path", "discharge_path")
+    else:
+        server = None
+        line = sim_jk.make_line(bank)
+        host, port = await line.serve_rtu_tcp()
+        wire, is_write, switches = "modbus_rtu_tcp", _rtu_write, ("charge_path", "discharge_path")
+    tap = await start_wiretap(host, port)
+    try:
+        yield ControlBus(family, wire, bank, tap, is_write, switches)
+    finally:
+        await tap.stop()
+        if server is not None:
+            await server.stop()
+        if line is not None:
+            await line.stop()
+
+
+async def _entry(bus: ControlBus, options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """Return the bank's entry, holding what a scan of the simulator finds."""
+    data = {"wire": bus.wire, "family": bus.family, "host": bus.tap.host, "port": bus.tap.port}
+    driver = open_driver(ConnectionSpec.from_dict(data), bus.family, timeout=0.5)
+    await driver.connect()
+    try:
+        packs = [asdict(await driver.read_identity(pack.address)) for pack in bus.bank.packs]
+    finally:
+        await driver.close()
+    return MockConfigEntry(
+        domain=DOMAIN,
+        entry_id=ENTRY_ID,
+        title="Rack",
+        unique_id=f"{bus.tap.host}:{bus.tap.port}",
+        data={**data, "packs": packs},
+        options=options or {},
+    )
+
+
+async def _set_up(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def _poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory, after: timedelta) -> None:
+    freezer.tick(after)
+    async_fire_time_changed(hass)
+    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+        await entry.runtime_data.coordinator.async_refresh()
+    await hass.async_block_till_done()
+
+
+def _device(hass: HomeAssistant, entry: MockConfigEntry, address: int) -> str:
+    identity = entry.runtime_data.coordinator.packs[address]
+    device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, pack_device_key(entry, identity))}
+    )
+    assert device is not None
+    return device.id
+
+
+def _switch(hass: HomeAssistant, entry: MockConfigEntry, address: int, key: str) -> str | None:
+    identity = entry.runtime_data.coordinator.packs[address]
+    return er.async_get(hass).async_get_entity_id(
+        "switch", DOMAIN, f"{pack_device_key(entry, identity)}_{key}"
+    )
+
+
+def _state(hass: HomeAssistant, entity_id: str | None) -> str:
+    assert entity_id is not None
+    state = hass.states.get(entity_id)
+    assert state is not None
+    return state.state
+
+
+async def _act(hass: HomeAssistant, service: str, device_id: str, **data: Any) -> None:
+    await hass.services.async_call(
+        DOMAIN, service, {ATTR_DEVICE_ID: device_id, **data}, blocking=True
+    )
+
+
+async def _act_across_polls(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    bank: SimBank,
+    service: str,
+    device_id: str,
+) -> None:
+    """Call an action that waits for the next polls to read its change back.
+
+    The bank's clock moves on with each poll (a hold lapses in it).
+    """
+    del freezer  # the time Home Assistant sees stays: the guard judged already
+    call = asyncio.ensure_future(_act(hass, service, device_id))
+    for _ in range(4):
+        await asyncio.sleep(0)
+        if call.done():
+            break
+        bank.step(SCAN_INTERVAL.total_seconds())
+        # The poll is asked for without moving Home Assistant's clock, which
+        # would time out the write in flight; nor waiting for Home Assistant
+        # to be idle: the action is running.
+        for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+            await entry.runtime_data.coordinator.async_refresh()
+    await call
+    await hass.async_block_till_done()
+
+
+ON = {CONF_CONTROL: True}
+
+
+async def test_control_off_writes_nothing_whatever_the_user_does(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """Until the user turns control on there is no switch, every action is
+    refused, and not one write frame reaches the wire."""
+    entry = await _set_up(hass, await _entry(control_bus))
+    assert hass.states.async_entity_ids("switch") == []
+    assert hass.states.get("sensor.rack_safe_discharge_current") is not None
+    for pack in control_bus.bank.packs:
+        device_id = _device(hass, entry, pack.address)
+        for service, data in (
+            ("isolate_pack", {}),
+            ("reconnect_pack", {}),
+            ("set_current_limit", {"charge_limit": 0.0, "discharge_limit": 0.0}),
+        ):
+            with pytest.raises(ServiceValidationError) as refused:
+                await _act(hass, service, device_id, **data)
+            assert refused.value.translation_key == "control_disabled"
+    # The options: the rules, then the control step, left off.
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "control"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=False)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    await _poll(hass, freezer, SCAN_INTERVAL)
+    assert hass.states.async_entity_ids("switch") == []
+    assert control_bus.tap.requests  # it was read all along
+    assert control_bus.writes() == []
+
+
+def _rules_input() -> dict[str, Any]:
+    """Return the rules form filled with the defaults, as the user submits it."""
+    values: dict[str, Any] = {}
+    for key, validator in options_schema(Thresholds()).schema.items():
+        values[str(key)] = (
+            {str(k): k.default() for k in validator.schema.schema}
+            if hasattr(validator, "schema") and hasattr(validator.schema, "schema")
+            else key.default()
+        )
+    assert flatten(values) == Thresholds().to_dict()
+    return values
+
+
+def _control_input(*, enabled: bool, join: float = 0.5) -> dict[str, Any]:
+    return {
+        "control_enabled": enabled,
+        "control_min_connected": 1,
+        "control_margin_percent": 10,
+        "control_max_join_voltage": join,
+        "control_min_interval_minutes": 5,
+    }
+
+
+async def test_turning_control_on_creates_the_switches(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """The control step turns control on: each pack gets its switches, on,
+    as the BMS reports them; turning it off again removes them."""
+    entry = await _set_up(hass, await _entry(control_bus))
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    # The join limit cannot be set above 1.5 V.
+    with pytest.raises(InvalidData, match="control_max_join_voltage"):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], _control_input(enabled=True, join=3.0)
+        )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=True, join=1.5)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_CONTROL] is True
+    assert entry.options["control_max_join_voltage"] == 1.5
+    for pack in control_bus.bank.packs:
+        for key in control_bus.switches:
+            assert _state(hass, _switch(hass, entry, pack.address, key)) == STATE_ON
+    assert len(hass.states.async_entity_ids("switch")) == 3 * len(control_bus.switches)
+    assert control_bus.writes() == []
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=False)
+    )
+    await hass.async_block_till_done()
+    assert all(
+        hass.states.get(entity_id).state == "unavailable"  # type: ignore[union-attr]
+        for entity_id in hass.states.async_entity_ids("switch")
+    )
+
+
+async def test_the_last_pack_stays_connected(hass: HomeAssistant, control_bus: ControlBus) -> None:
+    """Two packs isolated one after the other; the third is refused."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    for address in (2, 3):
+        await _act(hass, "isolate_pack", _device(hass, entry, address))
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "isolate_pack", _device(hass, entry, 4))
+    assert refused.value.translation_key == "refused_last_pack"
+    pack = control_bus.bank.pack(4)
+    assert pack.charge_on
+    assert pack.discharge_on
+    assert _state(hass, _switch(hass, entry, 4, "discharge_path")) == STATE_ON
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_OFF
+
+
+async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """Under a load the other two packs cannot carry with the margin, the
+    refusal names the numbers, and nothing is written."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    coordinator = entry.runtime_data.coordinator
+    limits = [coordinator.data.snapshot.readings[p.address] for p in bank.packs]
+    own = [r.discharge_current_limit or r.design_capacity or 100.0 for r in limits]
+    # Just above what two packs can carry with 10 % to spare.
+    bank.load = constant_load(min(own) * 2 / 1.1 + 5.0)
+    bank.step(1.0)
+    await coordinator.async_refresh()
+    control_bus.tap.requests.clear()
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert refused.value.translation_key == "refused_overload"
+    numbers = refused.value.translation_placeholders or {}
+    assert numbers["others"] == "2"
+    assert numbers["direction"] == "discharge"
+    assert float(numbers["current"]) > float(numbers["capacity"]) / 1.1
+    assert control_bus.writes() == []
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_isolate_and_reconnect_a_pack(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """A pack is isolated and reconnected within the voltage limit; the
+    switches show what the BMS reads back, and each change is an event."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    events = async_capture_events(hass, EVENT_CONTROL)
+    device_id = _device(hass, entry, 3)
+    await _act(hass, "isolate_pack", device_id)
+    assert not bank.pack(3).charge_on
+    assert not bank.pack(3).discharge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
+    # Too soon to undo (the guard's five minutes).
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "reconnect_pack", device_id)
+    assert refused.value.translation_key == "refused_too_soon"
+    bank.step(60.0)
+    await _poll(hass, freezer, timedelta(minutes=6))
+    # A Pylontech pack returns to its own limits once the hold lapses,
+    # within the next poll.
+    await _act_across_polls(hass, freezer, bank, "reconnect_pack", device_id)
+    assert bank.pack(3).charge_on
+    assert bank.pack(3).discharge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_ON
+    assert [(e.data["action"], e.data["who"], e.data["confirmed"]) for e in events] == [
+        ("isolate", "user", True),
+        ("reconnect", "user", True),
+    ]
+    assert events[0].data["device_id"] == device_id
+    # A switch turns one path on its own, through the same guard.
+    await _poll(hass, freezer, timedelta(minutes=6))
+    await hass.services.async_call(
+        "switch",
+        "turn_off",
+        {ATTR_ENTITY_ID: _switch(hass, entry, 2, "charge_path")},
+        blocking=True,
+    )
+    assert not bank.pack(2).charge_on
+    assert bank.pack(2).discharge_on
+    assert _state(hass, _switch(hass, entry, 2, "charge_path")) == STATE_OFF
+    assert _state(hass, _switch(hass, entry, 2, "discharge_path")) == STATE_ON
+
+
+@pytest.mark.parametrize("fault", [WriteFault.ACK_ONLY])
+async def test_a_write_that_does_not_take_is_an_error_and_a_repair(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus, fault: WriteFault
+) -> None:
+    """A BMS that ignores the write, or acknowledges it and does not switch:
+    the caller gets an error and a repair names the pack."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    control_bus.bank.pack(3).write_fault = fault
+    with pytest.raises(HomeAssistantError) as failed:
+        await _act_across_polls(
+            hass, freezer, control_bus.bank, "isolate_pack", _device(hass, entry, 3)
+        )
+    assert failed.value.translation_key in ("write_failed", "write_not_taken")
+    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert repair is not None
+    assert repair.translation_placeholders == {"pack": "Rack pack 3", "bank": "Rack"}
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_a_pack_isolated_stays_isolated_after_a_restart(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """The isolated pack is remembered: after a reload (its hold, where the
+    BMS lets one lapse, released and lapsed meanwhile) it shows isolated."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    bank.step(HOLD_SECONDS + 1)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.controller.isolated == {3}
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
+    assert not bank.pack(3).charge_on
+    assert not bank.pack(3).discharge_on
+    # Held again every poll, well inside the BMS's hold time.
+    for _ in range(3):
+        control_bus.tap.requests.clear()
+        bank.step(HOLD_SECONDS * 0.8)
+        await _poll(hass, freezer, SCAN_INTERVAL)
+        assert not bank.pack(3).discharge_on
+        assert bool(control_bus.writes()) is (control_bus.family == "pylontech_rs485")
+    # Unloaded, the hold is no longer sent and lapses.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    bank.step(HOLD_SECONDS + 1)
+    assert bank.pack(3).discharge_on is (control_bus.family == "pylontech_rs485")
