@@ -28,8 +28,10 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.rack_battery.bank.analysis import Thresholds
+from custom_components.rack_battery.bank.control import pack_limits
 from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
 from custom_components.rack_battery.entity import pack_device_key
+from custom_components.rack_battery.logbook import describe_control
 from custom_components.rack_battery.options_flow import flatten, options_schema
 from custom_components.rack_battery.protocol.catalog import open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec
@@ -212,7 +214,14 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     refused, and not one write frame reaches the wire."""
     entry = await _set_up(hass, await _entry(control_bus))
     assert hass.states.async_entity_ids("switch") == []
-    assert hass.states.get("sensor.rack_safe_discharge_current") is not None
+    # The safe limits only read: three packs, each its own limit.
+    readings = entry.runtime_data.coordinator.data.snapshot.readings.values()
+    safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
+    # Each pack's limit: its BMS's, else 1 C of its capacity.
+    own = [pack_limits(r)[1] or 0.0 for r in readings]
+    assert min(own) > 0
+    assert safe == pytest.approx(3 * min(own), abs=0.1)
+    assert float(_state(hass, "sensor.rack_safe_charge_current")) > 0
     for pack in control_bus.bank.packs:
         device_id = _device(hass, entry, pack.address)
         for service, data in (
@@ -372,6 +381,12 @@ async def test_isolate_and_reconnect_a_pack(
         ("reconnect", "user", True),
     ]
     assert events[0].data["device_id"] == device_id
+    # The logbook says who did what and what the BMS read back.
+    described = describe_control(events[0].data, "Rack pack 3")
+    assert described["name"] == "Rack pack 3"
+    assert described["message"].startswith(
+        "isolated by user; the BMS reports charge off, discharge off ("
+    )
     # A switch turns one path on its own, through the same guard.
     await _poll(hass, freezer, timedelta(minutes=6))
     await hass.services.async_call(
