@@ -94,6 +94,10 @@ def async_forget_control_repairs(hass: HomeAssistant, entry_id: str) -> None:
 class HoldingDriver(Protocol):
     """A driver whose limits lapse unless sent again (the catalog's ``hold_seconds``)."""
 
+    @property
+    def holds(self) -> Mapping[int, CurrentHold]:
+        """Return the limits held, by pack address."""
+
     def hold(self, address: int, hold: CurrentHold) -> None:
         """Keep a limit on a pack from the next send."""
 
@@ -325,6 +329,21 @@ class BankController:
 
     async def _write(self, change: Change) -> None:
         """Write the change in a turn of its own on the bus, ahead of waiting reads."""
+        driver = self.coordinator.driver
+        held = driver.holds.get(change.address) if isinstance(driver, HoldingDriver) else None
+        try:
+            await self._write_in_turn(change)
+        except ProtocolError:
+            # A hold the BMS did not take is not sent again every poll behind
+            # the caller's back: the pack keeps what it held before.
+            if isinstance(driver, HoldingDriver):
+                if held is None:
+                    driver.release(change.address)
+                else:
+                    driver.hold(change.address, held)
+            raise
+
+    async def _write_in_turn(self, change: Change) -> None:
         driver = self.coordinator.driver
         async with self.coordinator.bus.turn(Priority.WRITE):
             if change.charge_limit is not None or change.discharge_limit is not None:
