@@ -450,3 +450,19 @@ async def test_a_pack_isolated_stays_isolated_after_a_restart(
     assert await hass.config_entries.async_unload(entry.entry_id)
     bank.step(HOLD_SECONDS + 1)
     assert bank.pack(3).discharge_on is (control_bus.family == "pylontech_rs485")
+
+
+async def test_a_bms_that_ignores_the_write_is_an_error_and_a_repair(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """A BMS that does not answer the write: the caller gets an error at
+    once, a repair names the pack, and the pack is as it was."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    control_bus.bank.pack(3).write_fault = WriteFault.IGNORE
+    with pytest.raises(HomeAssistantError) as failed:
+        await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert failed.value.translation_key == "write_failed"
+    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert repair is not None
+    assert control_bus.bank.pack(3).discharge_on
