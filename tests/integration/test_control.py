@@ -466,3 +466,29 @@ async def test_a_bms_that_ignores_the_write_is_an_error_and_a_repair(
     repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
     assert repair is not None
     assert control_bus.bank.pack(3).discharge_on
+
+
+async def test_a_current_limit_where_the_family_can_throttle(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """Pylontech takes a charge limit, held every poll; a family whose BMS
+    takes no limits refuses the action, having written nothing."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    device_id = _device(hass, entry, 2)
+    control_bus.tap.requests.clear()
+    if control_bus.family != "pylontech_rs485":
+        with pytest.raises(ServiceValidationError) as refused:
+            await _act(hass, "set_current_limit", device_id, charge_limit=20.0)
+        assert refused.value.translation_key == "not_offered"
+        assert control_bus.writes() == []
+        return
+    await _act(hass, "set_current_limit", device_id, charge_limit=20.0)
+    reading = entry.runtime_data.coordinator.data.snapshot.readings[2]
+    assert reading.charge_current_limit == 20.0
+    for _ in range(3):
+        control_bus.tap.requests.clear()
+        bank.step(HOLD_SECONDS * 0.8)
+        await _poll(hass, freezer, SCAN_INTERVAL)
+        assert len(control_bus.writes()) == 1
+        assert bank.pack(2).reported_charge_limit == 20.0
