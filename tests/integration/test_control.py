@@ -27,18 +27,18 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
-from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.bank.control import pack_limits
 from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
 from custom_components.rack_battery.entity import pack_device_key
 from custom_components.rack_battery.logbook import describe_control
-from custom_components.rack_battery.options_flow import flatten, options_schema
 from custom_components.rack_battery.protocol.catalog import open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec
 from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
 from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
 from simulator.wiretap import Wiretap, start_wiretap
+
+from .conftest import rules_input
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -234,7 +234,7 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
             assert refused.value.translation_key == "control_disabled"
     # The options: the rules, then the control step, left off.
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "control"
     result = await hass.config_entries.options.async_configure(
@@ -246,19 +246,6 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     assert hass.states.async_entity_ids("switch") == []
     assert control_bus.tap.requests  # it was read all along
     assert control_bus.writes() == []
-
-
-def _rules_input() -> dict[str, Any]:
-    """Return the rules form filled with the defaults, as the user submits it."""
-    values: dict[str, Any] = {}
-    for key, validator in options_schema(Thresholds()).schema.items():
-        values[str(key)] = (
-            {str(k): k.default() for k in validator.schema.schema}
-            if hasattr(validator, "schema") and hasattr(validator.schema, "schema")
-            else key.default()
-        )
-    assert flatten(values) == Thresholds().to_dict()
-    return values
 
 
 def _control_input(*, enabled: bool, join: float = 0.5) -> dict[str, Any]:
@@ -278,7 +265,7 @@ async def test_turning_control_on_creates_the_switches(
     as the BMS reports them; turning it off again removes them."""
     entry = await _set_up(hass, await _entry(control_bus))
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
     # The join limit cannot be set above 1.5 V.
     with pytest.raises(InvalidData, match="control_max_join_voltage"):
         await hass.config_entries.options.async_configure(
@@ -297,7 +284,7 @@ async def test_turning_control_on_creates_the_switches(
     assert len(hass.states.async_entity_ids("switch")) == 3 * len(control_bus.switches)
     assert control_bus.writes() == []
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(result["flow_id"], _rules_input())
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], _control_input(enabled=False)
     )
