@@ -31,8 +31,9 @@ from custom_components.rack_battery.bank.control import pack_limits
 from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
 from custom_components.rack_battery.entity import pack_device_key
 from custom_components.rack_battery.logbook import describe_control
-from custom_components.rack_battery.protocol.catalog import open_driver
+from custom_components.rack_battery.protocol.catalog import FAMILIES, control_of, open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec
+from custom_components.rack_battery.switch import switch_descriptions
 from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
 from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
@@ -178,17 +179,12 @@ async def _act(hass: HomeAssistant, service: str, device_id: str, **data: Any) -
 
 
 async def _act_across_polls(
-    hass: HomeAssistant,
-    freezer: FrozenDateTimeFactory,
-    bank: SimBank,
-    service: str,
-    device_id: str,
+    hass: HomeAssistant, bank: SimBank, service: str, device_id: str
 ) -> None:
     """Call an action that waits for the next polls to read its change back.
 
     The bank's clock moves on with each poll (a hold lapses in it).
     """
-    del freezer  # the time Home Assistant sees stays: the guard judged already
     call = asyncio.ensure_future(_act(hass, service, device_id))
     for _ in range(4):
         await asyncio.sleep(0)
@@ -358,7 +354,7 @@ async def test_isolate_and_reconnect_a_pack(
     await _poll(hass, freezer, timedelta(minutes=6))
     # A Pylontech pack returns to its own limits once the hold lapses,
     # within the next poll.
-    await _act_across_polls(hass, freezer, bank, "reconnect_pack", device_id)
+    await _act_across_polls(hass, bank, "reconnect_pack", device_id)
     assert bank.pack(3).charge_on
     assert bank.pack(3).discharge_on
     for key in control_bus.switches:
@@ -397,9 +393,7 @@ async def test_a_write_that_does_not_take_is_an_error_and_a_repair(
     entry = await _set_up(hass, await _entry(control_bus, ON))
     control_bus.bank.pack(3).write_fault = fault
     with pytest.raises(HomeAssistantError) as failed:
-        await _act_across_polls(
-            hass, freezer, control_bus.bank, "isolate_pack", _device(hass, entry, 3)
-        )
+        await _act_across_polls(hass, control_bus.bank, "isolate_pack", _device(hass, entry, 3))
     assert failed.value.translation_key in ("write_failed", "write_not_taken")
     assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
     repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
@@ -479,3 +473,17 @@ async def test_a_current_limit_where_the_family_can_throttle(
         await _poll(hass, freezer, SCAN_INTERVAL)
         assert len(control_bus.writes()) == 1
         assert bank.pack(2).reported_charge_limit == 20.0
+
+
+def test_the_switches_follow_the_catalog() -> None:
+    """One switch per path a family can switch back, one "Connected" where
+    the BMS switches both together, none where it switches nothing."""
+    keys = {family: [d.key for d in switch_descriptions(control_of(family))] for family in FAMILIES}
+    assert keys["pace_ascii"] == ["charge_path", "discharge_path"]
+    assert keys["jk_pb"] == ["charge_path", "discharge_path"]
+    assert keys["pylontech_rs485"] == ["charge_path", "discharge_path"]
+    # No register turns a Seplos V3's discharge FETs back on.
+    assert keys["seplos_v3"] == ["charge_path"]
+    assert keys["sunspec"] == ["connected"]
+    for family in ("pace_modbus", "seplos_v2", "pylontech_can"):
+        assert keys[family] == []
