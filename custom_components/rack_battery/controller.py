@@ -213,9 +213,15 @@ class BankController:
         if isinstance(raw, list):
             self.isolated = {a for a in raw if isinstance(a, int) and a in self.coordinator.packs}
         driver = self.coordinator.driver
-        if self.enabled and isinstance(driver, HoldingDriver):
-            for address in self.isolated:
-                driver.hold(address, CurrentHold(charge=0.0, discharge=0.0))
+        if not isinstance(driver, HoldingDriver):
+            return
+        if not self.enabled:
+            # Control off released every hold: the packs are back in the
+            # bank, and turning control on again does not take them out.
+            self.isolated.clear()
+            return
+        for address in self.isolated:
+            driver.hold(address, CurrentHold(charge=0.0, discharge=0.0))
 
     async def async_send_holds(self) -> None:
         """Send every held limit again; called in the poll's own turn on the bus."""

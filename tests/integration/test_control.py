@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+import contextlib
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -85,34 +86,47 @@ def _bank() -> SimBank:
     return bank
 
 
-@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
-async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
+@contextlib.asynccontextmanager
+async def _serve(family: str) -> AsyncIterator[ControlBus]:
     """Serve three packs of a family with a write path, behind a wiretap."""
-    family = str(request.param)
     bank = _bank()
     line: ModbusLine | None = None
     if family == "pace_ascii":
         server = await sim_pace.start_server(bank)
         host, port = server.host, server.port
-        wire, is_write, switches = "ascii_tcp", _pace_write, ("charge_path", "discharge_path")
+        wire, is_write = "ascii_tcp", _pace_write
     elif family == "pylontech_rs485":
         server = await sim_pylon.start_server(bank)
         host, port = server.host, server.port
-        wire, is_write, switches = "ascii_tcp", _pylon_write, ("charge_path", "discharge_path")
+        wire, is_write = "ascii_tcp", _pylon_write
     else:
         server = None
         line = sim_jk.make_line(bank)
         host, port = await line.serve_rtu_tcp()
-        wire, is_write, switches = "modbus_rtu_tcp", _rtu_write, ("charge_path", "discharge_path")
+        wire, is_write = "modbus_rtu_tcp", _rtu_write
     tap = await start_wiretap(host, port)
     try:
-        yield ControlBus(family, wire, bank, tap, is_write, switches)
+        yield ControlBus(family, wire, bank, tap, is_write, ("charge_path", "discharge_path"))
     finally:
         await tap.stop()
         if server is not None:
             await server.stop()
         if line is not None:
             await line.stop()
+
+
+@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
+async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
+    """Serve three packs of each family with a write path, behind a wiretap."""
+    async with _serve(str(request.param)) as bus:
+        yield bus
+
+
+@pytest.fixture
+async def pylontech_control_bus() -> AsyncIterator[ControlBus]:
+    """Serve three Pylontech packs, whose limits lapse unless sent again."""
+    async with _serve("pylontech_rs485") as bus:
+        yield bus
 
 
 async def _entry(bus: ControlBus, options: dict[str, Any] | None = None) -> MockConfigEntry:
@@ -487,3 +501,25 @@ def test_the_switches_follow_the_catalog() -> None:
     assert keys["sunspec"] == ["connected"]
     for family in ("pace_modbus", "seplos_v2", "pylontech_can"):
         assert keys[family] == []
+
+
+async def test_turning_control_off_releases_a_held_pack_for_good(
+    hass: HomeAssistant, pylontech_control_bus: ControlBus
+) -> None:
+    """Control turned off releases the hold (the pack returns to the bank),
+    and turning it on again does not take the pack out again by itself."""
+    control_bus = pylontech_control_bus
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert not bank.pack(3).discharge_on
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: False})
+    await hass.async_block_till_done()
+    bank.step(HOLD_SECONDS + 1)
+    assert bank.pack(3).discharge_on
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: True})
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.controller.isolated == set()
+    bank.step(1.0)
+    assert bank.pack(3).discharge_on
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
