@@ -523,3 +523,26 @@ async def test_turning_control_off_releases_a_held_pack_for_good(
     bank.step(1.0)
     assert bank.pack(3).discharge_on
     assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_a_reconnect_too_far_apart_is_refused_with_the_numbers(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """An isolated pack that drifted away from the others stays out: the
+    refusal names both voltages, and nothing is written."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    device_id = _device(hass, entry, 3)
+    await _act(hass, "isolate_pack", device_id)
+    bank.pack(3).soc = 0.05
+    bank.step(1.0)
+    await _poll(hass, freezer, timedelta(minutes=6))
+    control_bus.tap.requests.clear()
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "reconnect_pack", device_id)
+    assert refused.value.translation_key == "refused_voltage_apart"
+    numbers = refused.value.translation_placeholders or {}
+    assert float(numbers["delta"]) > float(numbers["limit"]) == 0.5
+    assert float(numbers["pack_voltage"]) < float(numbers["bus_voltage"])
+    assert control_bus.writes() == []
+    assert not bank.pack(3).discharge_on
