@@ -9,12 +9,14 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
 from .bank.model import PackIdentity
 from .buses import CONF_LISTEN_ONLY, bus_registry
 from .cell_history import async_start_cell_history
 from .const import CONF_FAMILY, CONF_PACKS, DOMAIN
+from .controller import async_forget_control_repairs, control_enabled
 from .coordinator import BankCoordinator, RackBatteryConfigEntry, RackBatteryRuntimeData
 from .entity import bank_device_info
 from .findings import async_forget_bank, async_start_announcing
@@ -24,6 +26,7 @@ from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable
 from .protocol.listen import BusListener, open_listener
 from .rescan import async_remove_pack_device, async_start_rescanning
+from .services import async_register_services
 from .store import BankStore
 
 PLATFORMS: list[Platform] = [
@@ -32,8 +35,22 @@ PLATFORMS: list[Platform] = [
     Platform.IMAGE,
     Platform.SENSOR,
 ]
+# Created only for a bank whose user turned control on (README "Control").
+CONTROL_PLATFORMS: list[Platform] = [Platform.SWITCH]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 # How long setup listens for a listen-only bank's packs before its first poll.
 FIRST_HEARD_WAIT = 10.0
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, which reach any loaded bank's packs."""
+    async_register_services(hass)
+    return True
+
+
+def _platforms(entry: RackBatteryConfigEntry) -> list[Platform]:
+    """Return the platforms of a bank: the switches only while control is on."""
+    return [*PLATFORMS, *CONTROL_PLATFORMS] if control_enabled(entry) else PLATFORMS
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> bool:
@@ -82,9 +99,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
         config_entry_id=entry.entry_id, **bank_device_info(entry)
     )
     entry.runtime_data = RackBatteryRuntimeData(
-        coordinator=coordinator, bank_device_id=bank_device.id
+        coordinator=coordinator, bank_device_id=bank_device.id, platforms=_platforms(entry)
     )
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await hass.config_entries.async_forward_entry_setups(entry, entry.runtime_data.platforms)
     # After the platforms, so that every finding can name its pack's device.
     await async_start_announcing(hass, entry)
     async_start_cell_history(hass, entry)
@@ -95,8 +112,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) 
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> bool:
-    """Unload a bank and release its bus."""
-    if unloaded := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
+    """Unload a bank, stop holding any limit on its packs, and release its bus."""
+    platforms = entry.runtime_data.platforms
+    if unloaded := await hass.config_entries.async_unload_platforms(entry, platforms):
+        entry.runtime_data.coordinator.controller.release()
         await _async_release(hass, entry.entry_id, entry.runtime_data.coordinator)
     return unloaded
 
@@ -119,6 +138,7 @@ async def _async_release(hass: HomeAssistant, holder: str, coordinator: BankCoor
 async def async_remove_entry(hass: HomeAssistant, entry: RackBatteryConfigEntry) -> None:
     """Remove a bank's repairs and its stored maintenance history."""
     async_forget_bank(hass, entry.entry_id)
+    async_forget_control_repairs(hass, entry.entry_id)
     await BankStore(hass, entry.entry_id).async_remove()
 
 

@@ -20,3 +20,12 @@ RESPONSE_TIMEOUT: Final = 1.0
 EVENT_FINDING: Final = "rack_battery_finding"
 # Where each rule is explained, under a heading named by its key.
 RULES_URL: Final = "https://github.com/rack-battery-bank/rack-battery-bank/blob/main/docs/rules.md"
+
+# Control (README "Control"): off until the user turns it on in the options.
+CONF_CONTROL: Final = "control_enabled"
+CONF_MIN_CONNECTED: Final = "control_min_connected"
+CONF_MARGIN: Final = "control_margin_percent"
+CONF_JOIN_VOLTAGE: Final = "control_max_join_voltage"
+CONF_MIN_INTERVAL: Final = "control_min_interval_minutes"
+# Fired for every change written to a pack (README).
+EVENT_CONTROL: Final = "rack_battery_control"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, override
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -25,12 +26,13 @@ from .bank.analysis import (
 from .bank.energy import EnergyMeter
 from .bank.hourly import HourlyAggregator
 from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
-from .const import DOMAIN, LOGGER, SCAN_INTERVAL
+from .const import CONF_CONTROL, DOMAIN, LOGGER, SCAN_INTERVAL
+from .controller import BankController
 from .protocol.bus import Bus
 from .protocol.drivers.base import BmsDriver
 from .protocol.errors import BusUnavailable, FrameError, PackNotResponding
 from .protocol.listen import BusListener
-from .store import ANALYSIS, ENERGY, HOURLY, MAINTENANCE, BankStore, log_dropped
+from .store import ANALYSIS, CONTROL, ENERGY, HOURLY, MAINTENANCE, BankStore, log_dropped
 
 type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 
@@ -102,6 +104,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             name=entry.title,
             update_interval=SCAN_INTERVAL,
         )
+        # Carries out the changes the guard allows, once the user turned
+        # control on (controller.py).
+        self.controller = BankController(hass, self)
 
     @override
     async def _async_setup(self) -> None:
@@ -116,6 +121,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self.analyzer = BankAnalyzer(thresholds, maintenance=self.maintenance)
         lost = self.analyzer.restore_state(restored.analysis)
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
+        self.controller.restore_state(restored.control)
         self._loaded = True
         self.config_entry.async_on_unload(
             self.config_entry.add_update_listener(self._async_entry_updated)
@@ -129,7 +135,11 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         the entry. Home Assistant (2026.6 on) reports a flow that reloads an
         entry which has an update listener, and 2026.12 refuses it.
         """
-        if entry.data != self._set_up_with:
+        # Turning control on or off adds or removes the switches: a reload,
+        # whose unload also releases every limit held on a pack.
+        if entry.data != self._set_up_with or bool(entry.options.get(CONF_CONTROL)) != bool(
+            self._options.get(CONF_CONTROL)
+        ):
             hass.config_entries.async_schedule_reload(entry.entry_id)
             return
         if entry.options != self._options:
@@ -161,6 +171,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             ANALYSIS: self.analyzer.export_state(),
             ENERGY: self.energy.to_dict(),
             HOURLY: self.hourly.to_dict(),
+            CONTROL: self.controller.export_state(),
         }
 
     def async_save_soon(self) -> None:
@@ -221,6 +232,9 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
     async def _poll_bank(self) -> BankData:
         """Poll the bank in one turn on the bus, then run the rules over it."""
         async with self.bus.turn():
+            # A limit that lapses unless repeated is sent again every turn,
+            # well inside its hold time.
+            await self.controller.async_send_holds()
             snapshot = await self._poll_bank_in_turn()
         return self._analyze(snapshot)
 
@@ -298,3 +312,5 @@ class RackBatteryRuntimeData:
 
     coordinator: BankCoordinator
     bank_device_id: str
+    # The platforms set up for the bank (the switches only with control on).
+    platforms: list[Platform] = field(default_factory=list)

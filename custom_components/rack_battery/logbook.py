@@ -1,4 +1,4 @@
-"""Logbook entries for the bank's findings.
+"""Logbook entries for the bank's findings and for every change control made.
 
 The bus event carries the device id of the pack (or bank) a finding is
 about: the entry takes that device's name as the user sees it (with two
@@ -20,7 +20,7 @@ from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
-from .const import DOMAIN, EVENT_FINDING
+from .const import DOMAIN, EVENT_CONTROL, EVENT_FINDING
 from .findings import (
     ACTION_CHANGED,
     ACTION_CLEARED,
@@ -60,6 +60,40 @@ def describe_finding(
     return described
 
 
+_CONTROL_WORDS = {
+    "isolate": "isolated",
+    "reconnect": "reconnected",
+    "set_paths": "switched",
+    "set_current_limit": "limited",
+}
+
+
+def describe_control(data: Mapping[str, Any], device_name: str | None = None) -> dict[str, str]:
+    """Return the logbook's name and message for one change control made.
+
+    It says who asked, what was done, and what the BMS read back.
+    """
+    address = data.get("address")
+    name = device_name or f"Battery pack {address}"
+    done = _CONTROL_WORDS.get(str(data.get("action")), "changed")
+    paths = ", ".join(
+        f"{way} {'on' if data.get(f'{way}_enabled') else 'off'}"
+        for way in ("charge", "discharge")
+        if data.get(f"{way}_enabled") is not None
+    )
+    message = f"{done} by {data.get('who', 'user')}"
+    if not data.get("confirmed"):
+        message += "; the BMS did not take it"
+    elif paths:
+        message += f"; the BMS reports {paths}"
+    if isinstance(voltage := data.get("voltage"), int | float):
+        message += f" ({voltage:.2f} V"
+        if isinstance(current := data.get("current"), int | float):
+            message += f", {current:.1f} A"
+        message += ")"
+    return {LOGBOOK_ENTRY_NAME: name, LOGBOOK_ENTRY_MESSAGE: message}
+
+
 def _device_and_problem_sensor(
     hass: HomeAssistant, device_id: str | None
 ) -> tuple[str | None, str | None]:
@@ -86,3 +120,10 @@ def async_describe_events(
         return describe_finding(event.data, name, entity_id)
 
     async_describe_event(DOMAIN, EVENT_FINDING, async_describe)
+
+    @callback
+    def async_describe_control(event: Event) -> dict[str, str]:
+        name, _entity_id = _device_and_problem_sensor(hass, event.data.get(ATTR_DEVICE_ID))
+        return describe_control(event.data, name)
+
+    async_describe_event(DOMAIN, EVENT_CONTROL, async_describe_control)

@@ -8,6 +8,12 @@ intervals) come first; the rest wait in collapsed "advanced" sections,
 grouped by what they watch. Everything is stored flat, as
 ``Thresholds.from_dict`` reads it, and applies from the next poll on,
 without a reload.
+
+A bank whose packs can be written to (the family catalog says so, and the
+bank is not read by listening) gets a second step: control, off until the
+user turns it on there, with the guard's settings. Its text says what
+control does and what it risks; turning it on or off reloads the bank,
+which adds or removes the switches.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -24,7 +31,16 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .bank.analysis import SettingInfo, Thresholds, settings_info
-from .const import RULES_URL
+from .bank.control import JOIN_VOLTAGE_RANGE, MARGIN_RANGE, MIN_CONNECTED_RANGE, MIN_INTERVAL_RANGE
+from .const import (
+    CONF_CONTROL,
+    CONF_JOIN_VOLTAGE,
+    CONF_MARGIN,
+    CONF_MIN_CONNECTED,
+    CONF_MIN_INTERVAL,
+    RULES_URL,
+)
+from .controller import capabilities, control_settings
 
 # Shown first, outside any section: what the packs' manual or the owner's
 # habits decide.
@@ -117,8 +133,60 @@ def flatten(user_input: dict[str, Any]) -> dict[str, float]:
     return {key: round(value) if key in integers else float(value) for key, value in flat.items()}
 
 
+def _number(low: float, high: float, step: float, unit: str) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=low, max=high, step=step, mode=NumberSelectorMode.BOX, unit_of_measurement=unit
+        )
+    )
+
+
+def control_schema(options: dict[str, Any]) -> vol.Schema:
+    """Return the control step: the switch that turns it on, and the guard's settings.
+
+    The ranges are the guard's hard limits (bank/control.py); no value
+    outside them can be entered, and the guard clamps whatever is stored.
+    """
+    settings = control_settings(options)
+    minutes = (
+        MIN_INTERVAL_RANGE[0].total_seconds() / 60,
+        MIN_INTERVAL_RANGE[1].total_seconds() / 60,
+    )
+    return vol.Schema(
+        {
+            vol.Required(CONF_CONTROL, default=bool(options.get(CONF_CONTROL, False))): (
+                BooleanSelector()
+            ),
+            vol.Required(CONF_MIN_CONNECTED, default=settings.min_connected): _number(
+                *MIN_CONNECTED_RANGE, 1, "packs"
+            ),
+            vol.Required(CONF_MARGIN, default=round(settings.current_margin * 100)): _number(
+                MARGIN_RANGE[0] * 100, MARGIN_RANGE[1] * 100, 1, "%"
+            ),
+            vol.Required(CONF_JOIN_VOLTAGE, default=settings.max_join_voltage): _number(
+                *JOIN_VOLTAGE_RANGE, 0.05, "V"
+            ),
+            vol.Required(
+                CONF_MIN_INTERVAL,
+                default=round(settings.min_interval.total_seconds() / 60),
+            ): _number(*minutes, 1, "min"),
+        }
+    )
+
+
+_CONTROL_KEYS = (
+    CONF_CONTROL,
+    CONF_MIN_CONNECTED,
+    CONF_MARGIN,
+    CONF_JOIN_VOLTAGE,
+    CONF_MIN_INTERVAL,
+)
+
+
 class RackBatteryOptionsFlow(OptionsFlow):
-    """Change what the bank's rules judge by."""
+    """Change what the bank's rules judge by, and whether (and how guarded) control is on."""
+
+    _rules: dict[str, Any]
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show every setting; refuse a combination that cannot work."""
@@ -133,10 +201,33 @@ class RackBatteryOptionsFlow(OptionsFlow):
                 placeholders["problems"] = "; ".join(problems)
                 current = wanted
             else:
-                return self.async_create_entry(data=wanted.to_dict())
+                self._rules = wanted.to_dict()
+                if capabilities(self.config_entry).can_write:
+                    return await self.async_step_control()
+                return self.async_create_entry(data=self._rules)
         return self.async_show_form(
             step_id="init",
             data_schema=options_schema(current),
             errors=errors,
             description_placeholders=placeholders,
         )
+
+    async def async_step_control(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Turn control on or off, and set the guard; says what it does and risks."""
+        current = {
+            key: self.config_entry.options[key]
+            for key in _CONTROL_KEYS
+            if key in self.config_entry.options
+        }
+        if user_input is not None:
+            control = {
+                CONF_CONTROL: bool(user_input[CONF_CONTROL]),
+                CONF_MIN_CONNECTED: round(user_input[CONF_MIN_CONNECTED]),
+                CONF_MARGIN: float(user_input[CONF_MARGIN]),
+                CONF_JOIN_VOLTAGE: float(user_input[CONF_JOIN_VOLTAGE]),
+                CONF_MIN_INTERVAL: round(user_input[CONF_MIN_INTERVAL]),
+            }
+            return self.async_create_entry(data={**self._rules, **control})
+        return self.async_show_form(step_id="control", data_schema=control_schema(current))

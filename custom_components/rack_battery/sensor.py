@@ -42,7 +42,9 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from .bank.control import SafeLimits
 from .bank.model import Activity, BankSnapshot, PackReading
+from .controller import snapshot_safe_limits
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank, pack_device_key
 
@@ -343,8 +345,31 @@ def _energy(
     )
 
 
+def _safe_current(
+    key: str, value_fn: Callable[[SafeLimits], float]
+) -> RackBatterySensorEntityDescription[BankSnapshot]:
+    """Describe the most current the bank can take one way (bank/control.py's safe limits).
+
+    The packs share a current by their resistance; this is the bank current
+    at which the most loaded pack reaches its own limit, so an automation
+    can cap the inverter by it. A pack whose path is open is counted out.
+    """
+    return RackBatterySensorEntityDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.CURRENT,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        suggested_display_precision=1,
+        computed=True,
+        value_fn=lambda bank: value_fn(snapshot_safe_limits(bank)),
+    )
+
+
 BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
     *_shared(bank=True),
+    _safe_current("safe_charge_current", attrgetter("charge")),
+    _safe_current("safe_discharge_current", attrgetter("discharge")),
     # The bank's charge is that of several packs: a whole Ah is a quarter of
     # a percent of a bank of four 100 Ah packs, and what it is shown to.
     _remaining_capacity(

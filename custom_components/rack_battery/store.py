@@ -33,6 +33,7 @@ MAINTENANCE = "maintenance"
 ANALYSIS = "analysis"
 ENERGY = "energy"
 HOURLY = "hourly"
+CONTROL = "control"
 
 
 def storage_key(entry_id: str) -> str:
@@ -48,6 +49,8 @@ class Restored:
     analysis: object
     energy: EnergyMeter
     hourly: HourlyAggregator = field(default_factory=HourlyAggregator)
+    # What control keeps (the packs the user isolated); read by controller.py.
+    control: object = None
     dropped: list[str] = field(default_factory=list)
 
 
@@ -93,6 +96,7 @@ class BankStore:
             analysis=data.get(ANALYSIS),
             energy=energy,
             hourly=hourly,
+            control=data.get(CONTROL),
             dropped=dropped,
         )
 

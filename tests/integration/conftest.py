@@ -13,7 +13,9 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import EVENT_DATA_ENTRY_FLOW_PROGRESSED, FlowResultType
 import pytest
 
+from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import DOMAIN
+from custom_components.rack_battery.options_flow import flatten, options_schema
 from simulator import pace_modbus, pylontech_ascii
 from simulator.bank import PACE_PACK, SimBank, make_bank
 
@@ -137,3 +139,16 @@ async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> Co
     entry = hass.config_entries.async_get_entry(result["result"].entry_id)
     assert entry is not None
     return entry
+
+
+def rules_input() -> dict[str, Any]:
+    """Return the options' rules form filled with the defaults, as the user submits it."""
+    values: dict[str, Any] = {}
+    for key, validator in options_schema(Thresholds()).schema.items():
+        values[str(key)] = (
+            {str(k): k.default() for k in validator.schema.schema}
+            if hasattr(validator, "schema") and hasattr(validator.schema, "schema")
+            else key.default()
+        )
+    assert flatten(values) == Thresholds().to_dict()
+    return values

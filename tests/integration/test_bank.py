@@ -154,8 +154,8 @@ async def test_devices_hang_off_the_bank(hass: HomeAssistant, pace_bus: Simulate
     sensors = [entity for entity in entities if entity.domain == "sensor"]
     # Single cells, probes and limits are there, but disabled until wanted.
     enabled = [entity for entity in sensors if entity.disabled_by is None]
-    # The bank's 12, and its 3 for the energy dashboard.
-    assert len(enabled) == 12 + 3 + 4 * len(PACK_KEYS)
+    # The bank's 12, its 3 for the energy dashboard, and its 2 safe currents.
+    assert len(enabled) == 12 + 3 + 2 + 4 * len(PACK_KEYS)
     assert len(sensors) - len(enabled) == 4 * (16 + 5 + 1)
     assert await hass.config_entries.async_unload(entry.entry_id)
 

@@ -22,16 +22,18 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import device_registry as dr
 import pytest
 
 from custom_components.rack_battery.buses import CONF_LISTEN_ONLY, bus_registry
-from custom_components.rack_battery.const import DOMAIN
+from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN
 from custom_components.rack_battery.protocol.listen import BusListener
 from simulator import jk_pb as sim_jk, seplos_v3 as sim_seplos
 from simulator.bank import SimBank, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
 
-from .conftest import finish_scan
+from .conftest import finish_scan, rules_input
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -180,6 +182,25 @@ async def test_a_bank_with_a_master_is_read_by_listening_without_sending_a_byte(
     await coordinator.async_refresh()
     await hass.async_block_till_done()
     assert _raw(hass, f"sensor.{mastered.prefix}_pack_2_voltage") != STATE_UNAVAILABLE
+
+    # Control is never offered: the options end after the rules, even an
+    # option stored as on creates no switch, and every action is refused.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: True})
+    await hass.async_block_till_done()
+    assert hass.states.async_entity_ids("switch") == []
+    pack_device = next(
+        device
+        for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+        if device.via_device_id is not None
+    )
+    with pytest.raises(ServiceValidationError) as refused:
+        await hass.services.async_call(
+            DOMAIN, "isolate_pack", {"device_id": pack_device.id}, blocking=True
+        )
+    assert refused.value.translation_key == "control_disabled"
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert len(bus_registry(hass)) == 0

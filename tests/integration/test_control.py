@@ -1,0 +1,548 @@
+"""Control in a real Home Assistant: off until turned on, guarded, read back.
+
+Each family with a write path is served by the simulator over a real wire
+(PACE and Pylontech ASCII through a transparent TCP gateway, JK-PB as
+Modbus RTU over TCP), with a wiretap between Home Assistant and the
+simulator that records every request frame that reaches the line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+import contextlib
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import ATTR_DEVICE_ID, ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+)
+
+from custom_components.rack_battery.bank.control import pack_limits
+from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
+from custom_components.rack_battery.entity import pack_device_key
+from custom_components.rack_battery.logbook import describe_control
+from custom_components.rack_battery.protocol.catalog import FAMILIES, control_of, open_driver
+from custom_components.rack_battery.protocol.connection import ConnectionSpec
+from custom_components.rack_battery.switch import switch_descriptions
+from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
+from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
+from simulator.modbus_line import ModbusLine
+from simulator.wiretap import Wiretap, start_wiretap
+
+from .conftest import rules_input
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+ENTRY_ID = "01JBANKCONTROL00000000000"
+
+
+def _pace_write(frame: bytes) -> bool:
+    # ~ VER ADR CID1 CID2: 0x9A / 0x9B switch a FET.
+    return frame[7:9] in (b"9A", b"9B")
+
+
+def _pylon_write(frame: bytes) -> bool:
+    # 0x94 sends charge and discharge limits.
+    return frame[7:9] == b"94"
+
+
+def _rtu_write(frame: bytes) -> bool:
+    # Function 0x06 or 0x10 writes registers.
+    return len(frame) > 1 and frame[1] in (0x06, 0x10)
+
+
+@dataclass
+class ControlBus:
+    """A simulated bank behind a wiretap, and how its write frames look."""
+
+    family: str
+    wire: str
+    bank: SimBank
+    tap: Wiretap
+    is_write: Callable[[bytes], bool]
+    switches: tuple[str, ...]
+
+    def writes(self) -> list[bytes]:
+        """Return every write request that reached the line."""
+        return [frame for frame in self.tap.requests if self.is_write(frame)]
+
+
+def _bank() -> SimBank:
+    bank = make_bank(3, first_address=2, seed=5, load=constant_load(0.0))
+    for pack in bank.packs:
+        pack.soc = 0.6
+    bank.step(0.0)
+    return bank
+
+
+@contextlib.asynccontextmanager
+async def _serve(family: str) -> AsyncIterator[ControlBus]:
+    """Serve three packs of a family with a write path, behind a wiretap."""
+    bank = _bank()
+    line: ModbusLine | None = None
+    if family == "pace_ascii":
+        server = await sim_pace.start_server(bank)
+        host, port = server.host, server.port
+        wire, is_write = "ascii_tcp", _pace_write
+    elif family == "pylontech_rs485":
+        server = await sim_pylon.start_server(bank)
+        host, port = server.host, server.port
+        wire, is_write = "ascii_tcp", _pylon_write
+    else:
+        server = None
+        line = sim_jk.make_line(bank)
+        host, port = await line.serve_rtu_tcp()
+        wire, is_write = "modbus_rtu_tcp", _rtu_write
+    tap = await start_wiretap(host, port)
+    try:
+        yield ControlBus(family, wire, bank, tap, is_write, ("charge_path", "discharge_path"))
+    finally:
+        await tap.stop()
+        if server is not None:
+            await server.stop()
+        if line is not None:
+            await line.stop()
+
+
+@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
+async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
+    """Serve three packs of each family with a write path, behind a wiretap."""
+    async with _serve(str(request.param)) as bus:
+        yield bus
+
+
+@pytest.fixture
+async def pylontech_control_bus() -> AsyncIterator[ControlBus]:
+    """Serve three Pylontech packs, whose limits lapse unless sent again."""
+    async with _serve("pylontech_rs485") as bus:
+        yield bus
+
+
+async def _entry(bus: ControlBus, options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """Return the bank's entry, holding what a scan of the simulator finds."""
+    data = {"wire": bus.wire, "family": bus.family, "host": bus.tap.host, "port": bus.tap.port}
+    driver = open_driver(ConnectionSpec.from_dict(data), bus.family, timeout=0.5)
+    await driver.connect()
+    try:
+        packs = [asdict(await driver.read_identity(pack.address)) for pack in bus.bank.packs]
+    finally:
+        await driver.close()
+    return MockConfigEntry(
+        domain=DOMAIN,
+        entry_id=ENTRY_ID,
+        title="Rack",
+        unique_id=f"{bus.tap.host}:{bus.tap.port}",
+        data={**data, "packs": packs},
+        options=options or {},
+    )
+
+
+async def _set_up(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry:
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def _poll(hass: HomeAssistant, freezer: FrozenDateTimeFactory, after: timedelta) -> None:
+    freezer.tick(after)
+    async_fire_time_changed(hass)
+    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+        await entry.runtime_data.coordinator.async_refresh()
+    await hass.async_block_till_done()
+
+
+def _device(hass: HomeAssistant, entry: MockConfigEntry, address: int) -> str:
+    identity = entry.runtime_data.coordinator.packs[address]
+    device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, pack_device_key(entry, identity))}
+    )
+    assert device is not None
+    return device.id
+
+
+def _switch(hass: HomeAssistant, entry: MockConfigEntry, address: int, key: str) -> str | None:
+    identity = entry.runtime_data.coordinator.packs[address]
+    return er.async_get(hass).async_get_entity_id(
+        "switch", DOMAIN, f"{pack_device_key(entry, identity)}_{key}"
+    )
+
+
+def _state(hass: HomeAssistant, entity_id: str | None) -> str:
+    assert entity_id is not None
+    state = hass.states.get(entity_id)
+    assert state is not None
+    return state.state
+
+
+async def _act(hass: HomeAssistant, service: str, device_id: str, **data: Any) -> None:
+    await hass.services.async_call(
+        DOMAIN, service, {ATTR_DEVICE_ID: device_id, **data}, blocking=True
+    )
+
+
+async def _act_across_polls(
+    hass: HomeAssistant, bank: SimBank, service: str, device_id: str
+) -> None:
+    """Call an action that waits for the next polls to read its change back.
+
+    The bank's clock moves on with each poll (a hold lapses in it).
+    """
+    call = asyncio.ensure_future(_act(hass, service, device_id))
+    for _ in range(4):
+        await asyncio.sleep(0)
+        if call.done():
+            break
+        bank.step(SCAN_INTERVAL.total_seconds())
+        # The poll is asked for without moving Home Assistant's clock, which
+        # would time out the write in flight; nor waiting for Home Assistant
+        # to be idle: the action is running.
+        for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+            await entry.runtime_data.coordinator.async_refresh()
+    await call
+    await hass.async_block_till_done()
+
+
+ON = {CONF_CONTROL: True}
+
+
+async def test_control_off_writes_nothing_whatever_the_user_does(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """Until the user turns control on there is no switch, every action is
+    refused, and not one write frame reaches the wire."""
+    entry = await _set_up(hass, await _entry(control_bus))
+    assert hass.states.async_entity_ids("switch") == []
+    # The safe limits only read: three packs, each its own limit.
+    readings = entry.runtime_data.coordinator.data.snapshot.readings.values()
+    safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
+    # Each pack's limit: its BMS's, else 1 C of its capacity.
+    own = [pack_limits(r)[1] or 0.0 for r in readings]
+    assert min(own) > 0
+    assert safe == pytest.approx(3 * min(own), abs=0.1)
+    assert float(_state(hass, "sensor.rack_safe_charge_current")) > 0
+    for pack in control_bus.bank.packs:
+        device_id = _device(hass, entry, pack.address)
+        for service, data in (
+            ("isolate_pack", {}),
+            ("reconnect_pack", {}),
+            ("set_current_limit", {"charge_limit": 0.0, "discharge_limit": 0.0}),
+        ):
+            with pytest.raises(ServiceValidationError) as refused:
+                await _act(hass, service, device_id, **data)
+            assert refused.value.translation_key == "control_disabled"
+    # The options: the rules, then the control step, left off.
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "control"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=False)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    await _poll(hass, freezer, SCAN_INTERVAL)
+    assert hass.states.async_entity_ids("switch") == []
+    assert control_bus.tap.requests  # it was read all along
+    assert control_bus.writes() == []
+
+
+def _control_input(*, enabled: bool, join: float = 0.5) -> dict[str, Any]:
+    return {
+        "control_enabled": enabled,
+        "control_min_connected": 1,
+        "control_margin_percent": 10,
+        "control_max_join_voltage": join,
+        "control_min_interval_minutes": 5,
+    }
+
+
+async def test_turning_control_on_creates_the_switches(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """The control step turns control on: each pack gets its switches, on,
+    as the BMS reports them; turning it off again removes them."""
+    entry = await _set_up(hass, await _entry(control_bus))
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
+    # The join limit cannot be set above 1.5 V.
+    with pytest.raises(InvalidData, match="control_max_join_voltage"):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], _control_input(enabled=True, join=3.0)
+        )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=True, join=1.5)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_CONTROL] is True
+    assert entry.options["control_max_join_voltage"] == 1.5
+    for pack in control_bus.bank.packs:
+        for key in control_bus.switches:
+            assert _state(hass, _switch(hass, entry, pack.address, key)) == STATE_ON
+    assert len(hass.states.async_entity_ids("switch")) == 3 * len(control_bus.switches)
+    assert control_bus.writes() == []
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _control_input(enabled=False)
+    )
+    await hass.async_block_till_done()
+    assert all(
+        hass.states.get(entity_id).state == "unavailable"  # type: ignore[union-attr]
+        for entity_id in hass.states.async_entity_ids("switch")
+    )
+
+
+async def test_the_last_pack_stays_connected(hass: HomeAssistant, control_bus: ControlBus) -> None:
+    """Two packs isolated one after the other; the third is refused."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    for address in (2, 3):
+        await _act(hass, "isolate_pack", _device(hass, entry, address))
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "isolate_pack", _device(hass, entry, 4))
+    assert refused.value.translation_key == "refused_last_pack"
+    pack = control_bus.bank.pack(4)
+    assert pack.charge_on
+    assert pack.discharge_on
+    assert _state(hass, _switch(hass, entry, 4, "discharge_path")) == STATE_ON
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_OFF
+
+
+async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """Under a load the other two packs cannot carry with the margin, the
+    refusal names the numbers, and nothing is written."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    coordinator = entry.runtime_data.coordinator
+    limits = [coordinator.data.snapshot.readings[p.address] for p in bank.packs]
+    own = [r.discharge_current_limit or r.design_capacity or 100.0 for r in limits]
+    # Just above what two packs can carry with 10 % to spare.
+    bank.load = constant_load(min(own) * 2 / 1.1 + 5.0)
+    bank.step(1.0)
+    await coordinator.async_refresh()
+    control_bus.tap.requests.clear()
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert refused.value.translation_key == "refused_overload"
+    numbers = refused.value.translation_placeholders or {}
+    assert numbers["others"] == "2"
+    assert numbers["direction"] == "discharge"
+    assert float(numbers["current"]) > float(numbers["capacity"]) / 1.1
+    assert control_bus.writes() == []
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_isolate_and_reconnect_a_pack(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """A pack is isolated and reconnected within the voltage limit; the
+    switches show what the BMS reads back, and each change is an event."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    events = async_capture_events(hass, EVENT_CONTROL)
+    device_id = _device(hass, entry, 3)
+    await _act(hass, "isolate_pack", device_id)
+    assert not bank.pack(3).charge_on
+    assert not bank.pack(3).discharge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
+    # Too soon to undo (the guard's five minutes).
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "reconnect_pack", device_id)
+    assert refused.value.translation_key == "refused_too_soon"
+    bank.step(60.0)
+    await _poll(hass, freezer, timedelta(minutes=6))
+    # A Pylontech pack returns to its own limits once the hold lapses,
+    # within the next poll.
+    await _act_across_polls(hass, bank, "reconnect_pack", device_id)
+    assert bank.pack(3).charge_on
+    assert bank.pack(3).discharge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_ON
+    assert [(e.data["action"], e.data["who"], e.data["confirmed"]) for e in events] == [
+        ("isolate", "user", True),
+        ("reconnect", "user", True),
+    ]
+    assert events[0].data["device_id"] == device_id
+    # The logbook says who did what and what the BMS read back.
+    described = describe_control(events[0].data, "Rack pack 3")
+    assert described["name"] == "Rack pack 3"
+    assert described["message"].startswith(
+        "isolated by user; the BMS reports charge off, discharge off ("
+    )
+    # A switch turns one path on its own, through the same guard.
+    await _poll(hass, freezer, timedelta(minutes=6))
+    await hass.services.async_call(
+        "switch",
+        "turn_off",
+        {ATTR_ENTITY_ID: _switch(hass, entry, 2, "charge_path")},
+        blocking=True,
+    )
+    assert not bank.pack(2).charge_on
+    assert bank.pack(2).discharge_on
+    assert _state(hass, _switch(hass, entry, 2, "charge_path")) == STATE_OFF
+    assert _state(hass, _switch(hass, entry, 2, "discharge_path")) == STATE_ON
+
+
+@pytest.mark.parametrize("fault", [WriteFault.ACK_ONLY])
+async def test_a_write_that_does_not_take_is_an_error_and_a_repair(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus, fault: WriteFault
+) -> None:
+    """A BMS that ignores the write, or acknowledges it and does not switch:
+    the caller gets an error and a repair names the pack."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    control_bus.bank.pack(3).write_fault = fault
+    with pytest.raises(HomeAssistantError) as failed:
+        await _act_across_polls(hass, control_bus.bank, "isolate_pack", _device(hass, entry, 3))
+    assert failed.value.translation_key in ("write_failed", "write_not_taken")
+    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert repair is not None
+    assert repair.translation_placeholders == {"pack": "Rack pack 3", "bank": "Rack"}
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_a_pack_isolated_stays_isolated_after_a_restart(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """The isolated pack is remembered: after a reload (its hold, where the
+    BMS lets one lapse, released and lapsed meanwhile) it shows isolated."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    bank.step(HOLD_SECONDS + 1)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.controller.isolated == {3}
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
+    assert not bank.pack(3).charge_on
+    assert not bank.pack(3).discharge_on
+    # Held again every poll, well inside the BMS's hold time.
+    for _ in range(3):
+        control_bus.tap.requests.clear()
+        bank.step(HOLD_SECONDS * 0.8)
+        await _poll(hass, freezer, SCAN_INTERVAL)
+        assert not bank.pack(3).discharge_on
+        assert bool(control_bus.writes()) is (control_bus.family == "pylontech_rs485")
+    # Unloaded, the hold is no longer sent and lapses.
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    bank.step(HOLD_SECONDS + 1)
+    assert bank.pack(3).discharge_on is (control_bus.family == "pylontech_rs485")
+
+
+async def test_a_bms_that_ignores_the_write_is_an_error_and_a_repair(
+    hass: HomeAssistant, control_bus: ControlBus
+) -> None:
+    """A BMS that does not answer the write: the caller gets an error at
+    once, a repair names the pack, and the pack is as it was."""
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    control_bus.bank.pack(3).write_fault = WriteFault.IGNORE
+    with pytest.raises(HomeAssistantError) as failed:
+        await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert failed.value.translation_key == "write_failed"
+    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert repair is not None
+    assert control_bus.bank.pack(3).discharge_on
+
+
+async def test_a_current_limit_where_the_family_can_throttle(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """Pylontech takes a charge limit, held every poll; a family whose BMS
+    takes no limits refuses the action, having written nothing."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    device_id = _device(hass, entry, 2)
+    control_bus.tap.requests.clear()
+    if control_bus.family != "pylontech_rs485":
+        with pytest.raises(ServiceValidationError) as refused:
+            await _act(hass, "set_current_limit", device_id, charge_limit=20.0)
+        assert refused.value.translation_key == "not_offered"
+        assert control_bus.writes() == []
+        return
+    await _act(hass, "set_current_limit", device_id, charge_limit=20.0)
+    reading = entry.runtime_data.coordinator.data.snapshot.readings[2]
+    assert reading.charge_current_limit == 20.0
+    for _ in range(3):
+        control_bus.tap.requests.clear()
+        bank.step(HOLD_SECONDS * 0.8)
+        await _poll(hass, freezer, SCAN_INTERVAL)
+        assert len(control_bus.writes()) == 1
+        assert bank.pack(2).reported_charge_limit == 20.0
+
+
+def test_the_switches_follow_the_catalog() -> None:
+    """One switch per path a family can switch back, one "Connected" where
+    the BMS switches both together, none where it switches nothing."""
+    keys = {family: [d.key for d in switch_descriptions(control_of(family))] for family in FAMILIES}
+    assert keys["pace_ascii"] == ["charge_path", "discharge_path"]
+    assert keys["jk_pb"] == ["charge_path", "discharge_path"]
+    assert keys["pylontech_rs485"] == ["charge_path", "discharge_path"]
+    # No register turns a Seplos V3's discharge FETs back on.
+    assert keys["seplos_v3"] == ["charge_path"]
+    assert keys["sunspec"] == ["connected"]
+    for family in ("pace_modbus", "seplos_v2", "pylontech_can"):
+        assert keys[family] == []
+
+
+async def test_turning_control_off_releases_a_held_pack_for_good(
+    hass: HomeAssistant, pylontech_control_bus: ControlBus
+) -> None:
+    """Control turned off releases the hold (the pack returns to the bank),
+    and turning it on again does not take the pack out again by itself."""
+    control_bus = pylontech_control_bus
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    assert not bank.pack(3).discharge_on
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: False})
+    await hass.async_block_till_done()
+    bank.step(HOLD_SECONDS + 1)
+    assert bank.pack(3).discharge_on
+    hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: True})
+    await hass.async_block_till_done()
+    assert entry.runtime_data.coordinator.controller.isolated == set()
+    bank.step(1.0)
+    assert bank.pack(3).discharge_on
+    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+
+
+async def test_a_reconnect_too_far_apart_is_refused_with_the_numbers(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """An isolated pack that drifted away from the others stays out: the
+    refusal names both voltages, and nothing is written."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    device_id = _device(hass, entry, 3)
+    await _act(hass, "isolate_pack", device_id)
+    bank.pack(3).soc = 0.05
+    bank.step(1.0)
+    await _poll(hass, freezer, timedelta(minutes=6))
+    control_bus.tap.requests.clear()
+    with pytest.raises(ServiceValidationError) as refused:
+        await _act(hass, "reconnect_pack", device_id)
+    assert refused.value.translation_key == "refused_voltage_apart"
+    numbers = refused.value.translation_placeholders or {}
+    assert float(numbers["delta"]) > float(numbers["limit"]) == 0.5
+    assert float(numbers["pack_voltage"]) < float(numbers["bus_voltage"])
+    assert control_bus.writes() == []
+    assert not bank.pack(3).discharge_on
