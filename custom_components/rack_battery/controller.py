@@ -472,10 +472,16 @@ class BankController:
         identity = self.coordinator.packs.get(address)
         if identity is None:
             return None
-        device = dr.async_get(self.hass).async_get_device(
-            identifiers={(DOMAIN, pack_device_key(self.entry, identity))}
-        )
-        return None if device is None else device.id
+        # Looked up among the bank's own devices: async_get_device by
+        # identifiers is refused from 2026.x on, and its replacement is not
+        # in 2025.4.
+        wanted = (DOMAIN, pack_device_key(self.entry, identity))
+        for device in dr.async_entries_for_config_entry(
+            dr.async_get(self.hass), self.entry.entry_id
+        ):
+            if wanted in device.identifiers:
+                return device.id
+        return None
 
 
 def _placeholders(pack: str, decision: Decision) -> dict[str, str]:

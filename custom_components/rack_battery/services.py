@@ -41,10 +41,10 @@ def _pack_of(hass: HomeAssistant, device_id: str) -> tuple[BankController, int]:
     """Return the controller of the bank a pack device belongs to, and the pack's address."""
     device = dr.async_get(hass).async_get(device_id)
     if device is not None:
-        for entry_id in device.config_entries:
-            entry: RackBatteryConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
-            if entry is None or entry.domain != DOMAIN or not hasattr(entry, "runtime_data"):
-                continue
+        # Each loaded bank asks whether the device is one of its packs (a
+        # device's own list of entries is deprecated from 2026.x on).
+        entries: list[RackBatteryConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
+        for entry in entries:
             coordinator = entry.runtime_data.coordinator
             for address, identity in coordinator.packs.items():
                 if (DOMAIN, pack_device_key(entry, identity)) in device.identifiers:
