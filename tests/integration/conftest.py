@@ -15,7 +15,7 @@ import pytest
 
 from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import DOMAIN
-from custom_components.rack_battery.options_flow import flatten, options_schema
+from custom_components.rack_battery.options_flow import MAIN, flatten, options_schema, section_of
 from simulator import pace_modbus, pylontech_ascii
 from simulator.bank import PACE_PACK, SimBank, make_bank
 
@@ -139,6 +139,18 @@ async def setup_bank(hass: HomeAssistant, bus: SimulatedBus, *, wire: str) -> Co
     entry = hass.config_entries.async_get_entry(result["result"].entry_id)
     assert entry is not None
     return entry
+
+
+def options_input(thresholds: Thresholds) -> dict[str, Any]:
+    """Return the options form filled in with these settings: the main ones
+    at the top, the rest section by section."""
+    form: dict[str, Any] = {}
+    for key, value in thresholds.to_dict().items():
+        if (name := section_of(key)) == MAIN:
+            form[key] = value
+        else:
+            form.setdefault(name, {})[key] = value
+    return form
 
 
 def rules_input() -> dict[str, Any]:

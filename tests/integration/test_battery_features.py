@@ -28,9 +28,8 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
 )
 
 from custom_components.rack_battery.bank.analysis import Thresholds
-from custom_components.rack_battery.options_flow import MAIN, section_of
 
-from .conftest import SimulatedBus, setup_bank
+from .conftest import SimulatedBus, options_input, setup_bank
 from .test_bank import _poll, _raw, _state
 
 pytestmark = pytest.mark.freeze_time(tick=True)
@@ -174,16 +173,6 @@ def _power_factor(hass: HomeAssistant, entity_id: str) -> float:
     return {"W": 1.0, "kW": 1000.0}[state.attributes["unit_of_measurement"]]
 
 
-def _options_input(thresholds: Thresholds) -> dict[str, Any]:
-    form: dict[str, Any] = {}
-    for key, value in thresholds.to_dict().items():
-        if (name := section_of(key)) == MAIN:
-            form[key] = value
-        else:
-            form.setdefault(name, {})[key] = value
-    return form
-
-
 async def _automation(
     hass: HomeAssistant, trigger: dict[str, Any], *, also: Sequence[dict[str, Any]] = ()
 ) -> list[Any]:
@@ -303,7 +292,7 @@ async def test_low_level_is_a_setting(
     assert result["type"] is FlowResultType.FORM
     assert Thresholds().battery_low_percent == 20
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], _options_input(replace(Thresholds(), battery_low_percent=80))
+        result["flow_id"], options_input(replace(Thresholds(), battery_low_percent=80))
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()

@@ -20,11 +20,10 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.rack_battery.bank.analysis import Thresholds
 from custom_components.rack_battery.const import EVENT_FINDING
 from custom_components.rack_battery.logbook import describe_finding
-from custom_components.rack_battery.options_flow import MAIN, section_of
 from simulator import faults
 from simulator.bank import CELLS, SimBank
 
-from .conftest import SimulatedBus, record_states
+from .conftest import SimulatedBus, options_input, record_states
 from .findings_helpers import (
     ENTRY_ID,
     MIN,
@@ -174,18 +173,6 @@ async def test_the_banks_make_up(
     assert hass.states.get(problem_entity(None)).state == STATE_OFF  # type: ignore[union-attr]
 
 
-def _options_input(thresholds: Thresholds) -> dict[str, Any]:
-    """Return the options form filled in with these settings: the main ones
-    at the top, the rest section by section."""
-    form: dict[str, Any] = {}
-    for key, value in thresholds.to_dict().items():
-        if (name := section_of(key)) == MAIN:
-            form[key] = value
-        else:
-            form.setdefault(name, {})[key] = value
-    return form
-
-
 async def test_options_change_what_the_rules_judge_by(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -203,14 +190,14 @@ async def test_options_change_what_the_rules_judge_by(
     # A critical level below the warning level would raise and never clear.
     bad = replace(Thresholds(), voltage_spread_critical=0.1)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], _options_input(bad)
+        result["flow_id"], options_input(bad)
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "inconsistent"}
     assert "voltage_spread_critical" in result["description_placeholders"]["problems"]
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], _options_input(replace(Thresholds(), max_packs=3))
+        result["flow_id"], options_input(replace(Thresholds(), max_packs=3))
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
@@ -226,7 +213,7 @@ async def test_options_change_what_the_rules_judge_by(
 
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], _options_input(Thresholds())
+        result["flow_id"], options_input(Thresholds())
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
@@ -252,7 +239,7 @@ async def test_changed_options_keep_a_finding_on_its_schedule(
     states = record_states(entry)
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], _options_input(replace(Thresholds(), temperature_warning=48.0))
+        result["flow_id"], options_input(replace(Thresholds(), temperature_warning=48.0))
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()

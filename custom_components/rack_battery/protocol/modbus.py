@@ -29,7 +29,7 @@ import heapq
 from typing import Final
 
 from .linkstats import LinkStats
-from .rtu import crc16
+from .rtu import CRC_TABLE, crc16
 
 READ_COILS: Final = 0x01
 READ_HOLDING: Final = 0x03
@@ -477,18 +477,8 @@ class RtuReceiver:
         self._scan = max(self._scan, self._settled)
 
 
-def _step_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
 # The CRC register's change for each byte value (the table of rtu.crc16).
-_STEP: Final = _step_table()
+_STEP: Final = CRC_TABLE
 
 
 @cache

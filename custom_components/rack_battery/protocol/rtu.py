@@ -57,7 +57,7 @@ def _crc_table() -> tuple[int, ...]:
 
 
 # The CRC of each byte value alone, so the CRC costs one lookup per byte.
-_CRC_TABLE: Final = _crc_table()
+CRC_TABLE: Final = _crc_table()
 
 
 def crc16(data: bytes | bytearray | memoryview) -> int:
@@ -67,7 +67,7 @@ def crc16(data: bytes | bytearray | memoryview) -> int:
     included, is 0.
     """
     crc = 0xFFFF
-    table = _CRC_TABLE
+    table = CRC_TABLE
     for byte in data:
         crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
