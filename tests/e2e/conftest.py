@@ -16,8 +16,8 @@ from pathlib import Path
 import re
 import subprocess
 import sys
-import time
-from typing import Any
+import threading
+from typing import IO, Any
 
 from playwright.sync_api import (
     Browser,
@@ -71,6 +71,7 @@ def sims() -> Iterator[dict[str, Sim]]:
     # The first is the one scripts/develop started.
     found = {"pace": Sim("pace", "modbus_tcp", SIM_PORT, ARTIFACTS / "sim-pace.json", slow=False)}
     started: list[subprocess.Popen[bytes]] = []
+    readiness: list[threading.Event] = []
     extra = (
         ("pace-slow", "modbus_tcp", "pace-modbus", SLOW_GATEWAY),
         ("pylon", "ascii_tcp", "pylontech-ascii", 0.0),
@@ -103,13 +104,17 @@ def sims() -> Iterator[dict[str, Sim]]:
                         str(10 + offset),
                     ],
                     cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
                 )
             )
+            readiness.append(_relay_stdout(started[-1], log))
             found[name] = sim
-        for sim in found.values():
-            _wait_for_file(sim.state_file)
+        for sim, ready in zip(list(found.values())[1:], readiness, strict=True):
+            # The simulator writes its values, then says on stdout that it serves.
+            if not ready.wait(timeout=60):
+                raise AssertionError(f"the {sim.name} simulator did not start within 60 s")
+            assert sim.state_file.exists(), sim.state_file
         yield found
     finally:
         for process in started:
@@ -118,12 +123,24 @@ def sims() -> Iterator[dict[str, Sim]]:
             process.wait(timeout=30)
 
 
-def _wait_for_file(path: Path, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {within:g} s")
-        time.sleep(0.2)
+def _relay_stdout(process: subprocess.Popen[bytes], log: IO[bytes]) -> threading.Event:
+    """Copy a simulator's stdout into its log; return an event set at its first line.
+
+    The first line is the simulator saying that it serves, so nothing has to
+    look again and again for it to be ready.
+    """
+    ready = threading.Event()
+
+    def relay() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            ready.set()
+        ready.set()  # ended: let the waiter see the state file is missing
+
+    threading.Thread(target=relay, name=f"simulator {process.pid} stdout", daemon=True).start()
+    return ready
 
 
 @pytest.fixture(scope="session")
