@@ -189,7 +189,9 @@ def log_in(page: Page) -> None:
     page.get_by_role("textbox", name="Username").fill(USERNAME)
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name=re.compile("log in", re.IGNORECASE)).click()
-    page.wait_for_url(re.compile(r"/(lovelace|home)"), timeout=60_000)
+    # The first login after a fresh start can take minutes on current Home
+    # Assistant: it is still installing what its default integrations need.
+    page.wait_for_url(re.compile(r"/(lovelace|home)"), timeout=240_000)
     page.locator("home-assistant").wait_for()
     confirm_http_settings(page)
 
