@@ -47,14 +47,12 @@ import contextlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 import os
-import socket
-import struct
 import tty
 from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
-from .wire_faults import Delivery, WireFaults
+from .wire_faults import Delivery, WireFaults, guarded_write, reset_connection
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
 WRITE_MULTIPLE: Final = 0x10
@@ -88,25 +86,6 @@ type _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable
 def _mbap(header: bytes, unit: int, pdu: bytes) -> bytes:
     """Return a Modbus TCP reply: the request's transaction and protocol ids, unit, PDU."""
     return header[0:4] + (len(pdu) + 1).to_bytes(2, "big") + bytes((unit,)) + pdu
-
-
-def _guarded(writer: asyncio.StreamWriter) -> Callable[[bytes], None]:
-    """Return a write that drops what comes after the connection has gone."""
-
-    def write(data: bytes) -> None:
-        if not writer.is_closing():
-            writer.write(data)
-
-    return write
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Drop a connection with a reset (RST), not an orderly close."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
 
 
 class Personality(Protocol):
@@ -166,7 +145,7 @@ class ModbusLine:
         for server in self._servers:
             server.close()
         for writer in list(self._writers):
-            _reset(writer)
+            reset_connection(writer)
 
     async def _reopen(self) -> None:
         if not self._down:
@@ -228,7 +207,7 @@ class ModbusLine:
             return
         if delivery.reset:
             for each in [writer] if writer is not None else list(self._writers):
-                _reset(each)
+                reset_connection(each)
             return
         for output in outputs:
             self.wire.play(delivery, output)
@@ -386,7 +365,7 @@ class ModbusLine:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             splitter = RtuSplitter()
-            write = _guarded(writer)
+            write = guarded_write(writer)
             self._outputs.add(write)
             try:
                 while data := await reader.read(4096):
@@ -444,7 +423,7 @@ class ModbusLine:
                 delivery = self.wire.deliver(
                     unit, header + body, reply, foreign=foreign, misfunction=misfunction
                 )
-                self._carry_out(delivery, [_guarded(writer)], writer)
+                self._carry_out(delivery, [guarded_write(writer)], writer)
                 await writer.drain()
 
         return await self._serve_tcp(host, port, handle)

@@ -32,8 +32,6 @@ import contextlib
 from dataclasses import dataclass, field, replace
 from enum import Enum
 import os
-import socket
-import struct
 import tty
 from typing import Final
 
@@ -56,7 +54,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
-from .wire_faults import NOTHING, Delivery, WireFaults
+from .wire_faults import NOTHING, Delivery, WireFaults, reset_connection
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF
@@ -322,15 +320,6 @@ def _delivery(bank: SimBank, chunk: bytes, dialect: Dialect, faults: LineFaults)
     return faults.wire.deliver(address, request, reply, foreign=foreign, misfunction=misfunction)
 
 
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Drop a connection with a reset (RST), not an orderly close."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
 type _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -367,7 +356,7 @@ class RunningServer:
         self.restarts += 1
         self._server.close()
         for writer in list(self._writers):
-            _reset(writer)
+            reset_connection(writer)
 
     async def _reopen(self) -> None:
         if not self._down or self._serve is None:
@@ -381,7 +370,7 @@ class RunningServer:
         if delivery.restart:
             self.restart()
         elif delivery.reset:
-            _reset(writer)
+            reset_connection(writer)
         else:
 
             def write(data: bytes) -> None:

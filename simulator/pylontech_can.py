@@ -29,11 +29,9 @@ this simulator compares two readings of the document, not one with itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 import logging
-import socket
 import struct
 import time
 from typing import Any, Final
@@ -41,7 +39,7 @@ from typing import Any, Final
 import can
 
 from .bank import SimBank, SimPack
-from .wire_faults import Delivery, WireFaults
+from .wire_faults import Delivery, WireFaults, guarded_write, reset_connection
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -356,10 +354,10 @@ class RunningServer:
                 self._restart()
             elif delivery.reset:
                 for writer in list(self._raw):
-                    _reset(writer)
+                    reset_connection(writer)
             else:
                 for writer in list(self._raw):
-                    self.wire.play(delivery, _guarded(writer))
+                    self.wire.play(delivery, guarded_write(writer))
             self.cycles += 1
             self._cycled.set()
             await asyncio.sleep(period)
@@ -372,7 +370,7 @@ class RunningServer:
         self.restarts += 1
         self._server.close()
         for writer in list(self._clients):
-            _reset(writer)
+            reset_connection(writer)
 
     def _wire_changed(self) -> None:
         if self._down and not self.wire.restarting:
@@ -440,25 +438,6 @@ class RunningServer:
             case _:
                 writer.write(b"< error unknown command >")
         await writer.drain()
-
-
-def _guarded(writer: asyncio.StreamWriter) -> Callable[[bytes], None]:
-    """Return a write that drops what comes after the client has gone."""
-
-    def write(data: bytes) -> None:
-        if not writer.is_closing():
-            writer.write(data)
-
-    return write
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Drop a client with a reset (RST), not an orderly close."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
 
 
 async def _read_command(reader: asyncio.StreamReader) -> str | None:

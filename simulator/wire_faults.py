@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 import random
+import socket
+import struct
 from typing import Final
 
 
@@ -249,3 +252,22 @@ class WireFaults:
             handle.cancel()
         self._pending.clear()
         self._quiet.set()
+
+
+def guarded_write(writer: asyncio.StreamWriter) -> Callable[[bytes], None]:
+    """Return a write that drops what comes after the connection has gone."""
+
+    def write(data: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(data)
+
+    return write
+
+
+def reset_connection(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection with a reset (RST), not an orderly close."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

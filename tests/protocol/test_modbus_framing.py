@@ -22,22 +22,10 @@ from custom_components.rack_battery.protocol.modbus import (
     write_multiple_request,
 )
 
+# Frames are sealed with the CRC the wire tests check against the spec's vector.
+from .test_modbus_wire import crc, rtu
+
 NOISE = 64 * 1024
-
-
-def crc(data: bytes) -> bytes:
-    """CRC-16/Modbus bit by bit, low byte first (see test_modbus_wire)."""
-    value = 0xFFFF
-    for byte in data:
-        value ^= byte
-        for _ in range(8):
-            value = (value >> 1) ^ 0xA001 if value & 1 else value >> 1
-    return value.to_bytes(2, "little")
-
-
-def rtu(hex_body: str) -> bytes:
-    body = bytes.fromhex(hex_body)
-    return body + crc(body)
 
 
 def chunks(data: bytes, rng: random.Random) -> list[bytes]:
