@@ -110,8 +110,12 @@ def add_bank(page: Page, shots: Shots | None, sim: Sim) -> dict[str, Any]:
 
 
 def wait_loaded(page: Page, entry_id: str) -> None:
-    """Wait until the bank is set up: told by Home Assistant, not asked again and again."""
-    state = wait_for_entry(page, entry_id, "loaded", "setup_error", "setup_retry")
+    """Wait until the bank is set up: told by Home Assistant, not asked again and again.
+
+    A retry (a first read that timed out on a busy machine) is waited
+    through; an error is not.
+    """
+    state = wait_for_entry(page, entry_id, "loaded", "setup_error", "migration_error")
     assert state == "loaded", f"entry {entry_id} is {state}"
 
 
@@ -420,7 +424,7 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
         has=page.get_by_text("Current", exact=True)
     )
     expect(current.first).to_contain_text(re.compile(r"(^|\s)-?0(\.0)?\s*A"))
-    shots.take(page, "control-isolated", full_page=True)
+    shots.take(page, "control-isolated")
 
     page.goto(f"{URL}/config/devices/device/{second['id']}")
     switch = _toggle(page, discharge)
@@ -435,8 +439,9 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     message = page.get_by_text(refusal)
     expect(message.first).to_be_visible()
     shots.take(page, "control-refused")
-    # Nothing was switched: the toggle falls back to what the BMS reports.
-    expect(switch).to_be_checked()
+    # Nothing was switched. The frontend leaves a toggle where it was
+    # clicked when the action fails, until the state changes; the state
+    # stays on, and the page opened again shows the switch on.
     second_id = next(
         item["entity_id"]
         for item in registry
@@ -445,6 +450,8 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     held = state_of(page, second_id)
     assert held is not None
     assert held["state"] == "on"
+    page.reload()
+    expect(_toggle(page, discharge)).to_be_checked()
     # And the first stays out.
     assert (state_of(page, switch_id) or {}).get("state") == "off"
 
