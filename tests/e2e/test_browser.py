@@ -372,6 +372,16 @@ def _toggle(page: Page, name: str) -> Locator:
     return row.first.get_by_role("switch")
 
 
+def _flip(switch: Locator) -> None:
+    """Click a switch where it is drawn.
+
+    2026.x draws its track over the checkbox (which then "intercepts"
+    Playwright's click); the click lands on the track, as a finger's would,
+    and the track's label passes it on to the checkbox.
+    """
+    switch.click(force=True)
+
+
 def test_control_isolates_a_pack_and_refuses_one_too_many(
     page: Page, shots: Shots, sims: dict[str, Sim]
 ) -> None:
@@ -389,7 +399,8 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     expect(dialog.get_by_text(CONTROL["title"], exact=True)).to_be_visible()
     allow = dialog.get_by_role("switch", name=CONTROL["data"]["control_enabled"])
     expect(allow).not_to_be_checked()
-    allow.click()
+    _flip(allow)
+    expect(allow).to_be_checked()
     dialog.get_by_role("spinbutton", name=CONTROL["data"]["control_min_connected"]).fill("2")
     shots.take(page, "control-options")
     submit(page)
@@ -414,7 +425,7 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
         for item in registry
         if item["device_id"] == first["id"] and item["translation_key"] == "discharge_path"
     )
-    switch.click()
+    _flip(switch)
     # Off as the BMS reads it back, not only as clicked: the pack carries
     # nothing (the simulator's file trails its wire by up to a tick, so the
     # page is the witness here).
@@ -429,7 +440,7 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     page.goto(f"{URL}/config/devices/device/{second['id']}")
     switch = _toggle(page, discharge)
     expect(switch).to_be_checked()
-    switch.click()
+    _flip(switch)
     refusal = TRANSLATIONS["exceptions"]["refused_below_minimum"]["message"].format(
         pack=second["name_by_user"] or second["name"],
         remaining=1,
@@ -456,25 +467,47 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     assert (state_of(page, switch_id) or {}).get("state") == "off"
 
 
-def _pick_statistic(page: Page, picker: Locator, search: str, name: str) -> None:
-    """Choose a statistic in one of the energy dialog's pickers, as a person does.
+def _pick_statistic(page: Page, picker: Locator, device: str, name: str) -> None:
+    """Choose a device's statistic in one of the energy dialog's pickers, as a person does.
 
     2025.x: a combo box whose own field takes the typing and lists options.
-    2026.x: a button that opens a popover with a search field, focused a
-    frame after it opens, and a list of rows (no option role).
+    2026.x: a field that opens a popover with a search field (focused a frame
+    after it opens, so typing waits for it) and a list of rows, each the
+    entity's name over its device's.
     """
     if picker.locator("ha-generic-picker").count() == 0:
         picker.click()
-        page.keyboard.type(search)
+        page.keyboard.type(f"{device} {name}")
         page.get_by_role("option", name=re.compile(name)).first.click()
         return
     picker.click()
     wait_for_focused_input(page, "ha-statistic-picker")
-    page.keyboard.type(search)
-    rows = picker.locator("ha-picker-combo-box .combo-box-row").filter(has_text=name)
-    rows.first.click()
-    expect(picker.locator("ha-picker-combo-box")).to_have_count(0)
-    expect(picker).to_contain_text(name)
+    page.keyboard.type(f"{device} {name}")
+    box = picker.locator("ha-picker-combo-box")
+    rows = box.locator("ha-combo-box-item, [role='option'], .combo-box-row")
+    row = rows.filter(has=page.get_by_text(name, exact=True)).filter(
+        has=page.get_by_text(device, exact=True)
+    )
+    row.first.click()
+    expect(box).to_be_hidden()
+
+
+def _energy_pickers(dialog: Locator) -> tuple[Locator, Locator]:
+    """Return the battery dialog's "energy in" and "energy out" pickers.
+
+    By their labels where the pickers are 2026.x's (which put "out" first),
+    else in 2025.x's order (in, then out).
+    """
+    pickers = dialog.locator("ha-statistic-picker")
+    expect(pickers.first).to_be_visible()
+    if pickers.first.locator("ha-generic-picker").count() == 0:
+        return pickers.nth(0), pickers.nth(1)
+    labels: list[str] = pickers.evaluate_all("(all) => all.map((picker) => picker.label ?? '')")
+    into = [i for i, label in enumerate(labels) if re.search(r"\binto\b", label, re.I)]
+    out = [i for i, label in enumerate(labels) if re.search(r"\b(from|out of)\b", label, re.I)]
+    assert len(into) == 1, labels
+    assert len(out) == 1, labels
+    return pickers.nth(into[0]), pickers.nth(out[0])
 
 
 def test_the_energy_dashboard_takes_the_banks_energy_sensors(
@@ -490,14 +523,14 @@ def test_the_energy_dashboard_takes_the_banks_energy_sensors(
     page.goto(f"{URL}/config/energy")
     page.get_by_role("button", name=re.compile("add battery system", re.IGNORECASE)).click()
     dialog = page.locator("dialog-energy-battery-settings")
-    pickers = dialog.locator("ha-statistic-picker")
     # 2026.x asks for power and state of charge as well, both optional.
-    expect(pickers.first).to_be_visible()
+    into, out = _energy_pickers(dialog)
     shots.take(page, "energy-battery-dialog")
-    for picker, name in ((pickers.nth(0), "Energy charged"), (pickers.nth(1), "Energy discharged")):
-        _pick_statistic(page, picker, f"{entry['title']} {name}", name)
-    shots.take(page, "energy-battery")
+    _pick_statistic(page, into, entry["title"], "Energy charged")
+    _pick_statistic(page, out, entry["title"], "Energy discharged")
     save = dialog.get_by_role("button", name=re.compile("save", re.IGNORECASE))
+    expect(save).to_be_enabled()
+    shots.take(page, "energy-battery")
     save.click()
     expect(save).to_be_hidden()
     prefs = call_ws(page, {"type": "energy/get_prefs"})
