@@ -467,29 +467,32 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     assert (state_of(page, switch_id) or {}).get("state") == "off"
 
 
-def _pick_statistic(page: Page, picker: Locator, device: str, name: str) -> None:
+def _pick_statistic(page: Page, picker: Locator, device: str, name: str, statistic_id: str) -> None:
     """Choose a device's statistic in one of the energy dialog's pickers, as a person does.
 
     2025.x: a combo box whose own field takes the typing and lists options.
     2026.x: a field that opens a popover with a search field (focused a frame
     after it opens, so typing waits for it) and a list of rows, each the
-    entity's name over its device's.
+    entity's name over its device's. Either way the picker then holds the
+    statistic (2026.x's only once its popover has closed).
     """
     if picker.locator("ha-generic-picker").count() == 0:
         picker.click()
         page.keyboard.type(f"{device} {name}")
         page.get_by_role("option", name=re.compile(name)).first.click()
-        return
-    picker.click()
-    wait_for_focused_input(page, "ha-statistic-picker")
-    page.keyboard.type(f"{device} {name}")
-    box = picker.locator("ha-picker-combo-box")
-    rows = box.locator("ha-combo-box-item, [role='option'], .combo-box-row")
-    row = rows.filter(has=page.get_by_text(name, exact=True)).filter(
-        has=page.get_by_text(device, exact=True)
+    else:
+        picker.click()
+        wait_for_focused_input(page, "ha-statistic-picker")
+        page.keyboard.type(f"{device} {name}")
+        # Rows of the open list; the field itself shows no statistic yet.
+        rows = picker.locator("ha-combo-box-item, [role='option'], .combo-box-row")
+        row = rows.filter(has=page.get_by_text(name, exact=True)).filter(
+            has=page.get_by_text(device, exact=True)
+        )
+        row.first.click()
+    page.wait_for_function(
+        "([picker, id]) => picker.value === id", arg=[picker.element_handle(), statistic_id]
     )
-    row.first.click()
-    expect(box).to_be_hidden()
 
 
 def _energy_pickers(dialog: Locator) -> tuple[Locator, Locator]:
@@ -526,8 +529,8 @@ def test_the_energy_dashboard_takes_the_banks_energy_sensors(
     # 2026.x asks for power and state of charge as well, both optional.
     into, out = _energy_pickers(dialog)
     shots.take(page, "energy-battery-dialog")
-    _pick_statistic(page, into, entry["title"], "Energy charged")
-    _pick_statistic(page, out, entry["title"], "Energy discharged")
+    _pick_statistic(page, into, entry["title"], "Energy charged", charged)
+    _pick_statistic(page, out, entry["title"], "Energy discharged", discharged)
     save = dialog.get_by_role("button", name=re.compile("save", re.IGNORECASE))
     expect(save).to_be_enabled()
     shots.take(page, "energy-battery")
