@@ -24,6 +24,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     TimeoutError as PlaywrightTimeoutError,
+    expect,
     sync_playwright,
 )
 import pytest
@@ -38,6 +39,10 @@ USERNAME = PASSWORD = "dev"
 # Each answer this late makes a scan take several seconds: long enough for
 # the flow to show its progress step, short of the drivers' reply timeout.
 SLOW_GATEWAY = 0.3
+# What a page is given to show something before an assertion fails: the
+# default 5 s is short for current Home Assistant on two shared cores, and a
+# passing assertion returns as soon as it holds, so this costs nothing.
+expect.set_options(timeout=20_000)
 TRANSLATIONS: dict[str, Any] = json.loads(
     (ROOT / "custom_components" / "rack_battery" / "translations" / "en.json").read_text()
 )
