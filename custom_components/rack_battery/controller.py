@@ -295,7 +295,18 @@ class BankController:
             address: identity.design_capacity
             for address, identity in self.coordinator.packs.items()
         }
-        return bank_view(snapshot, now, self.settings, capacities=capacities)
+        driver = self.coordinator.driver
+        # A path opened by holding its limit at 0 A shows that 0 A as the
+        # pack's limit; closing it gives the pack its own back.
+        held_open = (
+            {
+                address: (hold.charge == 0, hold.discharge == 0)
+                for address, hold in driver.holds.items()
+            }
+            if isinstance(driver, HoldingDriver)
+            else None
+        )
+        return bank_view(snapshot, now, self.settings, capacities=capacities, held_open=held_open)
 
     def judge(self, change: Change, now: datetime) -> Decision:
         """Return the guard's decision on a change, from the latest poll."""
@@ -483,6 +494,7 @@ class BankController:
             self.isolated.add(change.address)
         elif change.charge is True or change.discharge is True:
             self.isolated.discard(change.address)
+            ir.async_delete_issue(self.hass, DOMAIN, self._gave_up_id(change.address))
             waited = (
                 None if change.address in self._carrying else self.held.pop(change.address, None)
             )
@@ -542,7 +554,16 @@ class BankController:
                 if now >= held.give_up_at:
                     self._give_up(held)
                 continue
-            step, updated = rejoin_step(held, self.judge(held.change, now), now)
+            decision = self.judge(held.change, now)
+            step, updated = rejoin_step(held, decision, now)
+            LOGGER.debug(
+                "%s: pack %s held reconnect: %s (%s: %s)",
+                self.coordinator.name,
+                address,
+                step.value,
+                decision.reason.value,
+                dict(decision.values),
+            )
             if step is RejoinStep.JOIN:
                 self._carrying[address] = None
                 self.entry.async_create_background_task(

@@ -255,6 +255,7 @@ def bank_view(
     capacities: Mapping[int, float | None] | None = None,
     paths: Mapping[int, tuple[bool, bool]] | None = None,
     read_at: Mapping[int, datetime] | None = None,
+    held_open: Mapping[int, tuple[bool, bool]] | None = None,
 ) -> BankView:
     """Return what the guard needs from a snapshot.
 
@@ -264,7 +265,10 @@ def bank_view(
     report it; otherwise the BMS's FET state, and a BMS that reports none is
     taken at its default, closed. ``read_at``: when each pack was last read,
     where a caller keeps that; by default the snapshot's time for the packs
-    it holds.
+    it holds. ``held_open``: the (charge, discharge) paths a caller holds
+    open with a 0 A limit (a BMS that lets such a hold lapse): the limit the
+    pack reports there is the caller's, not its own, so the guard takes the
+    pack's own from its capacity, as it would carry once the hold is let go.
     """
     resistances = resistances or {}
     capacities = capacities or {}
@@ -274,6 +278,13 @@ def bank_view(
     packs: dict[int, PackState] = {}
     for address, reading in snapshot.readings.items():
         charge, discharge = pack_limits(reading, capacities.get(address))
+        held_charge, held_discharge = (held_open or {}).get(address, (False, False))
+        if held_charge or held_discharge:
+            capacity = capacities.get(address) or reading.design_capacity or reading.full_capacity
+            if held_charge:
+                charge = CHARGE_C_RATE * capacity if capacity else None
+            if held_discharge:
+                discharge = DISCHARGE_C_RATE * capacity if capacity else None
         known = paths.get(address)
         charge_closed = (
             known[0]
@@ -637,12 +648,16 @@ def hold_rejoin(
     """Return the held request for a refused reconnect, or None where it is refused at once.
 
     Only a change that closes paths and opens none can wait; only the
-    refusals in ``HOLDABLE`` are waited out.
+    refusals in ``HOLDABLE`` are waited out, and an inrush against a limit
+    of 0 A (a pack whose BMS reports no limit, nor a capacity to take one
+    from) is not: no voltage but the bus's own would ever be allowed.
     """
     closes = change.charge is True or change.discharge is True
     opens = change.charge is False or change.discharge is False
     throttles = change.charge_limit is not None or change.discharge_limit is not None
     if not closes or opens or throttles or not holdable(decision):
+        return None
+    if decision.reason is Reason.INRUSH and not decision.values.get("limit"):
         return None
     return HeldRejoin(
         change=change,
