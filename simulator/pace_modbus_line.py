@@ -17,6 +17,7 @@ from typing import Final
 from .bank import SimBank
 from .modbus_line import ModbusLine
 from .pace_modbus import MAX_READ, READ_HOLDING, encode_pack
+from .paced import answer_time
 
 ILLEGAL_FUNCTION: Final = 0x01
 ILLEGAL_ADDRESS: Final = 0x02
@@ -50,3 +51,8 @@ class PaceModbusPacks:
 def make_line(bank: SimBank) -> ModbusLine:
     """Return the RS485 line of a PACE bank (open it as a pty, or serve it over TCP)."""
     return ModbusLine(PaceModbusPacks(bank))
+
+
+def open_paced_pty(line: ModbusLine, baudrate: int = 9600) -> str:
+    """Open a PACE line on a pty at ``baudrate``, each pack taking its answer time."""
+    return line.open_pty(baudrate=baudrate, answer_time=answer_time("pace_modbus"))
