@@ -1,0 +1,85 @@
+"""Scans on a serial line at its real speed: every pack found, each empty address asked once.
+
+The simulator plays the line at 9600 baud (bytes at baud/10 per second,
+each pack answering after its own answer time), and the bus is borrowed
+as the config flow borrows it, timed by the wire. Nothing here measures
+time: the scan must find what is there and ask nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from custom_components.rack_battery.protocol.bus import BusRegistry
+from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
+from custom_components.rack_battery.protocol.discovery import discover
+from custom_components.rack_battery.protocol.linkstats import LinkStats
+from simulator import pylontech_ascii
+from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
+from simulator.pace_modbus_line import make_line, open_paced_pty
+
+BAUD = 9600
+PACE_ADDRESSES = (2, 5, 6, 11)
+
+
+def bank_at(addresses: tuple[int, ...]) -> SimBank:
+    """Return a bank of packs at the given addresses, with gaps between them."""
+    packs = make_bank(len(addresses), load=constant_load(20.0), identity=PACE_PACK).packs
+    return SimBank(
+        packs=[
+            replace(pack, address=address) for pack, address in zip(packs, addresses, strict=True)
+        ],
+        load=constant_load(20.0),
+    )
+
+
+def asked(stats: LinkStats) -> dict[int, int]:
+    return {address: pack.requests for address, pack in stats.packs.items()}
+
+
+async def test_a_paced_pace_line_with_gaps_gives_up_every_pack() -> None:
+    bank = bank_at(PACE_ADDRESSES)
+    line = make_line(bank)
+    try:
+        spec = ConnectionSpec(
+            wire=Wire.MODBUS_RTU_SERIAL, serial_port=open_paced_pty(line, BAUD), baudrate=BAUD
+        )
+        registry = BusRegistry(timeout=1.0, wire_timed=True)
+        bus = registry.borrow(spec, "scan")
+        found = await discover(bus, spec, ["pace_modbus"])
+        stats = bus.transport(spec).stats
+        await registry.give_back(bus, "scan")
+    finally:
+        await line.stop()
+
+    assert found is not None
+    assert [pack.address for pack in found.packs] == list(PACE_ADDRESSES)
+    assert [pack.serial for pack in found.packs] == [pack.serial for pack in bank.packs]
+    requests = asked(stats)
+    empty = [address for address in range(1, 16) if address not in PACE_ADDRESSES]
+    # An empty address is asked once and given up on: no retry on silence.
+    assert {address: requests[address] for address in empty} == dict.fromkeys(empty, 1)
+    assert all(stats.pack(address).timeouts == 1 for address in empty)
+    assert all(stats.pack(address).timeouts == 0 for address in PACE_ADDRESSES)
+
+
+async def test_a_paced_pylontech_line_is_scanned_only_as_far_as_the_master_counts() -> None:
+    bank = make_bank(4, first_address=2, load=constant_load(20.0), seed=3)
+    pty = await pylontech_ascii.start_pty(bank, baudrate=BAUD)
+    try:
+        spec = ConnectionSpec(wire=Wire.ASCII_SERIAL, serial_port=pty.path, baudrate=BAUD)
+        registry = BusRegistry(timeout=1.0, wire_timed=True)
+        bus = registry.borrow(spec, "scan")
+        found = await discover(bus, spec, ["pylontech_rs485"])
+        stats = bus.transport(spec).stats
+        await registry.give_back(bus, "scan")
+    finally:
+        await pty.stop()
+
+    assert found is not None
+    assert [pack.address for pack in found.packs] == [2, 3, 4, 5]
+    assert [pack.serial for pack in found.packs] == [pack.serial for pack in bank.packs]
+    # The master's count kept the scan off the empty addresses 6 to 9, and
+    # no pack failed to answer in time at 9600 baud.
+    assert set(asked(stats)) == {2, 3, 4, 5}
+    assert all(pack.timeouts == 0 for pack in stats.packs.values())
