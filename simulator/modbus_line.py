@@ -117,6 +117,8 @@ class ModbusLine:
     restarts: int = 0  # times the gateway closed its port
     # The last requests heard as RTU frames, whole (address to CRC), oldest first.
     heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
+    # The pseudo-terminals opened, paced or not, with what crossed each.
+    ports: list[PacedPort] = field(default_factory=list, repr=False)
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
@@ -333,6 +335,7 @@ class ModbusLine:
                 os.write(controller, data)
 
         port = PacedPort(raw_write, baudrate=baudrate, answer_time=answer_time)
+        self.ports.append(port)
         write = port.write
 
         def readable() -> None:

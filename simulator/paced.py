@@ -74,6 +74,9 @@ class PacedPort:
         # Bytes waiting to leave, each slice with the time its last byte is due.
         self._queue: deque[tuple[float, bytes]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # What crossed the line, each way, for the bench's wire-time limit.
+        self.heard_bytes = 0
+        self.sent_bytes = 0
 
     @property
     def paced(self) -> bool:
@@ -86,6 +89,7 @@ class PacedPort:
 
     def heard(self, size: int) -> None:
         """Note ``size`` request bytes arriving now; the reply waits for them and the BMS."""
+        self.heard_bytes += size
         if not self.paced:
             return
         now = asyncio.get_running_loop().time()
@@ -95,6 +99,7 @@ class PacedPort:
 
     def write(self, data: bytes) -> None:
         """Send ``data`` at the line's pace, after the answer time of the last request."""
+        self.sent_bytes += len(data)
         if not self.paced:
             self._raw_write(data)
             return

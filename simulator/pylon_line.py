@@ -445,6 +445,11 @@ class RunningPty:
     _slave: int = field(repr=False)
     _port: PacedPort | None = field(default=None, repr=False)
 
+    @property
+    def port(self) -> PacedPort | None:
+        """Return the paced port, with what crossed it."""
+        return self._port
+
     async def stop(self) -> None:
         """Stop answering and close both ends, as an adapter pulled out would."""
         self.faults.wire.cancel()
