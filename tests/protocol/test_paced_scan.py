@@ -14,9 +14,10 @@ from custom_components.rack_battery.protocol.bus import BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import discover
 from custom_components.rack_battery.protocol.linkstats import LinkStats
-from simulator import pylontech_ascii
+from simulator import pylontech_ascii, seplos_v3
 from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
 from simulator.pace_modbus_line import make_line, open_paced_pty
+from simulator.paced import answer_time
 
 BAUD = 9600
 PACE_ADDRESSES = (2, 5, 6, 11)
@@ -82,4 +83,26 @@ async def test_a_paced_pylontech_line_is_scanned_only_as_far_as_the_master_count
     # The master's count kept the scan off the empty addresses 6 to 9, and
     # no pack failed to answer in time at 9600 baud.
     assert set(asked(stats)) == {2, 3, 4, 5}
+    assert all(pack.timeouts == 0 for pack in stats.packs.values())
+
+
+async def test_a_paced_seplos_line_asks_only_the_units_its_master_lists() -> None:
+    """Units 0 to 3 hold packs, 2 is off its link: the master's online flag leaves 4 to 15 out."""
+    bank = make_bank(4, first_address=0, load=constant_load(20.0), seed=5)
+    bank.take_off_bus(2)
+    line = seplos_v3.make_line(bank)
+    try:
+        path = line.open_pty(baudrate=19200, answer_time=answer_time("seplos_v3"))
+        spec = ConnectionSpec(wire=Wire.MODBUS_RTU_SERIAL, serial_port=path, baudrate=19200)
+        registry = BusRegistry(timeout=1.0, wire_timed=True)
+        bus = registry.borrow(spec, "scan")
+        found = await discover(bus, spec, ["seplos_v3"])
+        stats = bus.transport(spec).stats
+        await registry.give_back(bus, "scan")
+    finally:
+        await line.stop()
+
+    assert found is not None
+    assert [pack.address for pack in found.packs] == [0, 1, 3]
+    assert set(asked(stats)) == {0, 1, 3}
     assert all(pack.timeouts == 0 for pack in stats.packs.values())
