@@ -27,7 +27,11 @@ from custom_components.rack_battery.protocol.bus import BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import discover, driver_on
 from custom_components.rack_battery.protocol.linkstats import LinkStats
-from custom_components.rack_battery.protocol.timing import family_timing
+from custom_components.rack_battery.protocol.timing import (
+    FAMILY_TIMING,
+    derived_timeout,
+    family_timing,
+)
 from custom_components.rack_battery.protocol.transport.modbus_tcp import ModbusTransport
 from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
@@ -99,6 +103,13 @@ async def _poll(count: int) -> None:
         ratios.sort(key=lambda pair: pair[0] / pair[1])
         took, limit = ratios[len(ratios) // 2]
         _ratio(f"poll of {count} PACE packs, {BAUD} baud pty", took, limit, 1.15)
+        sizes = {"request_bytes": 8, "reply_bytes": 79}
+        learned = transport.timer.timeout(1, **sizes)
+        derived = derived_timeout(baudrate=BAUD, timing=timing, **sizes)
+        print(
+            f"  timeout of a 37-register read: derived {derived * 1e3:.0f} ms, "
+            f"learned {learned * 1e3:.0f} ms"
+        )
     finally:
         await registry.give_back(bus, "bench")
         await line.stop()
@@ -136,8 +147,38 @@ async def _scan() -> None:
         await line.stop()
 
 
+def _derived_table() -> None:
+    """Print each family's derived timeout for its main read, at three speeds."""
+    # Request and longest reply of each family's main read, in bytes (see tests).
+    reads = {
+        "pace_modbus": (8, 79),
+        "seplos_v3": (8, 39),
+        "jk_pb": (8, 85),
+        "pace_ascii": (20, 274),
+        "seplos_v2": (20, 274),
+        "pylontech_rs485": (20, 274),
+    }
+    speeds = (9600, 19200, 115200)
+    print("derived timeout of the main read (ms): " + "  ".join(f"{b:>6}" for b in speeds))
+    for family in sorted(FAMILY_TIMING):
+        if family not in reads:
+            continue
+        request, reply = reads[family]
+        figures = [
+            derived_timeout(
+                baudrate=speed,
+                request_bytes=request,
+                reply_bytes=reply,
+                timing=family_timing(family),
+            )
+            for speed in speeds
+        ]
+        print(f"  {family:36s}" + "  ".join(f"{figure * 1e3:6.0f}" for figure in figures))
+
+
 async def run() -> None:
     """Print the paced-line figures."""
+    _derived_table()
     print(
         f"Paced serial line, {BAUD} baud: PACE answers after {answer_time(FAMILY) * 1e3:.0f} ms "
         f"(simulated), {family_timing(FAMILY).gap * 1e3:.0f} ms between frames (document)"
