@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from custom_components.rack_battery.protocol.bus import BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import discover
+from custom_components.rack_battery.protocol.drivers.pace_modbus import PaceModbusDriver
+from custom_components.rack_battery.protocol.errors import PackNotResponding
 from custom_components.rack_battery.protocol.linkstats import LinkStats
+from custom_components.rack_battery.protocol.timing import MIN_SAMPLES
+from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusSerialTransport
 from simulator import pylontech_ascii, seplos_v3
 from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
 from simulator.pace_modbus_line import make_line, open_paced_pty
@@ -106,3 +112,31 @@ async def test_a_paced_seplos_line_asks_only_the_units_its_master_lists() -> Non
     assert [pack.address for pack in found.packs] == [0, 1, 3]
     assert set(asked(stats)) == {0, 1, 3}
     assert all(pack.timeouts == 0 for pack in stats.packs.values())
+
+
+async def test_a_silent_unit_waits_what_the_wire_and_the_pace_document_need() -> None:
+    """0.383 s at 9600 baud before the line is known, the documented 0.311 s floor after.
+
+    (8 + 79) bytes * 10 / 9600 = 0.0906 s, plus PACE's 200 ms, times 1.25,
+    plus 20 ms; learned from fast replies, never below 0.0906 + 0.2 + 0.02.
+    """
+    line = make_line(bank_at((1,)))
+    try:
+        path = open_paced_pty(line, BAUD)
+        timed = PaceModbusDriver(ModbusSerialTransport(path, baudrate=BAUD, wire_timed=True))
+        await timed.connect()
+        with pytest.raises(PackNotResponding, match=r"within 0\.383 s"):
+            await timed.read_pack(7)
+        for _ in range(MIN_SAMPLES):
+            await timed.read_pack(1)
+        with pytest.raises(PackNotResponding, match=r"within 0\.311 s"):
+            await timed.read_pack(8)
+        await timed.close()
+        # Not timed by the wire (as a caller that asks for a flat timeout).
+        flat = PaceModbusDriver(ModbusSerialTransport(path, baudrate=BAUD, timeout=0.5))
+        await flat.connect()
+        with pytest.raises(PackNotResponding, match=r"within 0\.5 s"):
+            await flat.read_pack(7)
+        await flat.close()
+    finally:
+        await line.stop()
