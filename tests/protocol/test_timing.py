@@ -13,6 +13,8 @@ import math
 from hypothesis import given, strategies as st
 import pytest
 
+from custom_components.rack_battery.protocol.drivers.pace_modbus import PaceModbusDriver
+from custom_components.rack_battery.protocol.drivers.seplos_v3 import SeplosV3Driver
 from custom_components.rack_battery.protocol.modbus import read_request
 from custom_components.rack_battery.protocol.pylon.frame import encode_frame
 from custom_components.rack_battery.protocol.timing import (
@@ -28,6 +30,8 @@ from custom_components.rack_battery.protocol.timing import (
     pylon_reply_bytes,
     wire_time,
 )
+from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusSerialTransport
+from custom_components.rack_battery.protocol.transport.modbus_tcp import ModbusTcpTransport
 
 # (family, request bytes, longest reply bytes) of each family's main read:
 # PACE Modbus reads registers 0..36 (8-byte request; unit, function, count,
@@ -205,3 +209,18 @@ def test_whatever_a_pack_did_its_timeout_covers_the_wire(
         timer.missed(1, seconds, request_bytes=8, reply_bytes=reply)
     timeout = timer.timeout(1, request_bytes=8, reply_bytes=reply)
     assert timeout >= wire_time(8 + reply, baudrate) + 0.1
+
+
+def test_a_scan_for_another_family_keeps_the_pace_gap_on_a_shared_line() -> None:
+    """A PACE bank polled on a line where a scan then tries Seplos V3 keeps its 100 ms."""
+    transport = ModbusSerialTransport("/dev/ttyUSB9", baudrate=9600, wire_timed=True)
+    PaceModbusDriver(transport)
+    assert transport.frame_gap == 0.1
+    SeplosV3Driver(transport)
+    assert transport.frame_gap == 0.1
+    assert transport.timer.timing == family_timing("seplos_v3")
+    # Without the line's speed nothing is worked out: no gap, the flat timeout.
+    gateway = ModbusTcpTransport("192.0.2.1", 502, timeout=1.0, wire_timed=True)
+    PaceModbusDriver(gateway)
+    assert gateway.frame_gap == 0.0
+    assert gateway.timer.timeout(1, request_bytes=8, reply_bytes=79) == 1.0

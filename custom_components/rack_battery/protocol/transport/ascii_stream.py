@@ -146,8 +146,8 @@ class AsciiStreamTransport(ABC):
         address = _address_of(request)
         stats = self.stats.pack(address)
         longest = pylon_reply_bytes(request)
-        timeout = self.timer.timeout(address, request_bytes=len(request), reply_bytes=longest)
         async with self._lock:
+            timeout = self.timer.timeout(address, request_bytes=len(request), reply_bytes=longest)
             reader, writer = await self._open()
             if not await self._discard_stale(reader):
                 # The gateway closed the idle connection (many do after a

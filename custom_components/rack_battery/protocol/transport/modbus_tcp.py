@@ -211,10 +211,16 @@ class ModbusTransport(ABC):
         self._quiet_until = 0.0  # event-loop time
 
     def use_timing(self, timing: FamilyTiming) -> None:
-        """Time requests by a family's documented figures (its driver says which)."""
+        """Time requests by a family's documented figures (its driver says which).
+
+        The latest driver's answer time counts (a scan tries one family after
+        another on a shared transport), but a frame gap once asked for is
+        kept while the transport lives: a bank that needs it may still be
+        polled on this bus after a scan for another family.
+        """
         self.timer.timing = timing
         if not self._gap_given and self.timer.baudrate:
-            self.frame_gap = timing.gap
+            self.frame_gap = max(self.frame_gap, timing.gap)
 
     @property
     @abstractmethod
