@@ -18,7 +18,6 @@ from custom_components.rack_battery.protocol.drivers.seplos_v3 import SeplosV3Dr
 from custom_components.rack_battery.protocol.modbus import read_request
 from custom_components.rack_battery.protocol.pylon.frame import encode_frame
 from custom_components.rack_battery.protocol.timing import (
-    CAP,
     FAMILY_TIMING,
     MIN_SAMPLES,
     PYLON_LONGEST,
@@ -147,7 +146,7 @@ def test_a_documented_answer_time_is_always_waited_for() -> None:
     assert timer.timeout(1, **sizes) == pytest.approx(wire_time(87, 9600) + 0.2 + 0.02)
 
 
-def test_misses_widen_a_learned_timeout_up_to_the_cap() -> None:
+def test_misses_widen_a_learned_timeout_up_to_the_derived_one() -> None:
     timer = ReplyTimer(baudrate=115200, timing=family_timing("jk_pb"))
     sizes = {"request_bytes": 8, "reply_bytes": 85}
     for _ in range(MIN_SAMPLES):
@@ -158,7 +157,9 @@ def test_misses_widen_a_learned_timeout_up_to_the_cap() -> None:
         widths.append(timer.timeout(1, **sizes))
     assert widths == sorted(widths)
     assert widths[-1] > widths[0] * 4
-    assert widths[-1] == pytest.approx(CAP)
+    assert widths[-1] == pytest.approx(
+        derived_timeout(baudrate=115200, timing=family_timing("jk_pb"), **sizes)
+    )
     # An empty address learns nothing from its silence.
     timer.missed(9, 5.0, **sizes)
     assert timer.latencies(9) == ()
@@ -189,7 +190,7 @@ def test_a_learned_timeout_never_drops_below_the_longest_replys_wire_time(
     derived = derived_timeout(
         baudrate=baudrate, request_bytes=request, reply_bytes=reply, timing=timing
     )
-    assert timeout <= max(CAP, derived)
+    assert timeout <= derived
 
 
 @given(

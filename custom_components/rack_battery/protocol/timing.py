@@ -19,11 +19,13 @@ times. Then :func:`learned_timeout` takes over: from the pack's own answer
 times (what a reply took beyond its wire time) it allows a high percentile
 times a factor, never less than the wire time of the longest reply plus
 the answer time its documents allow (or, where they name none,
-:data:`LATENCY_FLOOR`), never more than a cap. A pack of a family without
-a documented figure that answers in 30 ms is then given up on in a
-fraction of the assumed half second; a slow pack is given more, within
-the cap; and a pack that missed a reply counts the time it was given as
-an answer time, so misses widen its timeout.
+:data:`LATENCY_FLOOR`), never more than the derived timeout, its cap. A
+pack of a family without a documented figure that answers in 30 ms is
+then given up on in a fraction of the assumed half second; a pack that
+missed a reply counts the time it was given as an answer time, so misses
+widen its timeout again, back up to the cap. The cap is the derived
+timeout rather than anything longer so that a pack that has died costs a
+poll no more than it did before it was ever learned.
 
 Through a TCP gateway the serial speed behind it is known only if the user
 said so; without it nothing can be worked out and the transport keeps its
@@ -64,8 +66,6 @@ FACTOR: Final = 2.0
 # a family without a documented figure: the event loop of a small host
 # stalls for this long now and then.
 LATENCY_FLOOR: Final = 0.1
-# The most a learned timeout may grow to (unless the wire alone needs more).
-CAP: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +156,7 @@ def learned_timeout(
     request and the longest reply, plus the :data:`PERCENTILE` answer time
     times :data:`FACTOR`, plus :data:`HOST_SLACK`: at least the wire time
     plus the family's documented answer time (:data:`LATENCY_FLOOR` where
-    it has none) plus the slack, at most :data:`CAP`, or the derived
-    timeout where that is longer.
+    it has none) plus the slack, and at most the derived timeout.
     """
     derived = derived_timeout(
         baudrate=baudrate,
@@ -172,7 +171,7 @@ def learned_timeout(
     wire = wire_time(request_bytes + reply_bytes, baudrate)
     least = timing.latency if timing.documented else LATENCY_FLOOR
     allowance = max(least, percentile(usable, PERCENTILE) * FACTOR)
-    return min(wire + allowance + HOST_SLACK, max(CAP, derived))
+    return min(wire + allowance + HOST_SLACK, derived)
 
 
 @dataclass
