@@ -152,7 +152,12 @@ class PtyLine(Protocol):
         """Stop answering and close the pair."""
 
 
-StartPty = Callable[[SimBank], Awaitable[PtyLine]]
+class StartPty(Protocol):
+    """Serves a bank on a pseudo-terminal, at a baud rate (None: unpaced)."""
+
+    def __call__(self, bank: SimBank, *, baudrate: int | None = None) -> Awaitable[PtyLine]:
+        """Start serving."""
+        ...
 
 
 def _pty_of(module: str) -> Callable[[], StartPty]:
@@ -181,14 +186,17 @@ class Personality:
     fault_loader: Callable[[], StartServer] | None = None
     # What the packs call themselves: a PACE bank is not a Pylontech one.
     identity: PackMaker = PYLONTECH_PACK
+    # The speed its serial line runs at out of the box (``--serial``).
+    baudrate: int = 9600
 
 
 PERSONALITIES: dict[str, Personality] = {
     "pace-modbus": Personality(
-        description="PACE Modbus V1.3 over Modbus TCP",
+        description="PACE Modbus V1.3 (Modbus TCP; RTU with --serial)",
         first_address=1,
         default_port=5020,
         loader=_start_pace_modbus,
+        pty_loader=_pty_of("pace_modbus_line"),
         fault_loader=_start_pace_modbus_line,
         identity=PACE_PACK,
     ),
@@ -198,6 +206,7 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_pylontech_ascii,
         pty_loader=_pty_of("pylontech_ascii"),
+        baudrate=115200,
     ),
     "pace-ascii": Personality(
         description="PACE RS485 ASCII (VER 0x25)",
@@ -221,6 +230,7 @@ PERSONALITIES: dict[str, Personality] = {
         default_port=8899,
         loader=_start_jk_pb_master,
         pty_loader=_pty_of("jk_pb"),
+        baudrate=115200,
     ),
 }
 
@@ -311,6 +321,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--serial",
         action="store_true",
         help="serve on a pseudo-terminal and print its path, instead of TCP (ASCII protocols)",
+    )
+    parser.add_argument(
+        "--baud",
+        type=int,
+        metavar="RATE",
+        help="the pseudo-terminal's line speed (default: the family's own, 9600 or 115200)",
+    )
+    parser.add_argument(
+        "--unpaced",
+        action="store_true",
+        help="move the pseudo-terminal's bytes at once, with no answer time (default: real speed)",
     )
     parser.add_argument(
         "--latency",
@@ -501,8 +522,11 @@ async def serve(args: argparse.Namespace) -> None:
 
     server: Server | _PtyServer
     tap: Wiretap | None = None
+    pace = ""
     if args.serial and personality.pty_loader is not None:
-        server = _PtyServer(await personality.pty_loader()(bank))
+        baudrate = None if args.unpaced else args.baud or personality.baudrate
+        server = _PtyServer(await personality.pty_loader()(bank, baudrate=baudrate))
+        pace = f" at {baudrate} baud" if baudrate else " unpaced"
     elif args.latency > 0:
         # The bank on a free port, and a tap that holds its answers back in front.
         start_server = personality.loader()
@@ -524,7 +548,7 @@ async def serve(args: argparse.Namespace) -> None:
     print(
         f"Simulating {args.packs} packs (addresses {personality.first_address}..{last}"
         f"{f'; aged: @{aged}' if aged else ''}) as {personality.description} "
-        f"on {server.host}:{tap.port if tap else server.port}; load {args.load}, "
+        f"on {server.host}:{tap.port if tap else server.port}{pace}; load {args.load}, "
         f"speed x{args.speed:g}{f', answers {args.latency:g} s late' if tap else ''}",
         flush=True,
     )

@@ -39,6 +39,7 @@ from custom_components.rack_battery.protocol.drivers.jk_pb import (
 
 from .bank import SimBank, SimPack, takes_write
 from .modbus_line import ModbusLine
+from .paced import answer_time
 
 ILLEGAL_FUNCTION: Final = 0x01
 ILLEGAL_ADDRESS: Final = 0x02
@@ -322,9 +323,12 @@ async def start_server(bank: SimBank, host: str, port: int) -> MasterBus:
     return MasterBus(line, host, bound)
 
 
-async def start_pty(bank: SimBank) -> MasterBus:
-    """Serve a master bus on a pseudo-terminal (a USB RS485 adapter)."""
+async def start_pty(bank: SimBank, *, baudrate: int | None = None) -> MasterBus:
+    """Serve a master bus on a pseudo-terminal (a USB RS485 adapter).
+
+    With ``baudrate`` the line runs at that speed (``simulator/paced.py``).
+    """
     line = make_line(bank)
-    path = line.open_pty()
+    path = line.open_pty(baudrate=baudrate, answer_time=answer_time("jk_pb"))
     line.start_master(master_polls(bank), period=MASTER_GAP)
     return MasterBus(line, "serial", 0, path)

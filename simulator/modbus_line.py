@@ -19,7 +19,9 @@ speaks unasked in master mode.
 Three ways to reach the line, as a user's hardware would:
 
 - :meth:`ModbusLine.open_pty`: a pseudo-terminal pair; the driver opens the
-  slave end's name as its serial port (a USB RS485 adapter).
+  slave end's name as its serial port (a USB RS485 adapter). Given a baud
+  rate, the line runs at that speed and the packs take their answer time
+  (``simulator/paced.py``); without one, bytes move at once.
 - :meth:`ModbusLine.serve_rtu_tcp`: raw RTU frames over TCP (a transparent
   gateway such as an Elfin EW11).
 - :meth:`ModbusLine.serve_modbus_tcp`: Modbus TCP (a protocol-converting
@@ -52,6 +54,7 @@ from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.rtu import Frame, RtuSplitter, read_request, seal
 
+from .paced import PacedPort
 from .wire_faults import Delivery, WireFaults, guarded_write, reset_connection
 
 GATEWAY_TARGET_SILENT: Final = 0x0B
@@ -114,6 +117,8 @@ class ModbusLine:
     restarts: int = 0  # times the gateway closed its port
     # The last requests heard as RTU frames, whole (address to CRC), oldest first.
     heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
+    # The pseudo-terminals opened, paced or not, with what crossed each.
+    ports: list[PacedPort] = field(default_factory=list, repr=False)
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _servers: list[asyncio.Server] = field(default_factory=list, repr=False)
@@ -311,8 +316,13 @@ class ModbusLine:
                     continue  # a serial line has no connection to drop
                 self._carry_out(delivery, [write], writer)
 
-    def open_pty(self) -> str:
-        """Open a pseudo-terminal pair and return the name of the end a driver opens."""
+    def open_pty(self, *, baudrate: int | None = None, answer_time: float = 0.0) -> str:
+        """Open a pseudo-terminal pair and return the name of the end a driver opens.
+
+        With ``baudrate`` the line is paced: requests take their wire time,
+        replies leave at baud/10 bytes per second, ``answer_time`` seconds
+        after the request's last byte.
+        """
         controller, device = os.openpty()
         # Raw, so that nothing is echoed or translated before a driver opens it.
         tty.setraw(device)
@@ -320,21 +330,27 @@ class ModbusLine:
         loop = asyncio.get_running_loop()
         splitter = RtuSplitter()
 
-        def write(data: bytes) -> None:
+        def raw_write(data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.write(controller, data)
+
+        port = PacedPort(raw_write, baudrate=baudrate, answer_time=answer_time)
+        self.ports.append(port)
+        write = port.write
 
         def readable() -> None:
             try:
                 data = os.read(controller, 4096)
             except OSError:
                 return
+            port.heard(len(data))
             self._serve_rtu(data, splitter, write)
 
         loop.add_reader(controller, readable)
         self._outputs.add(write)
 
         def close() -> None:
+            port.cancel()
             loop.remove_reader(controller)
             self._outputs.discard(write)
             os.close(controller)

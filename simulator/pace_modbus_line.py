@@ -12,11 +12,13 @@ the RTU framing, the pseudo-terminal and the TCP ways in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from .bank import SimBank
 from .modbus_line import ModbusLine
 from .pace_modbus import MAX_READ, READ_HOLDING, encode_pack
+from .paced import answer_time
 
 ILLEGAL_FUNCTION: Final = 0x01
 ILLEGAL_ADDRESS: Final = 0x02
@@ -50,3 +52,26 @@ class PaceModbusPacks:
 def make_line(bank: SimBank) -> ModbusLine:
     """Return the RS485 line of a PACE bank (open it as a pty, or serve it over TCP)."""
     return ModbusLine(PaceModbusPacks(bank))
+
+
+def open_paced_pty(line: ModbusLine, baudrate: int = 9600) -> str:
+    """Open a PACE line on a pty at ``baudrate``, each pack taking its answer time."""
+    return line.open_pty(baudrate=baudrate, answer_time=answer_time("pace_modbus"))
+
+
+@dataclass
+class PacePty:
+    """A PACE line on a pseudo-terminal; a driver opens ``path`` as its serial port."""
+
+    line: ModbusLine
+    path: str
+
+    async def stop(self) -> None:
+        """Stop answering and close the pair."""
+        await self.line.stop()
+
+
+async def start_pty(bank: SimBank, *, baudrate: int | None = None) -> PacePty:
+    """Serve ``bank`` as PACE Modbus on a pseudo-terminal; unpaced without ``baudrate``."""
+    line = make_line(bank)
+    return PacePty(line, line.open_pty(baudrate=baudrate, answer_time=answer_time("pace_modbus")))

@@ -9,7 +9,8 @@ machinery here turns a request into a reply for any of them.
 
 The line can be served two ways, as the real thing is reached: over raw TCP
 (a transparent gateway) and on a pseudo-terminal pair (a USB RS485 adapter:
-the driver opens the slave end's tty by name).
+the driver opens the slave end's tty by name), at a baud rate and with the
+packs' answer time if asked (``simulator/paced.py``).
 
 :class:`LineFaults` breaks replies the way a real line does, for the whole
 line or for one pack: silence, a wrong checksum, noise instead of a reply,
@@ -54,6 +55,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
+from .paced import PacedPort
 from .wire_faults import NOTHING, Delivery, WireFaults, reset_connection
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
@@ -441,10 +443,18 @@ class RunningPty:
     faults: LineFaults
     _master: int = field(repr=False)
     _slave: int = field(repr=False)
+    _port: PacedPort | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> PacedPort | None:
+        """Return the paced port, with what crossed it."""
+        return self._port
 
     async def stop(self) -> None:
         """Stop answering and close both ends, as an adapter pulled out would."""
         self.faults.wire.cancel()
+        if self._port is not None:
+            self._port.cancel()
         asyncio.get_running_loop().remove_reader(self._master)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
@@ -452,24 +462,36 @@ class RunningPty:
 
 
 async def serve_pty(
-    bank: SimBank, dialect: Dialect, faults: LineFaults | None = None
+    bank: SimBank,
+    dialect: Dialect,
+    faults: LineFaults | None = None,
+    *,
+    baudrate: int | None = None,
+    answer_time: float = 0.0,
 ) -> RunningPty:
     """Serve the line on a new pseudo-terminal pair and return the tty to open.
 
     The slave end is put in raw mode and kept open here, so the line
     discipline neither turns the frames' carriage returns into newlines nor
-    hangs up when the driver closes and reopens the port.
+    hangs up when the driver closes and reopens the port. With ``baudrate``
+    the line is paced: requests take their wire time, replies leave at
+    baud/10 bytes per second, ``answer_time`` after the request's last byte.
     """
     master, slave = os.openpty()
     tty.setraw(slave)
     os.set_blocking(master, False)
     line_faults = faults if faults is not None else LineFaults()
     pending = bytearray()
-    line = RunningPty(path=os.ttyname(slave), faults=line_faults, _master=master, _slave=slave)
 
-    def write(data: bytes) -> None:
+    def raw_write(data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.write(master, data)
+
+    port = PacedPort(raw_write, baudrate=baudrate, answer_time=answer_time)
+    write = port.write
+    line = RunningPty(
+        path=os.ttyname(slave), faults=line_faults, _master=master, _slave=slave, _port=port
+    )
 
     def readable() -> None:
         try:
@@ -478,6 +500,7 @@ async def serve_pty(
             return
         except OSError:
             return
+        port.heard(len(data))
         pending.extend(data)
         while (end := pending.find(b"\r")) >= 0:
             chunk = bytes(pending[: end + 1])

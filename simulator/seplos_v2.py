@@ -17,6 +17,7 @@ from typing import Final
 from custom_components.rack_battery.protocol.pylon.profiles import SEPLOS_V2, VendorProfile
 
 from .bank import SimBank, SimPack
+from .paced import answer_time
 from .pylon_line import (
     Dialect,
     LineFaults,
@@ -101,6 +102,14 @@ async def start_server(
     return await serve_tcp(bank, DIALECT, host, port, faults)
 
 
-async def start_pty(bank: SimBank, faults: LineFaults | None = None) -> RunningPty:
-    """Serve ``bank`` as Seplos V2 on a pseudo-terminal; open ``.path``."""
-    return await serve_pty(bank, DIALECT, faults)
+async def start_pty(
+    bank: SimBank, faults: LineFaults | None = None, *, baudrate: int | None = None
+) -> RunningPty:
+    """Serve ``bank`` as Seplos V2 on a pseudo-terminal; open ``.path``.
+
+    With ``baudrate`` the line runs at that speed and the packs take their
+    answer time (``simulator/paced.py``); without, bytes move at once.
+    """
+    return await serve_pty(
+        bank, DIALECT, faults, baudrate=baudrate, answer_time=answer_time("seplos_v2")
+    )

@@ -26,7 +26,7 @@ CONF_LISTEN_ONLY = "listen_only"
 def bus_registry(hass: HomeAssistant) -> BusRegistry:
     """Return the registry of buses, creating it on first use."""
     if (registry := hass.data.get(BUSES)) is None:
-        registry = hass.data[BUSES] = BusRegistry(timeout=RESPONSE_TIMEOUT)
+        registry = hass.data[BUSES] = BusRegistry(timeout=RESPONSE_TIMEOUT, wire_timed=True)
     return registry
 
 

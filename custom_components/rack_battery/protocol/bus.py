@@ -146,14 +146,21 @@ class BusRegistry:
     a bus back twice cannot close it under another borrower.
     """
 
-    def __init__(self, *, timeout: float, opener: TransportOpener | None = None) -> None:
-        """Open transports with ``opener``, by default from the spec, with ``timeout``."""
+    def __init__(
+        self, *, timeout: float, opener: TransportOpener | None = None, wire_timed: bool = False
+    ) -> None:
+        """Open transports with ``opener``, by default from the spec, with ``timeout``.
+
+        ``wire_timed`` lets the default opener time requests by the wire
+        where it knows the line's speed (``transport.factory.open_transport``).
+        """
         self._timeout = timeout
+        self._wire_timed = wire_timed
         self._opener: TransportOpener = opener or self._open
         self._buses: dict[str, Bus] = {}
 
     def _open(self, spec: ConnectionSpec) -> Transport:
-        return open_transport(spec, timeout=self._timeout)
+        return open_transport(spec, timeout=self._timeout, wire_timed=self._wire_timed)
 
     def borrow(self, spec: ConnectionSpec, holder: str) -> Bus:
         """Return the bus a spec names, opening it for its first borrower."""

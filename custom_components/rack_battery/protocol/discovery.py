@@ -4,9 +4,14 @@ Nothing on an RS485 line announces itself: the only way to learn what is
 there is to ask every address that a family allows and see who answers. An
 address nobody holds costs a full response timeout (a gateway may answer at
 once with "target silent", a serial line never does), so a scan is slow by
-nature, and reports its progress as it goes. Where a family's bus can say
-which addresses hold packs (a Pylontech master counts its group), the
-driver narrows the scan to those first (``BmsDriver.scan_addresses``).
+nature, and reports its progress as it goes. That timeout is worked out
+from the line's speed and the family's documented answer time where the
+speed is known (``timing.py``), and an empty address is asked once. Where a
+family's bus can say which addresses hold packs (a Pylontech master counts
+its group, a Seplos V3 master flags the packs online), the driver narrows
+the scan to those first (``BmsDriver.scan_addresses``); PACE's 0x90 only
+answers for the address asked, so a PACE ASCII scan asks it first, as the
+shortest question, at every address.
 
 That question and each identity read take a turn of their own on the bus,
 so banks already running on the same bus keep polling while a scan walks

@@ -17,6 +17,7 @@ from ...bank.model import PackIdentity, PackReading, PollReport
 from ..errors import BusUnavailable, ControlNotSupported, FrameError, PackNotResponding
 from ..linkstats import LinkStats
 from ..plausibility import screen
+from ..timing import FamilyTiming, family_timing
 
 
 class BmsDriver(ABC):
@@ -153,8 +154,16 @@ class LinkedDriver[LinkT: Link](BmsDriver):
     """A driver that reads its packs through one transport, perhaps shared."""
 
     def __init__(self, transport: LinkT) -> None:
-        """Use a transport that may be shared with other banks on the same bus."""
+        """Use a transport that may be shared with other banks on the same bus.
+
+        A transport that times its requests by the wire (``timing.py``) is
+        told this family's documented answer time and frame gap.
+        """
         self.transport = transport
+        use_timing = getattr(transport, "use_timing", None)
+        if callable(use_timing):
+            timing: FamilyTiming = family_timing(self.family)
+            use_timing(timing)
 
     async def connect(self) -> None:
         """Open the bus; raise BusUnavailable if it cannot be reached."""

@@ -428,6 +428,25 @@ class SeplosV3Driver(LinkedDriver[ModbusTransport]):
         except ModbusExceptionError as err:
             raise WriteRefused(f"pack {address} refused register 0x{register:04X}: {err}") from err
 
+    async def scan_addresses(self) -> Sequence[int]:
+        """Return the units the master lists online, the master first.
+
+        The system block's "online pack flag" has a bit for each pack the
+        master reaches, and its pack count says how many that is. Where
+        both agree, a scan asks those units only, instead of waiting out a
+        response timeout at every empty one of the sixteen. A master that
+        is silent, refuses the block or sends a mask and count that
+        disagree leaves every unit to be asked.
+        """
+        try:
+            system = await self.read_system()
+        except (PackNotResponding, FrameError):
+            return self.addresses
+        online = system.online_packs | {MASTER_UNIT}
+        if len(system.online_packs) != system.pack_count or not online <= set(self.addresses):
+            return self.addresses
+        return sorted(online)
+
     async def read_system(self) -> SystemSummary:
         """Read the master's summary of the whole bank."""
         with _master_explained(MASTER_UNIT):

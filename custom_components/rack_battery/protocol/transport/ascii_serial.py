@@ -27,9 +27,11 @@ from .ascii_stream import READ_LIMIT, AsciiStreamTransport
 class AsciiSerialTransport(AsciiStreamTransport):
     """One serial port, one transaction on it at a time."""
 
-    def __init__(self, port: str, *, baudrate: int = 9600, timeout: float = 1.0) -> None:
+    def __init__(
+        self, port: str, *, baudrate: int = 9600, timeout: float = 1.0, wire_timed: bool = False
+    ) -> None:
         """Remember the port and its speed; nothing is opened until needed."""
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, baudrate=baudrate, wire_timed=wire_timed)
         self.port = port
         self.baudrate = baudrate
 

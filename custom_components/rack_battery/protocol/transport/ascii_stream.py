@@ -39,6 +39,7 @@ from typing import Final
 
 from ..errors import BusUnavailable, FrameError, PackNotResponding
 from ..linkstats import LinkStats
+from ..timing import FamilyTiming, ReplyTimer, pylon_reply_bytes
 from .framing import DelimitedFramer
 
 SOI: Final = b"~"
@@ -81,9 +82,19 @@ class AsciiStreamTransport(ABC):
     could grow.
     """
 
-    def __init__(self, *, timeout: float = 1.0) -> None:
-        """Nothing is opened until needed."""
+    def __init__(
+        self, *, timeout: float = 1.0, baudrate: int | None = None, wire_timed: bool = False
+    ) -> None:
+        """Nothing is opened until needed.
+
+        ``baudrate`` is the speed of the RS485 line (behind a gateway, if
+        known). ``wire_timed`` makes each request wait as long as the wire
+        and the family need for its longest reply (``protocol/timing.py``),
+        then as long as the pack has been seen to need; without it, or
+        without a baud rate, a request waits ``timeout``.
+        """
         self.timeout = timeout
+        self.timer = ReplyTimer(baudrate=baudrate if wire_timed else None, default=timeout)
         self.stats = LinkStats()
         self._framer = AsciiFramer(self.stats)
         self._lock = asyncio.Lock()
@@ -98,6 +109,10 @@ class AsciiStreamTransport(ABC):
     @abstractmethod
     async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open the stream; raise BusUnavailable (or a subclass) if it cannot be."""
+
+    def use_timing(self, timing: FamilyTiming) -> None:
+        """Time requests by a family's documented figures (its driver says which)."""
+        self.timer.timing = timing
 
     @property
     def connected(self) -> bool:
@@ -128,8 +143,11 @@ class AsciiStreamTransport(ABC):
         was accepted (the message says why the last was not), and
         BusUnavailable when the stream fails (the next call reopens it).
         """
-        stats = self.stats.pack(_address_of(request))
+        address = _address_of(request)
+        stats = self.stats.pack(address)
+        longest = pylon_reply_bytes(request)
         async with self._lock:
+            timeout = self.timer.timeout(address, request_bytes=len(request), reply_bytes=longest)
             reader, writer = await self._open()
             if not await self._discard_stale(reader):
                 # The gateway closed the idle connection (many do after a
@@ -138,20 +156,25 @@ class AsciiStreamTransport(ABC):
                 reader, writer = await self._open()
             rejected: list[str] = []
             stats.requests += 1
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            size: list[int] = []
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(timeout):
                     writer.write(request)
                     await writer.drain()
-                    result = await self._read_reply(reader, accept, rejected)
+                    result = await self._read_reply(reader, accept, rejected, size)
             except TimeoutError as err:
                 stats.timeouts += 1
+                self.timer.waited += timeout
+                self.timer.missed(address, timeout, request_bytes=len(request), reply_bytes=longest)
                 if rejected:
                     raise FrameError(
-                        f"no usable answer from {self.where} within {self.timeout:g} s: "
+                        f"no usable answer from {self.where} within {timeout:.3g} s: "
                         f"{len(rejected)} frame(s) discarded, the last: {rejected[-1]}"
                     ) from err
                 raise PackNotResponding(
-                    f"no answer from {self.where} within {self.timeout:g} s"
+                    f"no answer from {self.where} within {timeout:.3g} s"
                 ) from err
             except asyncio.IncompleteReadError as err:
                 stats.timeouts += 1
@@ -164,12 +187,25 @@ class AsciiStreamTransport(ABC):
             finally:
                 stats.discarded += len(rejected)
             stats.replies += 1
+            self.timer.answered(
+                address,
+                loop.time() - sent,
+                request_bytes=len(request),
+                reply_bytes=size[0] if size else longest,
+            )
             return result
 
     async def _read_reply[T](
-        self, reader: asyncio.StreamReader, accept: Accept[T], rejected: list[str]
+        self,
+        reader: asyncio.StreamReader,
+        accept: Accept[T],
+        rejected: list[str],
+        size: list[int],
     ) -> T:
-        """Read until a frame is accepted; note why each other frame was not."""
+        """Read until a frame is accepted; note why each other frame was not.
+
+        The accepted frame's length goes into ``size``.
+        """
         while True:
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
@@ -183,6 +219,7 @@ class AsciiStreamTransport(ABC):
                     continue
                 # Frames after the answer in the same read answer nothing.
                 self.stats.stray_frames += sum(1 for _ in frames)
+                size.append(len(frame))
                 return result
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -20,9 +20,20 @@ __all__ = ["EOI", "READ_LIMIT", "SOI", "AsciiTcpTransport"]
 class AsciiTcpTransport(AsciiStreamTransport):
     """One TCP connection to a gateway, one transaction on it at a time."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 1.0) -> None:
-        """Remember where the gateway is; nothing is opened until needed."""
-        super().__init__(timeout=timeout)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 1.0,
+        baudrate: int | None = None,
+        wire_timed: bool = False,
+    ) -> None:
+        """Remember where the gateway is; nothing is opened until needed.
+
+        ``baudrate`` is the speed of the RS485 line behind the gateway, if known.
+        """
+        super().__init__(timeout=timeout, baudrate=baudrate, wire_timed=wire_timed)
         self.host = host
         self.port = port
 

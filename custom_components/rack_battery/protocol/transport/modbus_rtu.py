@@ -46,10 +46,18 @@ class ModbusSerialTransport(ModbusTransport):
     """
 
     def __init__(
-        self, port: str, *, baudrate: int, timeout: float = 1.0, frame_gap: float = 0.0
+        self,
+        port: str,
+        *,
+        baudrate: int,
+        timeout: float = 1.0,
+        frame_gap: float | None = None,
+        wire_timed: bool = False,
     ) -> None:
         """Remember the port and its speed; nothing is opened until needed."""
-        super().__init__(timeout=timeout, frame_gap=frame_gap)
+        super().__init__(
+            timeout=timeout, frame_gap=frame_gap, baudrate=baudrate, wire_timed=wire_timed
+        )
         self.port = port
         self.baudrate = baudrate
 

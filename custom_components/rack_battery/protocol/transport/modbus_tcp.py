@@ -51,6 +51,7 @@ from ..modbus import (
     write_multiple_request,
     write_single_request,
 )
+from ..timing import RTU_OVERHEAD, FamilyTiming, ReplyTimer
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -177,21 +178,49 @@ class ModbusTransport(ABC):
     than in a queue that could grow.
     """
 
-    def __init__(self, *, timeout: float = 1.0, frame_gap: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 1.0,
+        frame_gap: float | None = None,
+        baudrate: int | None = None,
+        wire_timed: bool = False,
+    ) -> None:
         """Set the timing; nothing is opened until needed.
 
         ``frame_gap`` is the quiet time, in seconds, kept between the end of
         one transaction and the start of the next. A gateway forwards
         requests to the RS485 line as fast as they come, while BMS documents
         ask for a pause between frames (PACE: more than 100 ms) that a pack
-        may need to be ready for the next request.
+        may need to be ready for the next request. Left unset, it is the
+        family's own (:meth:`use_timing`) where the line's speed is known.
+
+        ``baudrate`` is the speed of the RS485 line (behind a gateway, if
+        known). ``wire_timed`` makes each request wait as long as the wire
+        and the family need (``protocol/timing.py``), then as long as the
+        pack has been seen to need; without it, or without a baud rate, a
+        request waits ``timeout``.
         """
         self.timeout = timeout
-        self.frame_gap = frame_gap
+        self.frame_gap = frame_gap if frame_gap is not None else 0.0
+        self._gap_given = frame_gap is not None
+        self.timer = ReplyTimer(baudrate=baudrate if wire_timed else None, default=timeout)
         self.stats = LinkStats()
         self._lock = asyncio.Lock()
         self._link: ModbusLink | None = None
         self._quiet_until = 0.0  # event-loop time
+
+    def use_timing(self, timing: FamilyTiming) -> None:
+        """Time requests by a family's documented figures (its driver says which).
+
+        The latest driver's answer time counts (a scan tries one family after
+        another on a shared transport), but a frame gap once asked for is
+        kept while the transport lives: a bank that needs it may still be
+        polled on this bus after a scan for another family.
+        """
+        self.timer.timing = timing
+        if not self._gap_given and self.timer.baudrate:
+            self.frame_gap = max(self.frame_gap, timing.gap)
 
     @property
     @abstractmethod
@@ -265,6 +294,8 @@ class ModbusTransport(ABC):
 
     async def _transact(self, request: Request) -> bytes:
         """Send one request; return the PDU of the reply that answers it."""
+        request_bytes = len(request.pdu) + RTU_OVERHEAD
+        reply_bytes = request.reply_length + RTU_OVERHEAD
         async with self._lock:
             link = await self._open()
             loop = asyncio.get_running_loop()
@@ -276,14 +307,23 @@ class ModbusTransport(ABC):
             waiter: asyncio.Future[bytes] = loop.create_future()
             link.waiter = waiter
             stats.requests += 1
+            timeout = self.timer.timeout(
+                request.unit, request_bytes=request_bytes, reply_bytes=reply_bytes
+            )
+            sent = received = loop.time()
             try:
                 link.write(link.receiver.expect(request))
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(timeout):
                     pdu = await waiter
+                received = loop.time()
             except TimeoutError as err:
                 stats.timeouts += 1
+                self.timer.waited += timeout
+                self.timer.missed(
+                    request.unit, timeout, request_bytes=request_bytes, reply_bytes=reply_bytes
+                )
                 raise PackNotResponding(
-                    f"device {request.unit} did not answer within {self.timeout:g} s"
+                    f"device {request.unit} did not answer within {timeout:.3g} s"
                 ) from err
             except BusUnavailable:
                 await self._drop()
@@ -291,7 +331,15 @@ class ModbusTransport(ABC):
             finally:
                 link.waiter = None
                 link.receiver.abandon()
-                self._quiet_until = loop.time() + self.frame_gap
+                # The gap runs from the last frame on the line: the reply, or
+                # after a silence our own request, long gone by now.
+                self._quiet_until = received + self.frame_gap
+        self.timer.answered(
+            request.unit,
+            received - sent,
+            request_bytes=request_bytes,
+            reply_bytes=len(pdu) + RTU_OVERHEAD,
+        )
         stats.replies += 1
         if pdu[0] & EXCEPTION_BIT:
             code = pdu[1]
@@ -308,10 +356,22 @@ class ModbusTcpTransport(ModbusTransport):
     """Modbus TCP to a device or to a gateway that turns it into RTU."""
 
     def __init__(
-        self, host: str, port: int, *, timeout: float = 1.0, frame_gap: float = 0.0
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 1.0,
+        frame_gap: float | None = None,
+        baudrate: int | None = None,
+        wire_timed: bool = False,
     ) -> None:
-        """Remember where the gateway is; nothing is opened until needed."""
-        super().__init__(timeout=timeout, frame_gap=frame_gap)
+        """Remember where the gateway is; nothing is opened until needed.
+
+        ``baudrate`` is the speed of the RS485 line behind the gateway, if known.
+        """
+        super().__init__(
+            timeout=timeout, frame_gap=frame_gap, baudrate=baudrate, wire_timed=wire_timed
+        )
         self.host = host
         self.port = port
 
