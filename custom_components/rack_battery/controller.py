@@ -49,6 +49,7 @@ from .const import (
     LOGGER,
     SCAN_INTERVAL,
 )
+from .policy_runner import STORE_POLICY_HOLDS, PolicyRunner
 from .protocol.bus import Priority
 from .protocol.catalog import NO_CONTROL, ControlCapabilities, control_of
 from .protocol.drivers.pylontech_rs485 import CurrentHold
@@ -185,6 +186,8 @@ class BankController:
         # The packs the user isolated, kept across restarts (store.py).
         self.isolated: set[int] = set()
         self._last_change: dict[int, datetime] = {}
+        # Automatic protection: what the policies propose after each poll.
+        self.policies = PolicyRunner(self)
 
     @property
     def capabilities(self) -> ControlCapabilities:
@@ -205,13 +208,17 @@ class BankController:
 
     def export_state(self) -> dict[str, Any]:
         """Return what control keeps in the bank's store."""
-        return {STORE_ISOLATED: sorted(self.isolated)}
+        return {
+            STORE_ISOLATED: sorted(self.isolated),
+            STORE_POLICY_HOLDS: self.policies.export_state(),
+        }
 
     def restore_state(self, data: object) -> None:
         """Read back the isolated packs; hold them again where the BMS lets a hold lapse."""
         raw = data.get(STORE_ISOLATED) if isinstance(data, Mapping) else None
         if isinstance(raw, list):
             self.isolated = {a for a in raw if isinstance(a, int) and a in self.coordinator.packs}
+        self.policies.restore_state(data)
         driver = self.coordinator.driver
         if not isinstance(driver, HoldingDriver):
             return
@@ -264,7 +271,12 @@ class BankController:
         )
 
     async def async_change(
-        self, change: Change, *, who: str = BY_USER, context: Context | None = None
+        self,
+        change: Change,
+        *,
+        who: str = BY_USER,
+        context: Context | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Judge a change, write it, and read it back; raise what went wrong, translated."""
         address = change.address
@@ -285,12 +297,14 @@ class BankController:
                 translation_placeholders=_placeholders(pack, decision),
             )
         if decision.reason is Reason.NO_CHANGE:
+            if who == BY_USER:
+                self._remember(change, True, who)
             return
         try:
             await self._write(change)
         except ProtocolError as err:
             self._raise_repair(address, pack)
-            self._fire(change, who, decision, confirmed=False, context=context)
+            self._fire(change, who, decision, confirmed=False, context=context, details=details)
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="write_failed",
@@ -298,8 +312,8 @@ class BankController:
             ) from err
         self._last_change[address] = now
         confirmed = await self._read_back(change)
-        self._remember(change, confirmed)
-        self._fire(change, who, decision, confirmed=confirmed, context=context)
+        self._remember(change, confirmed, who)
+        self._fire(change, who, decision, confirmed=confirmed, context=context, details=details)
         if not confirmed:
             self._raise_repair(address, pack)
             raise HomeAssistantError(
@@ -403,10 +417,15 @@ class BankController:
             remove()
         return True
 
-    def _remember(self, change: Change, confirmed: bool) -> None:
-        """Keep which packs the user isolated, for a restart."""
-        if not confirmed:
+    def _remember(self, change: Change, confirmed: bool, who: str = BY_USER) -> None:
+        """Keep which packs the user isolated, for a restart.
+
+        A policy keeps its own (policy_runner.py); a pack the user changes
+        is the user's from then on.
+        """
+        if not confirmed or who != BY_USER:
             return
+        self.policies.user_changed(change)
         before = set(self.isolated)
         action = _action(change)
         if action == ACTION_ISOLATE:
@@ -424,6 +443,7 @@ class BankController:
         *,
         confirmed: bool,
         context: Context | None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Tell the bus (and so the logbook) what was done, by whom, and the numbers."""
         reading = self.coordinator.data.snapshot.readings.get(change.address)
@@ -443,8 +463,15 @@ class BankController:
             "discharge_enabled": None if reading is None else reading.discharge_enabled,
             "voltage": None if reading is None else reading.voltage,
             "current": None if reading is None else reading.current,
+            **(details or {}),
         }
         self.hass.bus.async_fire(EVENT_CONTROL, data, context=context)
+
+    def fire_refusal(
+        self, change: Change, who: str, decision: Decision, details: Mapping[str, Any]
+    ) -> None:
+        """Tell the bus (and so the logbook) of a change the guard refused to a policy."""
+        self._fire(change, who, decision, confirmed=False, context=None, details=details)
 
     def _issue_id(self, address: int) -> str:
         # Not under the bank's finding prefix: findings.py mirrors those to
