@@ -41,6 +41,7 @@ from .const import (
     RULES_URL,
 )
 from .controller import capabilities, control_settings
+from .policy_runner import POLICY_OPTIONS
 
 # Shown first, outside any section: what the packs' manual or the owner's
 # habits decide.
@@ -170,6 +171,11 @@ def control_schema(options: dict[str, Any]) -> vol.Schema:
                 CONF_MIN_INTERVAL,
                 default=round(settings.min_interval.total_seconds() / 60),
             ): _number(*minutes, 1, "min"),
+            # Automatic protection (bank/policies.py): each off until turned on.
+            **{
+                vol.Required(key, default=options.get(key) is True): BooleanSelector()
+                for key in POLICY_OPTIONS.values()
+            },
         }
     )
 
@@ -180,6 +186,7 @@ _CONTROL_KEYS = (
     CONF_MARGIN,
     CONF_JOIN_VOLTAGE,
     CONF_MIN_INTERVAL,
+    *POLICY_OPTIONS.values(),
 )
 
 
@@ -228,6 +235,7 @@ class RackBatteryOptionsFlow(OptionsFlow):
                 CONF_MARGIN: float(user_input[CONF_MARGIN]),
                 CONF_JOIN_VOLTAGE: float(user_input[CONF_JOIN_VOLTAGE]),
                 CONF_MIN_INTERVAL: round(user_input[CONF_MIN_INTERVAL]),
+                **{key: bool(user_input.get(key, False)) for key in POLICY_OPTIONS.values()},
             }
             return self.async_create_entry(data={**self._rules, **control})
         return self.async_show_form(step_id="control", data_schema=control_schema(current))
