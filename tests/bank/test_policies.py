@@ -216,6 +216,7 @@ def test_holds_are_kept_and_read_back() -> None:
     again = {a: PolicyHold.from_dict(h.as_dict()) for a, h in holds.items()}
     assert again == holds
     assert returned(holds, 3) == {}
+    broken: object
     for broken in (None, [], {"address": "3"}, {**holds[3].as_dict(), "policy": "nobody"}):
         assert PolicyHold.from_dict(broken) is None
     naive = {**holds[3].as_dict(), "since": "2026-03-01T12:00:00"}
