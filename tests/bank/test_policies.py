@@ -186,18 +186,31 @@ def test_reconnect_only_after_the_condition_has_settled() -> None:
     assert values["delta"] == 0.0
 
 
-def test_a_held_pack_waits_for_every_condition_not_only_its_own() -> None:
-    """Taken out as hot; cooled, but its BMS now reports a protection (with
-    that policy off): it stays out, and no second policy claims it."""
+def test_a_held_pack_waits_for_the_conditions_of_the_policies_that_are_on() -> None:
+    """Taken out as hot; cooled, but its BMS now reports a protection: with
+    that policy on it stays out (no second policy claims it); with it off,
+    it comes back. A voltage swing of a pack taken out as hot does not keep
+    it out: an isolated pack's voltage moves against the bus by design."""
     hold = PolicyHold(
         address=3, policy=Policy.HOT_PACK, since=NOW, means=BOTH, clear_since=NOW - DEFAULT_SETTLE
     )
     snap = snapshot(2, 3, protections={3: {"cell_undervoltage"}})
-    result = run(
-        snap, holds={3: hold}, settings=PolicySettings(enabled=frozenset({Policy.HOT_PACK}))
-    )
-    assert result.proposals == ()
     result = run(snap, holds={3: hold})
+    assert result.proposals == ()
+    assert set(result.holds) == {3}
+    only_hot = PolicySettings(enabled=frozenset({Policy.HOT_PACK}))
+    result = run(snap, holds={3: hold}, settings=only_hot)
+    assert [p.change for p in result.proposals] == [Change.reconnect(3)]
+    result = run(snapshot(2, 3), [swing(3)], holds={3: hold})
+    assert [p.change for p in result.proposals] == [Change.reconnect(3)]
+    swung = PolicyHold(
+        address=3,
+        policy=Policy.LOOSE_CONNECTION,
+        since=NOW,
+        means=BOTH,
+        clear_since=NOW - DEFAULT_SETTLE,
+    )
+    result = run(snapshot(2, 3), [swing(3)], holds={3: swung}, settings=PolicySettings())
     assert result.proposals == ()
 
 
@@ -288,8 +301,14 @@ def test_never_reconnects_what_a_user_isolated_nor_what_no_policy_took(
         assert proposal.address not in user
         if proposal.reconnect:
             assert proposal.address in holds
-            assert proposal.policy is holds[proposal.address].policy
-            assert proposal.address not in protected + hot_packs + swinging
+            policy = holds[proposal.address].policy
+            assert proposal.policy is policy
+            own = {
+                Policy.BMS_PROTECTION: protected,
+                Policy.HOT_PACK: hot_packs,
+                Policy.LOOSE_CONNECTION: swinging,
+            }
+            assert proposal.address not in own[policy]
         else:
             assert proposal.address not in holds
             assert proposal.policy in enabled

@@ -13,10 +13,11 @@ A policy *proposes*; the guard (``control.py``) still judges every proposal,
 and the caller writes only what the guard allows. A pack is taken out by
 opening every path the family can switch back (both paths; only the charge
 path where the BMS offers no other; on a Pylontech pack a 0 A limit held
-every poll). It is proposed back once no policy's condition has held on it
-for ``settle`` (default 10 minutes), so a condition that comes and goes
-does not make the pack flap; the guard then refuses a join far from the
-bus voltage, and the proposal is made again next poll.
+every poll). It is proposed back once its condition (and that of any other
+policy that is on) has been gone for ``settle`` (default 10 minutes), so a
+condition that comes and goes does not make the pack flap; the guard then
+refuses a join far from the bus voltage, and the proposal is made again
+next poll.
 
 A policy reconnects only a pack it took out itself (a ``PolicyHold``), never
 one the user isolated, and never touches a pack the user isolated. Turning a
@@ -260,6 +261,19 @@ def _bus_voltage(snapshot: BankSnapshot, address: int) -> float | None:
     return sum(others) / len(others) if others else None
 
 
+def _holds_back(condition: Condition, hold: PolicyHold, settings: PolicySettings) -> bool:
+    """Return whether a condition keeps a held pack out of the bank.
+
+    Its own policy's condition, and that of every policy that is on (which
+    would take it out again at once). A voltage swing counts only for the
+    policy that took the pack out for it: an isolated pack's voltage moves
+    against the bus's by design.
+    """
+    if condition.policy is hold.policy:
+        return True
+    return condition.policy in settings.enabled and condition.policy is not Policy.LOOSE_CONNECTION
+
+
 def plan(
     now: datetime,
     snapshot: BankSnapshot,
@@ -279,7 +293,8 @@ def plan(
     A pack is proposed out when an enabled policy's condition is on it, it
     answered this poll, no policy holds it and the user did not isolate it.
     A held pack is proposed back (by the policy that holds it) once it has
-    answered every poll for ``settle`` with no policy's condition on it.
+    answered every poll for ``settle`` with neither its own policy's
+    condition on it nor that of another policy that is on.
     """
     found = conditions(snapshot, findings)
     proposals: list[Proposal] = []
@@ -288,7 +303,7 @@ def plan(
         if address in user_isolated:
             # The user's word now; the policy lets go of it.
             continue
-        on_it = found.get(address, [])
+        on_it = [c for c in found.get(address, []) if _holds_back(c, hold, settings)]
         if address not in snapshot.readings or on_it:
             # Unknown or still there: the settle time starts again.
             new_holds[address] = replace(hold, clear_since=None)
