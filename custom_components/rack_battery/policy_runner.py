@@ -145,6 +145,16 @@ class PolicyRunner:
             controller.hass, self._async_run(), name=f"{controller.entry.title} policies"
         )
 
+    @property
+    def running(self) -> bool:
+        """Return whether a pass is running (it may wait for the next poll to read back)."""
+        return self._task is not None and not self._task.done()
+
+    async def async_wait(self) -> None:
+        """Return once the pass running (if any) has finished."""
+        if self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
     async def _async_run(self) -> None:
         controller = self.controller
         now = dt_util.utcnow()

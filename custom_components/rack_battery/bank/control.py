@@ -36,7 +36,7 @@ guard than the limits allow.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 import math
@@ -280,6 +280,17 @@ def bank_view(
             if known is not None
             else (reading.discharge_enabled if reading.discharge_enabled is not None else True)
         )
+        # A path held open by a 0 A limit (a Pylontech hold) reports that 0 A:
+        # it is the path being open, not what the pack takes once it closes,
+        # which is its own limit again (from its capacity, as far as known).
+        own_charge, own_discharge = pack_limits(
+            replace(reading, charge_current_limit=None, discharge_current_limit=None),
+            capacities.get(address),
+        )
+        if not charge_closed and charge == 0:
+            charge = own_charge
+        if not discharge_closed and discharge == 0:
+            discharge = own_discharge
         ohms = resistances.get(address)
         if ohms is None or not math.isfinite(ohms) or ohms <= 0:
             ohms = settings.default_resistance
