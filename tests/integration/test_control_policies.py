@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Event, HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.rack_battery.const import (
     CONF_CONTROL,
     CONF_POLICY_HOT,
+    CONF_POLICY_PROTECTION,
+    CONF_POLICY_SWING,
     DOMAIN,
     EVENT_CONTROL,
     SCAN_INTERVAL,
@@ -29,11 +33,22 @@ from custom_components.rack_battery.logbook import async_describe_events
 from custom_components.rack_battery.policy_runner import STORE_POLICY_HOLDS
 from simulator.bank import SimBank
 
-from .test_control import ControlBus, _device, _entry, _serve, _set_up, _state, _switch
+from .conftest import rules_input
+from .test_control import (
+    ControlBus,
+    _control_input,
+    _device,
+    _entry,
+    _serve,
+    _set_up,
+    _state,
+    _switch,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 HOT = 62.0
+POLICIES = (CONF_POLICY_PROTECTION, CONF_POLICY_HOT, CONF_POLICY_SWING)
 
 
 @pytest.fixture(params=["pace_ascii", "jk_pb", "pylontech_rs485"])
@@ -239,3 +254,33 @@ async def test_a_pack_the_user_isolated_is_not_put_back_by_a_policy(
     assert controller.policies.holds == {}
     assert events == []
     assert not bank.pack(3).discharge_on
+
+
+async def test_each_policy_is_a_toggle_in_the_control_step_off_by_default(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, policy_bus: ControlBus
+) -> None:
+    """The control step offers one toggle per policy, each off; turning the
+    hot-pack policy on applies from the next poll, without a reload."""
+    bank = policy_bus.bank
+    entry = await _set_up(hass, await _entry(policy_bus, {CONF_CONTROL: True}))
+    coordinator = entry.runtime_data.coordinator
+    result: Any = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
+    assert result["step_id"] == "control"
+    defaults = {
+        str(key): key.default() for key in result["data_schema"].schema if str(key) in POLICIES
+    }
+    assert defaults == dict.fromkeys(POLICIES, False)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**_control_input(enabled=True), CONF_POLICY_HOT: True}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_POLICY_HOT] is True
+    assert entry.options[CONF_POLICY_PROTECTION] is False
+    assert entry.runtime_data.coordinator is coordinator  # not reloaded
+    _heat(bank, 3, HOT)
+    for after in (SCAN_INTERVAL, timedelta(minutes=6)):
+        await _poll(hass, freezer, bank, after)
+    assert not bank.pack(3).discharge_on
+    assert set(coordinator.controller.policies.holds) == {3}
