@@ -65,20 +65,32 @@ def _heat(bank: SimBank, address: int, celsius: float) -> None:
 
 
 async def _poll(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, bank: SimBank, after: timedelta
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    bank: SimBank,
+    after: timedelta = SCAN_INTERVAL,
 ) -> None:
     """Let time pass on both clocks, poll once, and let the policies finish.
 
-    A Pylontech pack returns to its own limits only once the hold has
-    lapsed on the bank's clock; a policy's reconnect waits for the poll
-    that shows it.
+    A policy's change is read back at once, except where a Pylontech pack
+    returns to its own limits only once the hold has lapsed on the bank's
+    clock, a poll or so after the policy let it go: while the policies wait
+    for that, the bank is polled again, without moving Home Assistant's
+    clock (which would time out the read-back in flight).
     """
     freezer.tick(after)
     bank.step(min(after.total_seconds(), 60.0))
-    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
-        coordinator = entry.runtime_data.coordinator
+    (entry,) = hass.config_entries.async_loaded_entries(DOMAIN)
+    coordinator = entry.runtime_data.coordinator
+    policies = coordinator.controller.policies
+    await coordinator.async_refresh()
+    for _ in range(4):
+        await asyncio.sleep(0)
+        if not policies.running:
+            break
+        bank.step(SCAN_INTERVAL.total_seconds())
         await coordinator.async_refresh()
-        await coordinator.controller.policies.async_wait()
+    assert not policies.running
     await hass.async_block_till_done()
 
 
@@ -91,29 +103,6 @@ def _logbook(hass: HomeAssistant) -> Callable[[Event], dict[str, str]]:
 
     async_describe_events(hass, capture)
     return described[EVENT_CONTROL]
-
-
-async def _poll_across(hass: HomeAssistant, freezer: FrozenDateTimeFactory, bank: SimBank) -> None:
-    """Poll once, and again while the policies wait for a poll to read a change back.
-
-    A Pylontech pack returns to its own limits only once the hold has
-    lapsed on the bank's clock, a poll or so after the policy let it go.
-    The polls are asked for without moving Home Assistant's clock, which
-    would time out the read-back in flight.
-    """
-    freezer.tick(SCAN_INTERVAL)
-    bank.step(SCAN_INTERVAL.total_seconds())
-    (entry,) = hass.config_entries.async_loaded_entries(DOMAIN)
-    coordinator = entry.runtime_data.coordinator
-    await coordinator.async_refresh()
-    for _ in range(4):
-        await asyncio.sleep(0)
-        if not coordinator.controller.policies.running:
-            break
-        bank.step(SCAN_INTERVAL.total_seconds())
-        await coordinator.async_refresh()
-    await coordinator.controller.policies.async_wait()
-    await hass.async_block_till_done()
 
 
 async def test_the_hot_pack_policy_takes_a_hot_pack_out_and_back_once_cooled_and_matched(
@@ -196,7 +185,7 @@ async def test_the_hot_pack_policy_takes_a_hot_pack_out_and_back_once_cooled_and
     # Back within the join limit: the policy puts it back.
     bank.pack(3).soc = bank.pack(2).soc
     bank.step(1.0)
-    await _poll_across(hass, freezer, bank)
+    await _poll(hass, freezer, bank)
     assert bank.pack(3).charge_on
     assert bank.pack(3).discharge_on
     for key in policy_bus.switches:
@@ -284,3 +273,36 @@ async def test_each_policy_is_a_toggle_in_the_control_step_off_by_default(
         await _poll(hass, freezer, bank, after)
     assert not bank.pack(3).discharge_on
     assert set(coordinator.controller.policies.holds) == {3}
+
+
+async def test_the_protection_policy_takes_out_a_pack_whose_bms_acted(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, policy_bus: ControlBus
+) -> None:
+    """A pack's BMS trips on an over-current: the policy takes it out at the
+    next poll, and puts it back once the BMS has reported nothing for ten
+    minutes (its trip reset)."""
+    bank = policy_bus.bank
+    entry = await _set_up(
+        hass, await _entry(policy_bus, {CONF_CONTROL: True, CONF_POLICY_PROTECTION: True})
+    )
+    events = async_capture_events(hass, EVENT_CONTROL)
+    bank.pack(4).protections = {"discharge_overcurrent"}
+    await _poll(hass, freezer, bank, SCAN_INTERVAL)
+    assert not bank.pack(4).charge_on
+    assert not bank.pack(4).discharge_on
+    assert [(e.data["action"], e.data["who"], e.data["policy_values"]) for e in events] == [
+        ("isolate", "bms_protection", {"protections": "discharge_overcurrent"})
+    ]
+    bank.reset_trip(4)
+    for after in (SCAN_INTERVAL, timedelta(minutes=9)):
+        await _poll(hass, freezer, bank, after)
+    assert not bank.pack(4).discharge_on  # not yet ten minutes
+    await _poll(hass, freezer, bank, timedelta(minutes=2))
+    await _poll(hass, freezer, bank)
+    assert bank.pack(4).charge_on
+    assert bank.pack(4).discharge_on
+    assert [(e.data["action"], e.data["who"]) for e in events if e.data["confirmed"]] == [
+        ("isolate", "bms_protection"),
+        ("reconnect", "bms_protection"),
+    ]
+    assert entry.runtime_data.coordinator.controller.policies.holds == {}
