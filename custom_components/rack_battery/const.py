@@ -29,5 +29,9 @@ CONF_JOIN_VOLTAGE: Final = "control_max_join_voltage"
 CONF_MIN_INTERVAL: Final = "control_min_interval_minutes"
 # How long a reconnect "when matched" waits before it gives up.
 CONF_REJOIN_TIMEOUT: Final = "control_rejoin_timeout_minutes"
+# Automatic protection (bank/policies.py): one switch per policy, each off.
+CONF_POLICY_PROTECTION: Final = "control_policy_bms_protection"
+CONF_POLICY_HOT: Final = "control_policy_hot_pack"
+CONF_POLICY_SWING: Final = "control_policy_loose_connection"
 # Fired for every change written to a pack (README).
 EVENT_CONTROL: Final = "rack_battery_control"

@@ -60,6 +60,7 @@ from .const import (
     LOGGER,
     SCAN_INTERVAL,
 )
+from .policy_runner import STORE_POLICY_HOLDS, PolicyRunner
 from .protocol.bus import Priority
 from .protocol.catalog import NO_CONTROL, ControlCapabilities, control_of
 from .protocol.drivers.pylontech_rs485 import CurrentHold
@@ -214,6 +215,8 @@ class BankController:
         self._carrying: dict[int, int | None] = {}
         # The poll the held reconnects were last judged on.
         self._judged: object = None
+        # Automatic protection: what the policies propose after each poll.
+        self.policies = PolicyRunner(self)
 
     @property
     def capabilities(self) -> ControlCapabilities:
@@ -237,6 +240,7 @@ class BankController:
         return {
             STORE_ISOLATED: sorted(self.isolated),
             STORE_REJOIN: [held.to_dict() for _, held in sorted(self.held.items())],
+            STORE_POLICY_HOLDS: self.policies.export_state(),
         }
 
     def restore_state(self, data: object) -> None:
@@ -256,6 +260,7 @@ class BankController:
                 if held is not None and held.address in self.coordinator.packs:
                     self.held[held.address] = held
             self.entry.async_on_unload(self.coordinator.async_add_listener(self._on_poll))
+        self.policies.restore_state(data)
         driver = self.coordinator.driver
         if not isinstance(driver, HoldingDriver):
             return
@@ -334,6 +339,7 @@ class BankController:
         who: str = BY_USER,
         context: Context | None = None,
         when_matched: bool = False,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Judge a change, write it, and read it back; raise what went wrong, translated.
 
@@ -366,12 +372,14 @@ class BankController:
                 translation_placeholders=_placeholders(pack, decision),
             )
         if decision.reason is Reason.NO_CHANGE:
+            if who == BY_USER:
+                self._remember(change, True, who)
             return
         try:
             await self._write(change)
         except ProtocolError as err:
             self._raise_repair(address, pack)
-            self._fire(change, who, decision, confirmed=False, context=context)
+            self._fire(change, who, decision, confirmed=False, context=context, details=details)
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="write_failed",
@@ -379,8 +387,8 @@ class BankController:
             ) from err
         self._last_change[address] = now
         confirmed = await self._read_back(change)
-        self._remember(change, confirmed)
-        self._fire(change, who, decision, confirmed=confirmed, context=context)
+        self._remember(change, confirmed, who)
+        self._fire(change, who, decision, confirmed=confirmed, context=context, details=details)
         if not confirmed:
             self._raise_repair(address, pack)
             raise HomeAssistantError(
@@ -484,10 +492,15 @@ class BankController:
             remove()
         return True
 
-    def _remember(self, change: Change, confirmed: bool) -> None:
-        """Keep which packs the user isolated, for a restart; a pack back in waits no more."""
-        if not confirmed:
+    def _remember(self, change: Change, confirmed: bool, who: str = BY_USER) -> None:
+        """Keep which packs the user isolated, for a restart; a pack back in waits no more.
+
+        A policy keeps its own (policy_runner.py); a pack the user changes
+        is the user's from then on.
+        """
+        if not confirmed or who != BY_USER:
             return
+        self.policies.user_changed(change)
         before = set(self.isolated)
         action = _action(change)
         if action == ACTION_ISOLATE:
@@ -615,7 +628,7 @@ class BankController:
         address = held.address
         self._carrying.pop(address, None)
         self.held.pop(address, None)
-        self._remember(held.change, confirmed)
+        self._remember(held.change, confirmed, held.who)
         decision = Decision(allowed=True, reason=Reason.ALLOWED, address=address)
         self._fire(held.change, held.who, decision, confirmed=confirmed, context=None, held=held)
         if confirmed:
@@ -692,6 +705,7 @@ class BankController:
         confirmed: bool,
         context: Context | None,
         held: HeldRejoin | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         """Tell the bus (and so the logbook) what was done, by whom, and the numbers.
 
@@ -715,10 +729,17 @@ class BankController:
             "discharge_enabled": None if reading is None else reading.discharge_enabled,
             "voltage": None if reading is None else reading.voltage,
             "current": None if reading is None else reading.current,
+            **(details or {}),
         }
         if held is not None:
             data["since"] = held.since.isoformat()
         self.hass.bus.async_fire(EVENT_CONTROL, data, context=context)
+
+    def fire_refusal(
+        self, change: Change, who: str, decision: Decision, details: Mapping[str, Any]
+    ) -> None:
+        """Tell the bus (and so the logbook) of a change the guard refused to a policy."""
+        self._fire(change, who, decision, confirmed=False, context=None, details=details)
 
     def _issue_id(self, address: int) -> str:
         # Not under the bank's finding prefix: findings.py mirrors those to

@@ -123,6 +123,10 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         log_dropped(self.name, [*restored.dropped, *(f"{ANALYSIS}.{item}" for item in lost)])
         self.controller.restore_state(restored.control)
         self._loaded = True
+        # Automatic protection looks at every poll (policy_runner.py).
+        self.config_entry.async_on_unload(
+            self.async_add_listener(self.controller.policies.async_after_poll)
+        )
         self.config_entry.async_on_unload(
             self.config_entry.add_update_listener(self._async_entry_updated)
         )

@@ -20,6 +20,7 @@ from homeassistant.const import Platform
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 
+from .bank.policies import POLICY_WORDS, describe
 from .const import DOMAIN, EVENT_CONTROL, EVENT_FINDING
 from .findings import (
     ACTION_CHANGED,
@@ -109,7 +110,22 @@ def describe_control(data: Mapping[str, Any], device_name: str | None = None) ->
         for way in ("charge", "discharge")
         if data.get(f"{way}_enabled") is not None
     )
-    message = f"{done} by {data.get('who', 'user')}"
+    who = str(data.get("who", "user"))
+    if who in POLICY_WORDS:
+        who = f"the {POLICY_WORDS[who]} policy"
+        values = data.get("policy_values")
+        why = describe(
+            str(data.get("policy_reason", "")), values if isinstance(values, Mapping) else {}
+        )
+        if refused := data.get("refused"):
+            # A change a policy proposed and the guard refused: nothing was written.
+            return {
+                LOGBOOK_ENTRY_NAME: name,
+                LOGBOOK_ENTRY_MESSAGE: f"not {done} by {who} ({why}): "
+                f"the guard refuses ({str(refused).replace('_', ' ')})",
+            }
+        who += f" ({why})"
+    message = f"{done} by {who}"
     if data.get("held"):
         message += ", held until the voltages matched"
     if not data.get("confirmed"):

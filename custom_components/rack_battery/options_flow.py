@@ -48,6 +48,7 @@ from .const import (
     RULES_URL,
 )
 from .controller import capabilities, control_settings
+from .policy_runner import POLICY_OPTIONS
 
 # Shown first, outside any section: what the packs' manual or the owner's
 # habits decide.
@@ -186,6 +187,11 @@ def control_schema(options: dict[str, Any]) -> vol.Schema:
                 1,
                 "min",
             ),
+            # Automatic protection (bank/policies.py): each off until turned on.
+            **{
+                vol.Required(key, default=options.get(key) is True): BooleanSelector()
+                for key in POLICY_OPTIONS.values()
+            },
         }
     )
 
@@ -197,6 +203,7 @@ _CONTROL_KEYS = (
     CONF_JOIN_VOLTAGE,
     CONF_MIN_INTERVAL,
     CONF_REJOIN_TIMEOUT,
+    *POLICY_OPTIONS.values(),
 )
 
 
@@ -246,6 +253,7 @@ class RackBatteryOptionsFlow(OptionsFlow):
                 CONF_JOIN_VOLTAGE: float(user_input[CONF_JOIN_VOLTAGE]),
                 CONF_MIN_INTERVAL: round(user_input[CONF_MIN_INTERVAL]),
                 CONF_REJOIN_TIMEOUT: round(user_input[CONF_REJOIN_TIMEOUT]),
+                **{key: bool(user_input.get(key, False)) for key in POLICY_OPTIONS.values()},
             }
             return self.async_create_entry(data={**self._rules, **control})
         return self.async_show_form(step_id="control", data_schema=control_schema(current))

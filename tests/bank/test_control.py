@@ -54,9 +54,12 @@ def view_of(
     settings: ControlSettings = DEFAULTS,
     now: datetime = NOW,
     read_at: dict[int, datetime] | None = None,
+    held_open: dict[int, tuple[bool, bool]] | None = None,
 ) -> BankView:
     snapshot = BankSnapshot(taken_at=taken_at, readings={r.address: r for r in readings}, failed={})
-    return bank_view(snapshot, now, settings, resistances=resistances, read_at=read_at)
+    return bank_view(
+        snapshot, now, settings, resistances=resistances, read_at=read_at, held_open=held_open
+    )
 
 
 def three_packs_drawing(amps: float) -> BankView:
@@ -344,3 +347,27 @@ def test_no_allowed_reconnect_exceeds_the_inrush_limit(
     r_rest = 1 / sum(1 / p.resistance for p in rest)
     inrush = abs(pack.voltage - bus) / (pack.resistance + r_rest)
     assert inrush <= pack.limit(into) + 1e-9
+
+
+def test_a_pack_held_open_at_0_a_joins_with_its_own_limit() -> None:
+    """A Pylontech pack isolated by a 0 A hold reports limits of 0 A: closing
+    it again is judged against what it takes once the hold is gone (0.5 C
+    of its 100 Ah), not against the 0 A of the hold."""
+    held = PackReading(
+        address=3,
+        voltage=52.0,
+        current=0.0,
+        charge_current_limit=0.0,
+        discharge_current_limit=0.0,
+        charge_enabled=False,
+        discharge_enabled=False,
+        design_capacity=100.0,
+    )
+    # 0.1 V apart through 10 + 5 mohm: about 6.7 A into the pack.
+    view = view_of(
+        reading(2, voltage=52.1), reading(4, voltage=52.1), held, held_open={3: (True, True)}
+    )
+    decision = judge(Change.reconnect(3), view, NOW, DEFAULTS)
+    assert decision.allowed, decision
+    assert view.packs[3].charge_limit == 50.0
+    assert not view.packs[3].path(Direction.CHARGE)
