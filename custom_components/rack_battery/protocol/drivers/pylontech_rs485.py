@@ -299,6 +299,14 @@ class PylontechRs485Driver(PylonAsciiDriver):
         """Return the limits held, by pack address."""
         return dict(self._holds)
 
+    @property
+    def own_limits(self) -> Mapping[int, tuple[float | None, float | None]]:
+        """Return each pack's own (charge, discharge) current limits, A, as last read unheld."""
+        return {
+            address: (limits.charge_current_limit, limits.discharge_current_limit)
+            for address, limits in self._own_limits.items()
+        }
+
     def hold(self, address: int, hold: CurrentHold) -> None:
         """Keep ``hold`` on a pack from the next ``send_holds``; both None releases it."""
         if hold.charge is None and hold.discharge is None:
