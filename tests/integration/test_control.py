@@ -9,10 +9,12 @@ simulator that records every request frame that reaches the line.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 import contextlib
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+import re
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory, freeze_factories
@@ -21,6 +23,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
+from homeassistant.helpers.translation import async_get_translations
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -28,8 +31,9 @@ from pytest_homeassistant_custom_component.common import (
     async_capture_events,
 )
 
-from custom_components.rack_battery.bank.control import pack_limits
+from custom_components.rack_battery.bank.control import Decision, Direction, Reason, pack_limits
 from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CONTROL, SCAN_INTERVAL
+from custom_components.rack_battery.controller import refusal_key
 from custom_components.rack_battery.entity import pack_device_key
 from custom_components.rack_battery.logbook import describe_control
 from custom_components.rack_battery.protocol.catalog import FAMILIES, control_of, open_driver
@@ -377,6 +381,7 @@ async def test_the_last_pack_stays_connected(hass: HomeAssistant, control_bus: C
     with pytest.raises(ServiceValidationError) as refused:
         await _act(hass, "isolate_pack", _device(hass, entry, 4))
     assert refused.value.translation_key == "refused_last_pack_charge"
+    await _assert_worded_in_each_language(hass, refused.value)
     pack = control_bus.bank.pack(4)
     assert pack.charge_on
     assert pack.discharge_on
@@ -402,6 +407,7 @@ async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
     with pytest.raises(ServiceValidationError) as refused:
         await _act(hass, "isolate_pack", _device(hass, entry, 3))
     assert refused.value.translation_key == "refused_overload_discharge"
+    await _assert_worded_in_each_language(hass, refused.value)
     numbers = refused.value.translation_placeholders or {}
     assert numbers["others"] == "2"
     assert numbers["direction"] == "discharge"
@@ -557,6 +563,53 @@ async def test_a_current_limit_where_the_family_can_throttle(
         await _poll(hass, freezer, SCAN_INTERVAL)
         assert len(control_bus.writes()) == 1
         assert bank.pack(2).reported_charge_limit == 20.0
+
+
+# The English words for a direction, in any of their forms.
+_ENGLISH_DIRECTION = re.compile(r"\b(dis)?charg(e|es|ed|ing)\b", re.IGNORECASE)
+
+
+async def _render(hass: HomeAssistant, err: HomeAssistantError, language: str) -> str:
+    """Return an error's message as Home Assistant words it in a language."""
+    strings = await async_get_translations(hass, language, "exceptions", {DOMAIN})
+    template = strings[f"component.{DOMAIN}.exceptions.{err.translation_key}.message"]
+    return template.format(**(err.translation_placeholders or {}))
+
+
+async def _assert_worded_in_each_language(hass: HomeAssistant, err: HomeAssistantError) -> None:
+    """The English message names its direction; the German and Dutch ones
+    name it in their own words, with no English left in."""
+    english = await _render(hass, err, "en")
+    assert _ENGLISH_DIRECTION.search(english), english
+    for language in ("de", "nl"):
+        message = await _render(hass, err, language)
+        assert not _ENGLISH_DIRECTION.search(message), message
+        assert "{" not in message, message
+        assert (err.translation_placeholders or {})["pack"] in message
+
+
+async def test_every_refusal_reads_in_its_own_language(hass: HomeAssistant) -> None:
+    """Each refusal the guard can give, as Home Assistant renders it in
+    German and Dutch, holds no English word for charging or discharging
+    (a direction used to be filled in from English)."""
+    for language in ("de", "nl"):
+        strings = await async_get_translations(hass, language, "exceptions", {DOMAIN})
+        refusals = {key: text for key, text in strings.items() if ".exceptions.refused_" in key}
+        assert len(refusals) >= len(Reason) - 2, refusals
+        for key, text in refusals.items():
+            # Filled as the guard fills them: numbers, and the direction it
+            # passes along (in English, for automations that catch it).
+            message = text.format_map(defaultdict(lambda: "7", direction="discharge"))
+            assert not _ENGLISH_DIRECTION.search(message), (key, message)
+    # Every reason with a direction has a message each way.
+    english = await async_get_translations(hass, "en", "exceptions", {DOMAIN})
+    for reason in (Reason.LAST_PACK, Reason.BELOW_MINIMUM, Reason.OVERLOAD, Reason.INRUSH):
+        for direction in Direction:
+            decision = Decision(
+                allowed=False, reason=reason, address=2, values={"direction": direction.value}
+            )
+            key = f"component.{DOMAIN}.exceptions.{refusal_key(decision)}.message"
+            assert direction.value in english[key].lower(), english[key]
 
 
 def test_the_switches_follow_the_catalog() -> None:
