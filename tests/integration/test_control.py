@@ -565,6 +565,92 @@ async def test_a_current_limit_where_the_family_can_throttle(
         assert bank.pack(2).reported_charge_limit == 20.0
 
 
+def _number(hass: HomeAssistant, entry: MockConfigEntry, address: int, key: str) -> str | None:
+    identity = entry.runtime_data.coordinator.packs[address]
+    return er.async_get(hass).async_get_entity_id(
+        "number", DOMAIN, f"{pack_device_key(entry, identity)}_{key}"
+    )
+
+
+async def _set_number(hass: HomeAssistant, entity_id: str | None, value: float) -> None:
+    await hass.services.async_call(
+        "number", "set_value", {ATTR_ENTITY_ID: entity_id, "value": value}, blocking=True
+    )
+
+
+async def test_the_current_limits_as_numbers(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
+) -> None:
+    """Where the family takes limits, each pack has a charge and a discharge
+    limit to set: it shows what the BMS reports, runs up to the pack's own
+    limit, goes through the guard, is held every poll, and set back to the
+    pack's own limit lets the pack return to its own."""
+    bank = control_bus.bank
+    entry = await _set_up(hass, await _entry(control_bus, ON))
+    if control_bus.family != "pylontech_rs485":
+        # FETs only: switches, no numbers.
+        assert hass.states.async_entity_ids("number") == []
+        assert hass.states.async_entity_ids("switch")
+        return
+    assert len(hass.states.async_entity_ids("number")) == 2 * len(bank.packs)
+    charge = _number(hass, entry, 2, "max_charge_current")
+    own = sim_pylon.CHARGE_CURRENT_LIMIT  # what the simulated pack reports of its own
+    state = hass.states.get(charge)  # type: ignore[arg-type]
+    assert state is not None
+    assert float(state.state) == own
+    assert state.attributes["min"] == 0
+    assert state.attributes["max"] == own
+    assert state.attributes["unit_of_measurement"] == "A"
+
+    # Throttled to 20 A: a 0x94 to pack 2 on the wire (sent, then held in
+    # the read-back's poll), the BMS reports 20 A, and the number shows
+    # what it reports.
+    control_bus.tap.requests.clear()
+    await _set_number(hass, charge, 20.0)
+    assert len(set(control_bus.writes())) == 1
+    assert control_bus.writes()[0][3:5] == b"02"
+    assert bank.pack(2).reported_charge_limit == 20.0
+    assert _state(hass, charge) == "20.0"
+    for _ in range(2):
+        control_bus.tap.requests.clear()
+        bank.step(HOLD_SECONDS * 0.8)
+        await _poll(hass, freezer, SCAN_INTERVAL)
+        assert len(control_bus.writes()) == 1
+        assert _state(hass, charge) == "20.0"
+
+    # Pack 3's discharge limit to 0 A under a load the other two cannot
+    # carry: refused with the numbers, nothing written, nothing changed.
+    coordinator = entry.runtime_data.coordinator
+    limits = [
+        coordinator.data.snapshot.readings[p.address].discharge_current_limit for p in bank.packs
+    ]
+    bank.load = constant_load(min(x or 0.0 for x in limits) * 2 / 1.1 + 5.0)
+    bank.step(1.0)
+    await _poll(hass, freezer, timedelta(seconds=1))
+    discharge = _number(hass, entry, 3, "max_discharge_current")
+    before = _state(hass, discharge)
+    control_bus.tap.requests.clear()
+    with pytest.raises(ServiceValidationError) as refused:
+        await _set_number(hass, discharge, 0.0)
+    assert refused.value.translation_key == "refused_overload_discharge"
+    assert control_bus.writes() == []
+    assert _state(hass, discharge) == before
+    assert bank.pack(3).discharge_on
+
+    # Back to the pack's own limit, five minutes on: the hold is released,
+    # and once it has lapsed the pack reports its own limit again.
+    bank.load = constant_load(0.0)
+    bank.step(1.0)
+    await _poll(hass, freezer, timedelta(minutes=6))
+    await _set_number(hass, charge, own)
+    control_bus.tap.requests.clear()
+    bank.step(HOLD_SECONDS + 1)
+    await _poll(hass, freezer, SCAN_INTERVAL)
+    assert control_bus.writes() == []
+    assert bank.pack(2).hold is None
+    assert float(_state(hass, charge)) == own
+
+
 # The English words for a direction, in any of their forms.
 _ENGLISH_DIRECTION = re.compile(r"\b(dis)?charg(e|es|ed|ing)\b", re.IGNORECASE)
 
