@@ -24,7 +24,6 @@ from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
-from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -45,6 +44,7 @@ from simulator.modbus_line import ModbusLine
 from simulator.wiretap import Wiretap, start_wiretap
 
 from .conftest import rules_input
+from .control_helpers import assert_no_control_entities, try_every_control
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -241,7 +241,7 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     nothing, and not one write frame reaches the wire."""
     entry = await _set_up(hass, await _entry(control_bus))
     coordinator = entry.runtime_data.coordinator
-    _assert_no_control_entities(hass, entry)
+    assert_no_control_entities(hass, entry)
     # The safe limits only read: three packs, each its own limit.
     readings = coordinator.data.snapshot.readings
     safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
@@ -253,7 +253,7 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     assert min(own) > 0
     assert safe == pytest.approx(3 * min(own), abs=0.1)
     assert float(_state(hass, "sensor.rack_safe_charge_current")) > 0
-    await _try_every_control(hass, entry)
+    await try_every_control(hass, entry, "rack")
     # The options: the rules, then the control step, left off.
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
@@ -265,65 +265,11 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     await _poll(hass, freezer, SCAN_INTERVAL)
-    _assert_no_control_entities(hass, entry)
-    await _try_every_control(hass, entry)
+    assert_no_control_entities(hass, entry)
+    await try_every_control(hass, entry, "rack")
     await _poll(hass, freezer, SCAN_INTERVAL)
     assert control_bus.tap.requests  # it was read all along
     assert control_bus.writes() == []
-
-
-# What a user could reach if control were on: each pack's switches and
-# numbers by the entity ids control would give them.
-_CONTROL_ENTITIES = (
-    ("switch", "charging_allowed"),
-    ("switch", "discharging_allowed"),
-    ("switch", "connected"),
-    ("number", "max_charge_current"),
-    ("number", "max_discharge_current"),
-)
-
-
-def _assert_no_control_entities(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """No switch and no number, neither as a state nor in the registry."""
-    assert hass.states.async_entity_ids(("switch", "number")) == []
-    registered = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
-    assert [e.entity_id for e in registered if e.domain in ("switch", "number")] == []
-
-
-async def _try_every_control(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Call every action on every pack, each way, and toggle every control
-    a user could reach; each action is refused as control being off.
-
-    The switch and number platforms are loaded as other integrations load
-    them in a real Home Assistant, so their services exist; the entities
-    they are aimed at do not.
-    """
-    for domain in ("switch", "number"):
-        assert await async_setup_component(hass, domain, {})
-    for address in entry.runtime_data.coordinator.packs:
-        device_id = _device(hass, entry, address)
-        for service, data in (
-            ("isolate_pack", {}),
-            ("reconnect_pack", {}),
-            ("set_current_limit", {"charge_limit": 0.0}),
-            ("set_current_limit", {"discharge_limit": 0.0}),
-            ("set_current_limit", {"charge_limit": 10.0, "discharge_limit": 10.0}),
-        ):
-            with pytest.raises(ServiceValidationError) as refused:
-                await _act(hass, service, device_id, **data)
-            assert refused.value.translation_key == "control_disabled"
-        for domain, key in _CONTROL_ENTITIES:
-            entity_id = f"{domain}.rack_pack_{address}_{key}"
-            if domain == "switch":
-                for turn in ("turn_off", "turn_on", "toggle"):
-                    await hass.services.async_call(
-                        domain, turn, {ATTR_ENTITY_ID: entity_id}, blocking=True
-                    )
-            else:
-                await hass.services.async_call(
-                    domain, "set_value", {ATTR_ENTITY_ID: entity_id, "value": 0}, blocking=True
-                )
-    await hass.async_block_till_done()
 
 
 def _control_input(*, enabled: bool, join: float = 0.5) -> dict[str, Any]:
