@@ -511,6 +511,36 @@ async def test_a_current_limit_where_the_family_can_throttle(
         assert bank.pack(2).reported_charge_limit == 20.0
 
 
+async def test_the_safe_limits_weigh_the_packs_resistance(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, pylontech_control_bus: ControlBus
+) -> None:
+    """Once the analyzer has seen load steps, the bank's safe discharge
+    current is shared by the packs' resistance: pack 4 with three times
+    the others' resistance takes less, and the other two bind sooner than
+    equal shares would say. Control need not be on to read it."""
+    bank = pylontech_control_bus.bank
+    for pack, ohms in zip(bank.packs, (0.012, 0.012, 0.036), strict=True):
+        pack.internal_resistance = ohms
+    entry = await _set_up(hass, await _entry(pylontech_control_bus))
+    limit = sim_pylon.DISCHARGE_CURRENT_LIMIT  # each pack's own, 74 A
+    # Equal shares before any step: three packs of 74 A.
+    assert float(_state(hass, "sensor.rack_safe_discharge_current")) == 3 * limit
+    for amps in (20.0, 80.0, 20.0, 80.0, 20.0, 80.0):
+        bank.load = constant_load(amps)
+        bank.step(SCAN_INTERVAL.total_seconds())
+        await _poll(hass, freezer, SCAN_INTERVAL)
+    estimates = entry.runtime_data.coordinator.analyzer.resistance_estimates()
+    assert all(estimates[p.address].samples >= 3 for p in bank.packs)
+    # By the packs' own resistance (12, 12 and 36 mOhm): conductances 83.3,
+    # 83.3 and 27.8 S; packs 2 and 3 take 3/7 each and reach 74 A at
+    # 172.7 A of bank current (equal shares: 222 A).
+    conductance = {p.address: 1 / p.internal_resistance for p in bank.packs}
+    share = conductance[2] / sum(conductance.values())
+    assert round(limit / share, 1) == 172.7
+    safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
+    assert safe == pytest.approx(limit / share, rel=0.05)
+
+
 def _number(hass: HomeAssistant, entry: MockConfigEntry, address: int, key: str) -> str | None:
     identity = entry.runtime_data.coordinator.packs[address]
     return er.async_get(hass).async_get_entity_id(
