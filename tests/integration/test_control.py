@@ -577,6 +577,7 @@ async def test_the_current_limits_as_numbers(
     assert state.attributes["min"] == 0
     assert state.attributes["max"] == own
     assert state.attributes["unit_of_measurement"] == "A"
+    assert state.attributes["friendly_name"] == "Rack pack 2 Max charge current"
 
     # Throttled to 20 A: a 0x94 to pack 2 on the wire (sent, then held in
     # the read-back's poll), the BMS reports 20 A, and the number shows
