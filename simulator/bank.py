@@ -325,8 +325,11 @@ class SimBank:
             if pack.hold is not None and self.clock - pack.hold[2] > HOLD_SECONDS:
                 before = (pack.charge_on, pack.discharge_on)
                 pack.hold = None
-                if (pack.charge_on, pack.discharge_on) != before:
-                    pack.last_inrush = None
+                after = (pack.charge_on, pack.discharge_on)
+                # A path the lapse lets carry current again joins the pack
+                # as a write that closes it would: the settle carries the inrush.
+                if any(now and not was for was, now in zip(before, after, strict=True)):
+                    self._settle(joined=pack)
 
     def _solve(self, wired: list[SimPack], load: float) -> None:
         """Share ``load`` among ``wired``, leaving out packs whose flow an open path blocks."""

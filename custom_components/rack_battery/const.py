@@ -27,5 +27,7 @@ CONF_MIN_CONNECTED: Final = "control_min_connected"
 CONF_MARGIN: Final = "control_margin_percent"
 CONF_JOIN_VOLTAGE: Final = "control_max_join_voltage"
 CONF_MIN_INTERVAL: Final = "control_min_interval_minutes"
+# How long a reconnect "when matched" waits before it gives up.
+CONF_REJOIN_TIMEOUT: Final = "control_rejoin_timeout_minutes"
 # Fired for every change written to a pack (README).
 EVENT_CONTROL: Final = "rack_battery_control"

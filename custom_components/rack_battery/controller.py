@@ -8,6 +8,12 @@ own on the bus, ahead of waiting reads, and then read back: a change the
 BMS does not show within two polls is an error to the caller and a repair
 naming the pack. Nothing here decides what is safe, and nothing here writes
 unless the user has turned control on in the bank's options.
+
+A reconnect asked "when matched" that the guard refuses only because the
+pack's voltage is too far from the bus is held instead (``held``): after
+every poll the guard judges it again, and the first poll it allows carries
+it out, read back over the polls that follow as any change is. The rules of
+what may wait and for how long are the guard's (``bank/control.py``).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ from .bank.control import (
     Change,
     ControlSettings,
     Decision,
+    HeldRejoin,
     PackState,
     Reason,
+    RejoinStep,
     SafeLimits,
     bank_view,
+    hold_rejoin,
     judge,
+    rejoin_step,
     safe_limits,
 )
 from .bank.model import PackReading
@@ -45,6 +55,7 @@ from .const import (
     CONF_MARGIN,
     CONF_MIN_CONNECTED,
     CONF_MIN_INTERVAL,
+    CONF_REJOIN_TIMEOUT,
     DOMAIN,
     EVENT_CONTROL,
     LOGGER,
@@ -64,6 +75,7 @@ DEFAULT_MIN_CONNECTED = _DEFAULTS.min_connected
 DEFAULT_MARGIN_PERCENT = round(_DEFAULTS.current_margin * 100)
 DEFAULT_JOIN_VOLTAGE = _DEFAULTS.max_join_voltage
 DEFAULT_MIN_INTERVAL_MINUTES = round(_DEFAULTS.min_interval.total_seconds() / 60)
+DEFAULT_REJOIN_TIMEOUT_MINUTES = round(_DEFAULTS.rejoin_timeout.total_seconds() / 60)
 
 # Polls a write may take to show in a reading before it counts as not taken.
 READ_BACK_POLLS = 2
@@ -77,17 +89,24 @@ ACTION_ISOLATE = "isolate"
 ACTION_RECONNECT = "reconnect"
 ACTION_PATHS = "set_paths"
 ACTION_LIMITS = "set_current_limit"
+# A reconnect "when matched" held, cancelled, or given up.
+ACTION_HOLD = "hold_rejoin"
+ACTION_CANCEL = "cancel_rejoin"
+ACTION_GIVE_UP = "rejoin_gave_up"
 
 STORE_ISOLATED = "isolated"
+STORE_REJOIN = "rejoin"
 # The repair of a change that did not take: this, the entry id, the address.
 ISSUE_PREFIX = "control_not_taken_"
+# The repair of a reconnect "when matched" that gave up: likewise.
+GAVE_UP_PREFIX = "rejoin_gave_up_"
 
 
 def async_forget_control_repairs(hass: HomeAssistant, entry_id: str) -> None:
-    """Remove the repairs of changes that did not take, when their bank goes."""
-    prefix = f"{ISSUE_PREFIX}{entry_id}_"
+    """Remove the repairs of changes that did not take or gave up, when their bank goes."""
+    prefixes = (f"{ISSUE_PREFIX}{entry_id}_", f"{GAVE_UP_PREFIX}{entry_id}_")
     for domain, key in list(ir.async_get(hass).issues):
-        if domain == DOMAIN and key.startswith(prefix):
+        if domain == DOMAIN and key.startswith(prefixes):
             ir.async_delete_issue(hass, DOMAIN, key)
 
 
@@ -143,6 +162,9 @@ def control_settings(options: Mapping[str, Any]) -> ControlSettings:
         max_join_voltage=number(CONF_JOIN_VOLTAGE, DEFAULT_JOIN_VOLTAGE),
         min_interval=timedelta(minutes=number(CONF_MIN_INTERVAL, DEFAULT_MIN_INTERVAL_MINUTES)),
         poll_interval=SCAN_INTERVAL,
+        rejoin_timeout=timedelta(
+            minutes=number(CONF_REJOIN_TIMEOUT, DEFAULT_REJOIN_TIMEOUT_MINUTES)
+        ),
     )
 
 
@@ -184,6 +206,13 @@ class BankController:
         # The packs the user isolated, kept across restarts (store.py).
         self.isolated: set[int] = set()
         self._last_change: dict[int, datetime] = {}
+        # The reconnects held until the voltages match, kept across restarts.
+        self.held: dict[int, HeldRejoin] = {}
+        # Held reconnects being carried out: None while written, then the
+        # polls read since the write.
+        self._carrying: dict[int, int | None] = {}
+        # The poll the held reconnects were last judged on.
+        self._judged: object = None
 
     @property
     def capabilities(self) -> ControlCapabilities:
@@ -204,13 +233,28 @@ class BankController:
 
     def export_state(self) -> dict[str, Any]:
         """Return what control keeps in the bank's store."""
-        return {STORE_ISOLATED: sorted(self.isolated)}
+        return {
+            STORE_ISOLATED: sorted(self.isolated),
+            STORE_REJOIN: [held.to_dict() for _, held in sorted(self.held.items())],
+        }
 
     def restore_state(self, data: object) -> None:
-        """Read back the isolated packs; hold them again where the BMS lets a hold lapse."""
+        """Read back the isolated packs and the held reconnects; start judging those.
+
+        Packs isolated are held again where the BMS lets a hold lapse. A held
+        reconnect goes on waiting for the guard, and nothing else; with
+        control off it is dropped.
+        """
         raw = data.get(STORE_ISOLATED) if isinstance(data, Mapping) else None
         if isinstance(raw, list):
             self.isolated = {a for a in raw if isinstance(a, int) and a in self.coordinator.packs}
+        rejoins = data.get(STORE_REJOIN) if isinstance(data, Mapping) else None
+        if self.enabled:
+            for item in rejoins if isinstance(rejoins, list) else []:
+                held = HeldRejoin.from_dict(item)
+                if held is not None and held.address in self.coordinator.packs:
+                    self.held[held.address] = held
+            self.entry.async_on_unload(self.coordinator.async_add_listener(self._on_poll))
         driver = self.coordinator.driver
         if not isinstance(driver, HoldingDriver):
             return
@@ -263,12 +307,23 @@ class BankController:
             if estimate.samples >= enough
         }
         driver = self.coordinator.driver
+        # A path opened by holding its limit at 0 A shows that 0 A as the
+        # pack's limit; closing it gives the pack its own back.
+        held_open = (
+            {
+                address: (hold.charge == 0, hold.discharge == 0)
+                for address, hold in driver.holds.items()
+            }
+            if isinstance(driver, HoldingDriver)
+            else None
+        )
         return bank_view(
             snapshot,
             now,
             self.settings,
             capacities=capacities,
             resistances=resistances,
+            held_open=held_open,
             own_limits=driver.own_limits if isinstance(driver, HoldingDriver) else None,
         )
 
@@ -290,10 +345,29 @@ class BankController:
             last_change=self._last_change.get(change.address),
         )
 
+    def reconnect_change(self, address: int) -> Change:
+        """Return the change that puts a pack back: every path this family can close."""
+        caps = self.capabilities
+        return Change(
+            address=address,
+            charge=True if caps.charge_path else None,
+            discharge=True if caps.discharge_path else None,
+        )
+
     async def async_change(
-        self, change: Change, *, who: str = BY_USER, context: Context | None = None
+        self,
+        change: Change,
+        *,
+        who: str = BY_USER,
+        context: Context | None = None,
+        when_matched: bool = False,
     ) -> None:
-        """Judge a change, write it, and read it back; raise what went wrong, translated."""
+        """Judge a change, write it, and read it back; raise what went wrong, translated.
+
+        ``when_matched``: a reconnect the guard refuses only because the
+        voltages are apart is held (see the module) instead of refused.
+        A change that opens a path of the pack cancels its held reconnect.
+        """
         address = change.address
         pack = self._pack_name(address)
         if not self.enabled:
@@ -303,9 +377,16 @@ class BankController:
                 translation_placeholders={"bank": self.entry.title},
             )
         self._check_offered(change, pack)
+        if change.charge is False or change.discharge is False:
+            self.cancel_rejoin(address, who=who, context=context)
         now = dt_util.utcnow()
         decision = self.judge(change, now)
         if not decision.allowed:
+            if when_matched and (
+                held := hold_rejoin(change, decision, now, self.settings, who=who)
+            ):
+                self._hold(held, context)
+                return
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
                 translation_key=refusal_key(decision),
@@ -431,7 +512,7 @@ class BankController:
         return True
 
     def _remember(self, change: Change, confirmed: bool) -> None:
-        """Keep which packs the user isolated, for a restart."""
+        """Keep which packs the user isolated, for a restart; a pack back in waits no more."""
         if not confirmed:
             return
         before = set(self.isolated)
@@ -440,8 +521,194 @@ class BankController:
             self.isolated.add(change.address)
         elif change.charge is True or change.discharge is True:
             self.isolated.discard(change.address)
+            ir.async_delete_issue(self.hass, DOMAIN, self._gave_up_id(change.address))
+            waited = (
+                None if change.address in self._carrying else self.held.pop(change.address, None)
+            )
+            if waited is not None:
+                self.coordinator.async_update_listeners()
+                self.coordinator.async_save_soon()
         if self.isolated != before:
             self.coordinator.async_save_soon()
+
+    # --- rejoin when matched ---------------------------------------------------
+
+    def _hold(self, held: HeldRejoin, context: Context | None) -> None:
+        """Hold a reconnect until the guard allows it; show it and say so."""
+        address = held.address
+        self.held[address] = held
+        ir.async_delete_issue(self.hass, DOMAIN, self._gave_up_id(address))
+        LOGGER.info(
+            "%s: pack %s waits to rejoin (%s: %s) until %s",
+            self.coordinator.name,
+            address,
+            held.reason.value,
+            dict(held.values),
+            held.give_up_at.isoformat(),
+        )
+        self._fire_rejoin(held, ACTION_HOLD, context=context)
+        self.coordinator.async_save_soon()
+        self.coordinator.async_update_listeners()
+
+    def cancel_rejoin(
+        self, address: int, *, who: str = BY_USER, context: Context | None = None
+    ) -> bool:
+        """Cancel a pack's held reconnect; False where none waits (or it is being written)."""
+        if address in self._carrying or (held := self.held.pop(address, None)) is None:
+            return False
+        self._fire_rejoin(held, ACTION_CANCEL, who=who, context=context)
+        self.coordinator.async_save_soon()
+        self.coordinator.async_update_listeners()
+        return True
+
+    @callback
+    def _on_poll(self) -> None:
+        """Judge every held reconnect on a new poll; carry out one the guard allows.
+
+        Called for every update of the coordinator; a poll is judged once,
+        and without a new one only the time runs out.
+        """
+        data = self.coordinator.data
+        fresh = data is not None and data is not self._judged
+        self._judged = data
+        now = dt_util.utcnow()
+        for address, held in list(self.held.items()):
+            if address in self._carrying:
+                if fresh:
+                    self._read_back_held(held)
+                continue
+            if not fresh:
+                if now >= held.give_up_at:
+                    self._give_up(held)
+                continue
+            decision = self.judge(held.change, now)
+            step, updated = rejoin_step(held, decision, now)
+            LOGGER.debug(
+                "%s: pack %s held reconnect: %s (%s: %s)",
+                self.coordinator.name,
+                address,
+                step.value,
+                decision.reason.value,
+                dict(decision.values),
+            )
+            if step is RejoinStep.JOIN:
+                self._carrying[address] = None
+                self.entry.async_create_background_task(
+                    self.hass,
+                    self._async_carry_out(held),
+                    f"{DOMAIN} rejoin pack {address}",
+                )
+            elif step is RejoinStep.GIVE_UP:
+                self._give_up(held)
+            elif step is RejoinStep.DONE:
+                # Connected by other means (at the rack, by its BMS).
+                del self.held[address]
+                self.coordinator.async_save_soon()
+            elif updated is not held:
+                self.held[address] = updated
+
+    async def _async_carry_out(self, held: HeldRejoin) -> None:
+        """Write a held reconnect the guard allowed; the polls that follow read it back."""
+        address = held.address
+        try:
+            await self._write(held.change)
+        except ProtocolError as err:
+            LOGGER.warning(
+                "%s: pack %s did not accept its held reconnect: %s",
+                self.coordinator.name,
+                address,
+                err,
+            )
+            self._finish_held(held, confirmed=False)
+            return
+        self._last_change[address] = dt_util.utcnow()
+        self._carrying[address] = 0
+        await self.coordinator.async_refresh()
+
+    def _read_back_held(self, held: HeldRejoin) -> None:
+        """Confirm a held reconnect written, or give it up after two more polls."""
+        polls = self._carrying[held.address]
+        if polls is None:
+            return  # still being written
+        if self._shown(held.change):
+            self._finish_held(held, confirmed=True)
+        elif polls >= READ_BACK_POLLS:
+            self._finish_held(held, confirmed=False)
+        else:
+            self._carrying[held.address] = polls + 1
+
+    def _finish_held(self, held: HeldRejoin, *, confirmed: bool) -> None:
+        """Close a held reconnect carried out: keep, tell, repair as any change does."""
+        address = held.address
+        self._carrying.pop(address, None)
+        self.held.pop(address, None)
+        self._remember(held.change, confirmed)
+        decision = Decision(allowed=True, reason=Reason.ALLOWED, address=address)
+        self._fire(held.change, held.who, decision, confirmed=confirmed, context=None, held=held)
+        if confirmed:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id(address))
+        else:
+            self._raise_repair(address, self._pack_name(address))
+        self.coordinator.async_save_soon()
+        self.coordinator.async_update_listeners()
+
+    def _give_up(self, held: HeldRejoin) -> None:
+        """Stop waiting for a reconnect whose time is over; a repair says why."""
+        address = held.address
+        del self.held[address]
+        minutes = round((held.give_up_at - held.since).total_seconds() / 60)
+        LOGGER.warning(
+            "%s: pack %s gave up waiting to rejoin after %s min (%s: %s)",
+            self.coordinator.name,
+            address,
+            minutes,
+            held.reason.value,
+            dict(held.values),
+        )
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._gave_up_id(address),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=f"{GAVE_UP_PREFIX}{held.reason.value}",
+            translation_placeholders={
+                **_placeholders(self._pack_name(address), held),
+                "bank": self.entry.title,
+                "minutes": str(minutes),
+            },
+        )
+        self._fire_rejoin(held, ACTION_GIVE_UP)
+        self.coordinator.async_save_soon()
+        self.coordinator.async_update_listeners()
+
+    def _gave_up_id(self, address: int) -> str:
+        return f"{GAVE_UP_PREFIX}{self.entry.entry_id}_{address}"
+
+    def _fire_rejoin(
+        self,
+        held: HeldRejoin,
+        action: str,
+        *,
+        who: str | None = None,
+        context: Context | None = None,
+    ) -> None:
+        """Tell the bus (and so the logbook) of a reconnect held, cancelled, or given up."""
+        reading = self.coordinator.data.snapshot.readings.get(held.address)
+        data: dict[str, Any] = {
+            "entry_id": self.entry.entry_id,
+            "device_id": self.pack_device_id(held.address),
+            "address": held.address,
+            "action": action,
+            "who": who or held.who,
+            "reason": held.reason.value,
+            "values": dict(held.values),
+            "since": held.since.isoformat(),
+            "give_up_at": held.give_up_at.isoformat(),
+            "voltage": None if reading is None else reading.voltage,
+            "current": None if reading is None else reading.current,
+        }
+        self.hass.bus.async_fire(EVENT_CONTROL, data, context=context)
 
     def _fire(
         self,
@@ -451,15 +718,20 @@ class BankController:
         *,
         confirmed: bool,
         context: Context | None,
+        held: HeldRejoin | None = None,
     ) -> None:
-        """Tell the bus (and so the logbook) what was done, by whom, and the numbers."""
+        """Tell the bus (and so the logbook) what was done, by whom, and the numbers.
+
+        ``held``: the change was a reconnect held until matched.
+        """
         reading = self.coordinator.data.snapshot.readings.get(change.address)
         data: dict[str, Any] = {
             "entry_id": self.entry.entry_id,
             "device_id": self.pack_device_id(change.address),
             "address": change.address,
-            "action": _action(change),
+            "action": ACTION_RECONNECT if held is not None else _action(change),
             "who": who,
+            "held": held is not None,
             "reason": decision.reason.value,
             "confirmed": confirmed,
             "charge": change.charge,
@@ -471,6 +743,8 @@ class BankController:
             "voltage": None if reading is None else reading.voltage,
             "current": None if reading is None else reading.current,
         }
+        if held is not None:
+            data["since"] = held.since.isoformat()
         self.hass.bus.async_fire(EVENT_CONTROL, data, context=context)
 
     def _issue_id(self, address: int) -> str:
@@ -523,7 +797,7 @@ def refusal_key(decision: Decision) -> str:
     return f"{key}_{direction}" if isinstance(direction, str) else key
 
 
-def _placeholders(pack: str, decision: Decision) -> dict[str, str]:
+def _placeholders(pack: str, decision: Decision | HeldRejoin) -> dict[str, str]:
     """Return a refusal's placeholders: the pack, then the guard's numbers as text."""
     values = {key: str(value) for key, value in decision.values.items()}
     return {"pack": pack, **values}

@@ -36,15 +36,18 @@ class RackBatteryImageEntityDescription(ImageEntityDescription):
 
 
 def pack_state(data: BankData, address: int) -> PackState:
-    """Return what the picture says of a pack: silent, in trouble, or fine.
+    """Return what the picture says of a pack: silent, isolated, in trouble, or fine.
 
-    Trouble is what the user should look at: a protection the BMS acted on,
-    or a finding of warning or worse about the pack. An isolated pack
-    (switched off by control) is a state of its own once control exists.
+    Isolated is what the BMS reports: both its charge and its discharge path
+    open, whoever opened them. Trouble is what the user should look at: a
+    protection the BMS acted on, or a finding of warning or worse about the
+    pack.
     """
     reading = data.snapshot.readings.get(address)
     if reading is None:
         return PackState.SILENT
+    if reading.charge_enabled is False and reading.discharge_enabled is False:
+        return PackState.ISOLATED
     if reading.protections or any(
         finding.severity.rank >= Severity.WARNING.rank
         for finding in data.analysis.for_pack(address)

@@ -68,13 +68,41 @@ _CONTROL_WORDS = {
 }
 
 
+def _apart(data: Mapping[str, Any]) -> str:
+    """Return how far apart a held reconnect waits: "0.8 V apart, limit 0.5 V"."""
+    values = data.get("values")
+    values = values if isinstance(values, Mapping) else {}
+    if data.get("reason") == "inrush":
+        return (
+            f"{values.get('delta')} V apart, about {values.get('inrush')} A inrush, "
+            f"limit {values.get('limit')} A"
+        )
+    return f"{values.get('delta')} V apart, limit {values.get('limit')} V"
+
+
+def _describe_rejoin(data: Mapping[str, Any]) -> str | None:
+    """Return the message of a reconnect held, cancelled or given up; None for other changes."""
+    who = data.get("who", "user")
+    match data.get("action"):
+        case "hold_rejoin":
+            return f"waiting to rejoin, asked by {who}: {_apart(data)}"
+        case "cancel_rejoin":
+            return f"waiting to rejoin cancelled by {who} (was {_apart(data)})"
+        case "rejoin_gave_up":
+            return f"gave up waiting to rejoin: {_apart(data)}"
+    return None
+
+
 def describe_control(data: Mapping[str, Any], device_name: str | None = None) -> dict[str, str]:
     """Return the logbook's name and message for one change control made.
 
-    It says who asked, what was done, and what the BMS read back.
+    It says who asked, what was done, and what the BMS read back; of a
+    reconnect held until matched, that it was held, and the numbers.
     """
     address = data.get("address")
     name = device_name or f"Battery pack {address}"
+    if (rejoin := _describe_rejoin(data)) is not None:
+        return {LOGBOOK_ENTRY_NAME: name, LOGBOOK_ENTRY_MESSAGE: rejoin}
     done = _CONTROL_WORDS.get(str(data.get("action")), "changed")
     paths = ", ".join(
         f"{way} {'on' if data.get(f'{way}_enabled') else 'off'}"
@@ -82,6 +110,8 @@ def describe_control(data: Mapping[str, Any], device_name: str | None = None) ->
         if data.get(f"{way}_enabled") is not None
     )
     message = f"{done} by {data.get('who', 'user')}"
+    if data.get("held"):
+        message += ", held until the voltages matched"
     if not data.get("confirmed"):
         message += "; the BMS did not take it"
     elif paths:

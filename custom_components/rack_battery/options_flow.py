@@ -31,13 +31,20 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .bank.analysis import SettingInfo, Thresholds, settings_info
-from .bank.control import JOIN_VOLTAGE_RANGE, MARGIN_RANGE, MIN_CONNECTED_RANGE, MIN_INTERVAL_RANGE
+from .bank.control import (
+    JOIN_VOLTAGE_RANGE,
+    MARGIN_RANGE,
+    MIN_CONNECTED_RANGE,
+    MIN_INTERVAL_RANGE,
+    REJOIN_TIMEOUT_RANGE,
+)
 from .const import (
     CONF_CONTROL,
     CONF_JOIN_VOLTAGE,
     CONF_MARGIN,
     CONF_MIN_CONNECTED,
     CONF_MIN_INTERVAL,
+    CONF_REJOIN_TIMEOUT,
     RULES_URL,
 )
 from .controller import capabilities, control_settings
@@ -170,6 +177,15 @@ def control_schema(options: dict[str, Any]) -> vol.Schema:
                 CONF_MIN_INTERVAL,
                 default=round(settings.min_interval.total_seconds() / 60),
             ): _number(*minutes, 1, "min"),
+            vol.Required(
+                CONF_REJOIN_TIMEOUT,
+                default=round(settings.rejoin_timeout.total_seconds() / 60),
+            ): _number(
+                REJOIN_TIMEOUT_RANGE[0].total_seconds() / 60,
+                REJOIN_TIMEOUT_RANGE[1].total_seconds() / 60,
+                1,
+                "min",
+            ),
         }
     )
 
@@ -180,6 +196,7 @@ _CONTROL_KEYS = (
     CONF_MARGIN,
     CONF_JOIN_VOLTAGE,
     CONF_MIN_INTERVAL,
+    CONF_REJOIN_TIMEOUT,
 )
 
 
@@ -228,6 +245,7 @@ class RackBatteryOptionsFlow(OptionsFlow):
                 CONF_MARGIN: float(user_input[CONF_MARGIN]),
                 CONF_JOIN_VOLTAGE: float(user_input[CONF_JOIN_VOLTAGE]),
                 CONF_MIN_INTERVAL: round(user_input[CONF_MIN_INTERVAL]),
+                CONF_REJOIN_TIMEOUT: round(user_input[CONF_REJOIN_TIMEOUT]),
             }
             return self.async_create_entry(data={**self._rules, **control})
         return self.async_show_form(step_id="control", data_schema=control_schema(current))

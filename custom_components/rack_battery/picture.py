@@ -35,7 +35,7 @@ class PackState(StrEnum):
     OK = "ok"
     TROUBLE = "trouble"  # a BMS alarm, or an open finding of warning or worse
     SILENT = "silent"  # did not answer the last poll
-    ISOLATED = "isolated"  # switched off the bus on purpose (control, when it exists)
+    ISOLATED = "isolated"  # both paths open, as its BMS reports: off the bus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,9 +103,10 @@ def pack_picture(
 ) -> PackPicture:
     """Return a pack as the picture shows it, its values rounded.
 
-    A silent or isolated pack shows no numbers: they would be old.
+    A silent pack shows no numbers: they would be old. An isolated pack
+    still answers, and its voltage is what a rejoin waits on.
     """
-    if state in (PackState.SILENT, PackState.ISOLATED):
+    if state is PackState.SILENT:
         return PackPicture(address=address, label=label, state=state)
     return PackPicture(
         address=address,

@@ -3,6 +3,10 @@
 Each action goes through the same guard and the same read-back as the
 switches (controller.py); a bank whose user has not turned control on
 refuses every one of them, having written nothing.
+
+``reconnect_pack`` with ``when_matched`` holds a reconnect the guard refuses
+only for the voltage difference, until a poll it allows;
+``cancel_rejoin`` (or ``isolate_pack``) cancels it.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from .entity import pack_device_key
 SERVICE_ISOLATE = "isolate_pack"
 SERVICE_RECONNECT = "reconnect_pack"
 SERVICE_SET_CURRENT_LIMIT = "set_current_limit"
+SERVICE_CANCEL_REJOIN = "cancel_rejoin"
+ATTR_WHEN_MATCHED = "when_matched"
 ATTR_CHARGE_LIMIT = "charge_limit"
 ATTR_DISCHARGE_LIMIT = "discharge_limit"
 
 _DEVICE = vol.All(cv.ensure_list, vol.Length(min=1, max=1), [cv.string])
 _PACK_SCHEMA = vol.Schema({vol.Required(ATTR_DEVICE_ID): _DEVICE})
+_RECONNECT_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_DEVICE_ID): _DEVICE,
+        vol.Optional(ATTR_WHEN_MATCHED, default=False): cv.boolean,
+    }
+)
 _LIMIT = vol.All(vol.Coerce(float), vol.Range(min=0, max=1000))
 _LIMIT_SCHEMA = vol.Schema(
     {
@@ -66,7 +78,15 @@ def async_register_services(hass: HomeAssistant) -> None:
 
     async def reconnect(call: ServiceCall) -> None:
         controller, address = _pack_of(hass, call.data[ATTR_DEVICE_ID][0])
-        await controller.async_change(Change.reconnect(address), context=call.context)
+        await controller.async_change(
+            controller.reconnect_change(address),
+            context=call.context,
+            when_matched=call.data[ATTR_WHEN_MATCHED],
+        )
+
+    async def cancel_rejoin(call: ServiceCall) -> None:
+        controller, address = _pack_of(hass, call.data[ATTR_DEVICE_ID][0])
+        controller.cancel_rejoin(address, context=call.context)
 
     async def set_current_limit(call: ServiceCall) -> None:
         controller, address = _pack_of(hass, call.data[ATTR_DEVICE_ID][0])
@@ -80,7 +100,8 @@ def async_register_services(hass: HomeAssistant) -> None:
         )
 
     hass.services.async_register(DOMAIN, SERVICE_ISOLATE, isolate, schema=_PACK_SCHEMA)
-    hass.services.async_register(DOMAIN, SERVICE_RECONNECT, reconnect, schema=_PACK_SCHEMA)
+    hass.services.async_register(DOMAIN, SERVICE_RECONNECT, reconnect, schema=_RECONNECT_SCHEMA)
+    hass.services.async_register(DOMAIN, SERVICE_CANCEL_REJOIN, cancel_rejoin, schema=_PACK_SCHEMA)
     hass.services.async_register(
         DOMAIN, SERVICE_SET_CURRENT_LIMIT, set_current_limit, schema=_LIMIT_SCHEMA
     )

@@ -6,11 +6,15 @@ catalog): a charge and a discharge switch where the two are separate, one
 "Connected" switch where the BMS switches both together. A switch shows what
 the BMS reports after the write, never what was asked; turning one goes
 through the guard (controller.py), which may refuse it with its numbers.
+
+While a reconnect asked "when matched" waits, the switches it would turn on
+say so in their attributes: waiting to rejoin, how many volts apart, the
+limit, and when it gives up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, override
 
@@ -18,7 +22,7 @@ from homeassistant.components.switch import SwitchEntity, SwitchEntityDescriptio
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .bank.control import Change
+from .bank.control import Change, HeldRejoin, Reason
 from .bank.model import PackReading
 from .coordinator import RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank
@@ -35,6 +39,8 @@ class RackBatterySwitchEntityDescription(SwitchEntityDescription):
     value_fn: Callable[[PackReading], bool | None]
     # The change that turns the switch on (True) or off (False) at an address.
     change_fn: Callable[[int, bool], Change]
+    # Whether a change turns the switch on.
+    closes_fn: Callable[[Change], bool]
 
 
 def _both(reading: PackReading) -> bool | None:
@@ -48,19 +54,40 @@ CONNECTED = RackBatterySwitchEntityDescription(
     translation_key="connected",
     value_fn=_both,
     change_fn=lambda address, on: Change(address=address, charge=on, discharge=on),
+    closes_fn=lambda change: change.charge is True or change.discharge is True,
 )
 CHARGE_PATH = RackBatterySwitchEntityDescription(
     key="charge_path",
     translation_key="charge_path",
     value_fn=lambda reading: reading.charge_enabled,
     change_fn=lambda address, on: Change(address=address, charge=on),
+    closes_fn=lambda change: change.charge is True,
 )
 DISCHARGE_PATH = RackBatterySwitchEntityDescription(
     key="discharge_path",
     translation_key="discharge_path",
     value_fn=lambda reading: reading.discharge_enabled,
     change_fn=lambda address, on: Change(address=address, discharge=on),
+    closes_fn=lambda change: change.discharge is True,
 )
+
+
+REJOIN_WAITING = "waiting"
+
+
+def rejoin_attributes(held: HeldRejoin) -> dict[str, object]:
+    """Return what a switch shows of a reconnect waiting for the voltages to match."""
+    values = held.values
+    attributes: dict[str, object] = {"rejoin": REJOIN_WAITING}
+    if "delta" in values:
+        attributes["voltage_apart"] = values["delta"]
+    if held.reason is Reason.VOLTAGE_APART:
+        attributes["join_limit"] = values.get("limit")
+    else:
+        attributes["inrush"] = values.get("inrush")
+        attributes["inrush_limit"] = values.get("limit")
+    attributes["gives_up_at"] = held.give_up_at.isoformat()
+    return attributes
 
 
 def switch_descriptions(
@@ -97,6 +124,22 @@ class RackBatterySwitch(RackBatteryEntity, SwitchEntity):
     """A path of one pack, as its BMS reports it."""
 
     entity_description: RackBatterySwitchEntityDescription
+    # The held reconnect last shown, and its attributes: made again only
+    # when the request or its numbers change, not at every poll.
+    _held_shown: HeldRejoin | None = None
+    _held_attributes: dict[str, object] | None = None
+
+    @property
+    @override
+    def extra_state_attributes(self) -> Mapping[str, object] | None:
+        """Return the reconnect waiting to turn this switch on, if one does."""
+        held = None if self.address is None else self.coordinator.controller.held.get(self.address)
+        if held is not None and not self.entity_description.closes_fn(held.change):
+            held = None
+        if held is not self._held_shown:
+            self._held_shown = held
+            self._held_attributes = None if held is None else rejoin_attributes(held)
+        return self._held_attributes
 
     @property
     @override

@@ -24,6 +24,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     TimeoutError as PlaywrightTimeoutError,
+    expect,
     sync_playwright,
 )
 import pytest
@@ -38,6 +39,10 @@ USERNAME = PASSWORD = "dev"
 # Each answer this late makes a scan take several seconds: long enough for
 # the flow to show its progress step, short of the drivers' reply timeout.
 SLOW_GATEWAY = 0.3
+# What a page is given to show something before an assertion fails: the
+# default 5 s is short for current Home Assistant on two shared cores, and a
+# passing assertion returns as soon as it holds, so this costs nothing.
+expect.set_options(timeout=20_000)
 TRANSLATIONS: dict[str, Any] = json.loads(
     (ROOT / "custom_components" / "rack_battery" / "translations" / "en.json").read_text()
 )
@@ -169,9 +174,9 @@ class Shots:
         """Save what the page shows now as NN-name.png and return its path."""
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
-        # Let animations (a dialog opening, a spinner) settle for the picture.
-        page.wait_for_timeout(400)
-        page.screenshot(path=path, full_page=full_page)
+        # Animations (a dialog opening, a toast sliding in) are played to
+        # their end for the picture, rather than waited for.
+        page.screenshot(path=path, full_page=full_page, animations="disabled")
         return path
 
 
@@ -203,6 +208,8 @@ def confirm_http_settings(page: Page) -> None:
     changed (the port and address scripts/develop writes), whether to keep
     them, and reverts them after three minutes otherwise; 2025.4 does not ask.
     """
+    if major_version(page) < 2026:
+        return
     ask = page.get_by_text(re.compile("confirm new http server configuration", re.IGNORECASE))
     try:
         ask.first.wait_for(timeout=5_000)
@@ -228,6 +235,129 @@ def call_ws(page: Page, message: dict[str, Any]) -> Any:
     return page.evaluate(
         "async (message) => document.querySelector('home-assistant').hass.callWS(message)",
         message,
+    )
+
+
+def major_version(page: Page) -> int:
+    """Return the year of the Home Assistant release the page is connected to."""
+    page.wait_for_function("() => document.querySelector('home-assistant')?.hass?.config")
+    version: str = page.evaluate(
+        "() => document.querySelector('home-assistant').hass.config.version"
+    )
+    return int(version.split(".", maxsplit=1)[0])
+
+
+# Waits in the page, on what Home Assistant pushes over the frontend's own
+# websocket: each subscribes first, then looks once, so that nothing that
+# happened before the subscription is missed, and never asks again on a timer.
+_ENTRY_STATE_JS = """
+async ([entryId, states, timeout]) => {
+  const conn = document.querySelector('home-assistant').hass.connection;
+  let unsubscribe;
+  let last = null;
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`entry ${entryId} still ${last} after ${timeout} ms`)), timeout);
+      conn.subscribeMessage((changes) => {
+        for (const change of changes) {
+          if (change.entry.entry_id !== entryId) continue;
+          last = change.type === 'removed' ? 'removed' : change.entry.state;
+          if (states.includes(last)) { clearTimeout(timer); resolve(last); }
+        }
+      }, { type: 'config_entries/subscribe' }).then((unsub) => { unsubscribe = unsub; }, reject);
+    });
+  } finally {
+    if (unsubscribe) await unsubscribe();
+  }
+}
+"""
+
+_ISSUE_JS = """
+async ([prefix, present, timeout]) => {
+  const hass = () => document.querySelector('home-assistant').hass;
+  const unsubscribers = [];
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(
+        `repair ${prefix} ${present ? 'not raised' : 'still open'} after ${timeout} ms`)), timeout);
+      const look = async () => {
+        const { issues } = await hass().callWS({ type: 'repairs/list_issues' });
+        const found = issues.filter((issue) => issue.issue_id.startsWith(prefix));
+        if ((found.length > 0) === present) { clearTimeout(timer); resolve(found); }
+      };
+      const changed = () => look().catch(reject);
+      hass().connection.subscribeEvents(changed, 'repairs_issue_registry_updated')
+        .then((unsub) => { unsubscribers.push(unsub); return look(); })
+        .catch(reject);
+    });
+  } finally {
+    for (const unsub of unsubscribers) await unsub();
+  }
+}
+"""
+
+
+def wait_for_entry(page: Page, entry_id: str, *states: str, timeout: float = 120_000) -> str:
+    """Wait until a config entry reaches one of ``states``; return the one it reached.
+
+    Home Assistant tells the frontend of every change of an entry's state
+    (``config_entries/subscribe``); its first message lists every entry as
+    it is, so an entry already there counts at once.
+    """
+    reached: str = page.evaluate(_ENTRY_STATE_JS, [entry_id, list(states), timeout])
+    return reached
+
+
+def wait_for_issue(
+    page: Page, prefix: str, *, present: bool = True, timeout: float = 120_000
+) -> list[dict[str, Any]]:
+    """Wait until a repair whose id starts with ``prefix`` is open (or gone); return it.
+
+    Looks again only when the repairs registry says it changed.
+    """
+    found: list[dict[str, Any]] = page.evaluate(_ISSUE_JS, [prefix, present, timeout])
+    return found
+
+
+def wait_for_state(page: Page, entity_id: str, state: str, timeout: float = 60_000) -> None:
+    """Wait until the frontend holds ``state`` for an entity (it is pushed every change)."""
+    page.wait_for_function(
+        "([id, state]) =>"
+        " document.querySelector('home-assistant').hass.states[id]?.state === state",
+        arg=[entity_id, state],
+        timeout=timeout,
+    )
+
+
+def state_of(page: Page, entity_id: str) -> dict[str, Any] | None:
+    """Return an entity's state as the frontend holds it."""
+    held: dict[str, Any] | None = page.evaluate(
+        "(id) => document.querySelector('home-assistant').hass.states[id] ?? null", entity_id
+    )
+    return held
+
+
+def wait_for_focused_input(page: Page, within: str) -> None:
+    """Wait until the keyboard reaches a text field inside an element named ``within``.
+
+    Dialogs and pickers focus their search field a frame or an animation
+    after they open; a key typed before that reaches the page behind (whose
+    keyboard shortcuts then open something else).
+    """
+    page.wait_for_function(
+        """(within) => {
+          let element = document.activeElement;
+          const path = [];
+          while (element) {
+            path.push(element.localName);
+            if (!element.shadowRoot?.activeElement) break;
+            element = element.shadowRoot.activeElement;
+          }
+          return ['input', 'textarea'].includes(path.at(-1))
+            && path.some((name) => name === within || name.startsWith(within));
+        }""",
+        arg=within,
     )
 
 

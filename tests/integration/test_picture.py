@@ -5,11 +5,13 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import ATTR_DEVICE_ID
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.rack_battery.const import DOMAIN
 from custom_components.rack_battery.picture import (
     PackState,
     bank_picture,
@@ -19,6 +21,7 @@ from custom_components.rack_battery.picture import (
 
 from .conftest import SimulatedBus, setup_bank
 from .test_bank import _poll
+from .test_control import ON, _device, _entry, _serve, _set_up
 
 pytestmark = pytest.mark.freeze_time(tick=True)
 
@@ -164,8 +167,8 @@ def test_a_pack_in_trouble_or_isolated_says_so_in_words() -> None:
     texts = _texts(render_svg(bank_picture(voltage=52.0, power=0.0, packs=packs)))
     assert texts["pack1-state"] == "CHECK"
     assert texts["pack2-state"] == "ISOLATED"
-    # An isolated pack's numbers would be old: none are drawn.
-    assert "pack2-voltage" not in texts
+    # An isolated pack still answers: its voltage is what a rejoin waits on.
+    assert texts["pack2-voltage"] == "52.0 V"
     assert texts["bank-power"].endswith("resting")
 
 
@@ -190,3 +193,30 @@ async def test_the_picture_speaks_the_users_language(
     assert texts["pack3-state"] == "STUMM"
     assert texts["bank-power"].split(" · ")[1] in {"lädt", "entlädt", "ruht"}
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_pack_isolated_by_control_is_drawn_isolated(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator
+) -> None:
+    """Isolating a pack through control marks it on the picture, from what its
+    BMS reports after the write; the other packs stay as they were."""
+    async with _serve("pace_ascii") as bus:
+        entry = await _set_up(hass, await _entry(bus, ON))
+        picture = er.async_get(hass).async_get_entity_id(
+            "image", DOMAIN, f"{entry.entry_id}_overview"
+        )
+        assert picture is not None
+        assert "ISOLATED" not in _texts(await _fetch(hass, hass_client, picture)).values()
+
+        await hass.services.async_call(
+            DOMAIN, "isolate_pack", {ATTR_DEVICE_ID: _device(hass, entry, 3)}, blocking=True
+        )
+        await entry.runtime_data.coordinator.async_refresh()
+        await hass.async_block_till_done()
+
+        texts = _texts(await _fetch(hass, hass_client, picture))
+        assert texts["pack3-state"] == "ISOLATED"
+        assert _number(texts["pack3-voltage"]) == pytest.approx(bus.bank.pack(3).voltage, abs=0.06)
+        assert "pack2-state" not in texts
+        assert "pack4-state" not in texts
+        assert await hass.config_entries.async_unload(entry.entry_id)

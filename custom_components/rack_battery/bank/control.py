@@ -41,7 +41,7 @@ guard than the limits allow.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 import math
@@ -55,6 +55,7 @@ JOIN_VOLTAGE_RANGE = (0.05, 1.5)  # V; the safest peers refuse to join above 1.5
 MIN_INTERVAL_RANGE = (timedelta(minutes=1), timedelta(days=1))
 POLL_INTERVAL_RANGE = (timedelta(seconds=1), timedelta(minutes=30))
 RESISTANCE_RANGE = (0.001, 0.5)  # ohm
+REJOIN_TIMEOUT_RANGE = (timedelta(minutes=1), timedelta(days=1))
 
 # The C-rates a pack is taken to bear when its BMS reports no limits.
 DISCHARGE_C_RATE = 1.0
@@ -85,6 +86,9 @@ class ControlSettings:
     # The resistance of a pack whose own is not estimated yet (ohm): low,
     # so an inrush is overstated rather than understated.
     default_resistance: float = 0.010
+    # How long a reconnect asked "when matched" waits for the voltages to
+    # meet before it gives up.
+    rejoin_timeout: timedelta = timedelta(minutes=60)
 
     def __post_init__(self) -> None:
         """Clamp every value into its hard limits."""
@@ -95,6 +99,7 @@ class ControlSettings:
             "min_interval": _clamp(self.min_interval, MIN_INTERVAL_RANGE),
             "poll_interval": _clamp(self.poll_interval, POLL_INTERVAL_RANGE),
             "default_resistance": _clamp(_finite(self.default_resistance, 0.010), RESISTANCE_RANGE),
+            "rejoin_timeout": _clamp(self.rejoin_timeout, REJOIN_TIMEOUT_RANGE),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -267,6 +272,7 @@ def bank_view(
     capacities: Mapping[int, float | None] | None = None,
     paths: Mapping[int, tuple[bool, bool]] | None = None,
     read_at: Mapping[int, datetime] | None = None,
+    held_open: Mapping[int, tuple[bool, bool]] | None = None,
     own_limits: Mapping[int, tuple[float | None, float | None]] | None = None,
 ) -> BankView:
     """Return what the guard needs from a snapshot.
@@ -277,8 +283,12 @@ def bank_view(
     report it; otherwise the BMS's FET state, and a BMS that reports none is
     taken at its default, closed. ``read_at``: when each pack was last read,
     where a caller keeps that; by default the snapshot's time for the packs
-    it holds. ``own_limits``: each pack's own (charge, discharge) limits
-    where a throttle may hold the reported ones lower (the driver keeps them).
+    it holds. ``held_open``: the (charge, discharge) paths a caller holds
+    open with a 0 A limit (a BMS that lets such a hold lapse): the limit the
+    pack reports there is the caller's, not its own, so the guard takes the
+    pack's own from its capacity, as it would carry once the hold is let go.
+    ``own_limits``: each pack's own (charge, discharge) limits where a
+    throttle may hold the reported ones lower (the driver keeps them).
     """
     resistances = resistances or {}
     own_limits = own_limits or {}
@@ -289,6 +299,13 @@ def bank_view(
     packs: dict[int, PackState] = {}
     for address, reading in snapshot.readings.items():
         charge, discharge = pack_limits(reading, capacities.get(address))
+        held_charge, held_discharge = (held_open or {}).get(address, (False, False))
+        if held_charge or held_discharge:
+            capacity = capacities.get(address) or reading.design_capacity or reading.full_capacity
+            if held_charge:
+                charge = CHARGE_C_RATE * capacity if capacity else None
+            if held_discharge:
+                discharge = DISCHARGE_C_RATE * capacity if capacity else None
         known = paths.get(address)
         charge_closed = (
             known[0]
@@ -607,3 +624,159 @@ def inrush_current(pack: PackState, rest: Iterable[PackState]) -> float:
     bus = sum(p.voltage for p in rest if p.voltage is not None) / len(rest)
     r_rest = 1.0 / sum(1.0 / p.resistance for p in rest)
     return (bus - pack.voltage) / (pack.resistance + r_rest)
+
+
+# --- rejoin when matched -----------------------------------------------------
+#
+# A reconnect asked "when matched" that the guard refuses only because the
+# pack sits too far from the bus (or would draw too large an inrush) is held
+# instead of refused: it is judged again, by the same guard, after every
+# poll, carried out at the first one the guard allows, and given up after
+# the user's time. Any other refusal is final at once: it says something is
+# wrong with the request (too soon, stale data), not that the bank must
+# settle first.
+
+# The refusals a reconnect may wait out: the voltages meet as the bank
+# charges or discharges around the pack.
+HOLDABLE = frozenset({Reason.VOLTAGE_APART, Reason.INRUSH})
+
+
+def holdable(decision: Decision) -> bool:
+    """Return whether a refusal is one a reconnect "when matched" waits out."""
+    return not decision.allowed and decision.reason in HOLDABLE
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldRejoin:
+    """A reconnect waiting for the guard: what it closes, since when, until when, and why.
+
+    ``reason`` and ``values`` are the guard's last refusal that the request
+    waits out (the numbers a user reads: how far apart, the limit).
+    """
+
+    change: Change
+    since: datetime
+    give_up_at: datetime
+    reason: Reason
+    values: Mapping[str, float | int | str]
+    who: str = "user"
+
+    @property
+    def address(self) -> int:
+        """Return the pack's address."""
+        return self.change.address
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the request as the store keeps it."""
+        return {
+            "address": self.change.address,
+            "charge": self.change.charge,
+            "discharge": self.change.discharge,
+            "since": self.since.isoformat(),
+            "give_up_at": self.give_up_at.isoformat(),
+            "reason": self.reason.value,
+            "values": dict(self.values),
+            "who": self.who,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> HeldRejoin | None:
+        """Return a stored request, or None where it cannot be read back as one."""
+        if not isinstance(data, Mapping):
+            return None
+        address, charge, discharge = data.get("address"), data.get("charge"), data.get("discharge")
+        values = data.get("values")
+        try:
+            since = datetime.fromisoformat(str(data.get("since")))
+            give_up_at = datetime.fromisoformat(str(data.get("give_up_at")))
+            reason = Reason(str(data.get("reason")))
+        except ValueError:
+            return None
+        if (
+            not isinstance(address, int)
+            or isinstance(address, bool)
+            or charge not in (True, None)
+            or discharge not in (True, None)
+            or charge is discharge is None
+            or reason not in HOLDABLE
+            or since.tzinfo is None
+            or give_up_at.tzinfo is None
+            or not isinstance(values, Mapping)
+        ):
+            return None
+        return cls(
+            change=Change(address=address, charge=charge, discharge=discharge),
+            since=since,
+            give_up_at=give_up_at,
+            reason=reason,
+            values={
+                str(k): v
+                for k, v in values.items()
+                if isinstance(v, int | float | str) and not isinstance(v, bool)
+            },
+            who=str(data.get("who", "user")),
+        )
+
+
+def hold_rejoin(
+    change: Change,
+    decision: Decision,
+    now: datetime,
+    settings: ControlSettings,
+    *,
+    who: str = "user",
+) -> HeldRejoin | None:
+    """Return the held request for a refused reconnect, or None where it is refused at once.
+
+    Only a change that closes paths and opens none can wait; only the
+    refusals in ``HOLDABLE`` are waited out, and an inrush against a limit
+    of 0 A (a pack whose BMS reports no limit, nor a capacity to take one
+    from) is not: no voltage but the bus's own would ever be allowed.
+    """
+    closes = change.charge is True or change.discharge is True
+    opens = change.charge is False or change.discharge is False
+    throttles = change.charge_limit is not None or change.discharge_limit is not None
+    if not closes or opens or throttles or not holdable(decision):
+        return None
+    if decision.reason is Reason.INRUSH and not decision.values.get("limit"):
+        return None
+    return HeldRejoin(
+        change=change,
+        since=now,
+        give_up_at=now + settings.rejoin_timeout,
+        reason=decision.reason,
+        values=dict(decision.values),
+        who=who,
+    )
+
+
+class RejoinStep(StrEnum):
+    """What becomes of a held reconnect after a poll."""
+
+    JOIN = "join"  # the guard allows it: carry it out
+    WAIT = "wait"  # still refused: wait for the next poll
+    GIVE_UP = "give_up"  # its time is over
+    DONE = "done"  # the pack is connected already: nothing left to do
+
+
+def rejoin_step(
+    held: HeldRejoin, decision: Decision, now: datetime
+) -> tuple[RejoinStep, HeldRejoin]:
+    """Return what to do with a held reconnect, given the guard's decision of this poll.
+
+    The time runs out first: a request the guard would allow only after its
+    time is given up, not carried out late. While it waits, the held
+    request takes the numbers of the latest refusal it waits out; any other
+    refusal (a stale poll, the pack changed a moment ago) is waited out too,
+    and leaves the numbers as they were. The request returned is the one
+    given where nothing changed, so a caller can tell by identity.
+    """
+    if now >= held.give_up_at:
+        return RejoinStep.GIVE_UP, held
+    if decision.allowed:
+        return (RejoinStep.DONE if decision.reason is Reason.NO_CHANGE else RejoinStep.JOIN), held
+    if holdable(decision) and (
+        decision.reason is not held.reason or dict(decision.values) != dict(held.values)
+    ):
+        held = replace(held, reason=decision.reason, values=dict(decision.values))
+    return RejoinStep.WAIT, held
