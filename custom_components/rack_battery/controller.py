@@ -671,7 +671,7 @@ class BankController:
             self._gave_up_id(address),
             is_fixable=False,
             severity=ir.IssueSeverity.WARNING,
-            translation_key=f"{GAVE_UP_PREFIX}{held.reason.value}",
+            translation_key=_directed(f"{GAVE_UP_PREFIX}{held.reason.value}", held.values),
             translation_placeholders={
                 **_placeholders(self._pack_name(address), held),
                 "bank": self.entry.title,
@@ -792,8 +792,12 @@ def refusal_key(decision: Decision) -> str:
     that every language words charging and discharging in its own way
     ("refused_overload_discharge").
     """
-    key = f"refused_{decision.reason.value}"
-    direction = decision.values.get("direction")
+    return _directed(f"refused_{decision.reason.value}", decision.values)
+
+
+def _directed(key: str, values: Mapping[str, float | int | str]) -> str:
+    """Return a translation key, with the direction the guard names, if any, after it."""
+    direction = values.get("direction")
     return f"{key}_{direction}" if isinstance(direction, str) else key
 
 

@@ -652,14 +652,20 @@ async def _assert_worded_in_each_language(hass: HomeAssistant, err: HomeAssistan
 
 
 async def test_every_refusal_reads_in_its_own_language(hass: HomeAssistant) -> None:
-    """Each refusal the guard can give, as Home Assistant renders it in
-    German and Dutch, holds no English word for charging or discharging
-    (a direction used to be filled in from English)."""
+    """Each refusal the guard can give, and each repair of a rejoin that
+    gave up, as Home Assistant renders it in German and Dutch, holds no
+    English word for charging or discharging (a direction used to be
+    filled in from English)."""
     for language in ("de", "nl"):
         strings = await async_get_translations(hass, language, "exceptions", {DOMAIN})
         refusals = {key: text for key, text in strings.items() if ".exceptions.refused_" in key}
         assert len(refusals) >= len(Reason) - 2, refusals
-        for key, text in refusals.items():
+        # A reconnect that gave up waiting says why in a repair, with the
+        # guard's numbers too.
+        issues = await async_get_translations(hass, language, "issues", {DOMAIN})
+        gave_up = {key: text for key, text in issues.items() if ".rejoin_gave_up_" in key}
+        assert gave_up
+        for key, text in (refusals | gave_up).items():
             # Filled as the guard fills them: numbers, and the direction it
             # passes along (in English, for automations that catch it).
             message = text.format_map(defaultdict(lambda: "7", direction="discharge"))
