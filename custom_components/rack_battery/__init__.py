@@ -36,7 +36,7 @@ PLATFORMS: list[Platform] = [
     Platform.SENSOR,
 ]
 # Created only for a bank whose user turned control on (README "Control").
-CONTROL_PLATFORMS: list[Platform] = [Platform.SWITCH]
+CONTROL_PLATFORMS: list[Platform] = [Platform.NUMBER, Platform.SWITCH]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 # How long setup listens for a listen-only bank's packs before its first poll.
 FIRST_HEARD_WAIT = 10.0
@@ -49,7 +49,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 def _platforms(entry: RackBatteryConfigEntry) -> list[Platform]:
-    """Return the platforms of a bank: the switches only while control is on."""
+    """Return the platforms of a bank: the switches and numbers only while control is on."""
     return [*PLATFORMS, *CONTROL_PLATFORMS] if control_enabled(entry) else PLATFORMS
 
 

@@ -36,6 +36,7 @@ from .bank.control import (
     ControlSettings,
     Decision,
     HeldRejoin,
+    PackState,
     Reason,
     RejoinStep,
     SafeLimits,
@@ -45,7 +46,7 @@ from .bank.control import (
     rejoin_step,
     safe_limits,
 )
-from .bank.model import BankSnapshot, PackReading
+from .bank.model import PackReading
 from .buses import CONF_LISTEN_ONLY
 from .const import (
     CONF_CONTROL,
@@ -118,6 +119,10 @@ class HoldingDriver(Protocol):
     def holds(self) -> Mapping[int, CurrentHold]:
         """Return the limits held, by pack address."""
 
+    @property
+    def own_limits(self) -> Mapping[int, tuple[float | None, float | None]]:
+        """Return each pack's own (charge, discharge) limits, as read while nothing was held."""
+
     def hold(self, address: int, hold: CurrentHold) -> None:
         """Keep a limit on a pack from the next send."""
 
@@ -162,12 +167,6 @@ def control_settings(options: Mapping[str, Any]) -> ControlSettings:
             minutes=number(CONF_REJOIN_TIMEOUT, DEFAULT_REJOIN_TIMEOUT_MINUTES)
         ),
     )
-
-
-def snapshot_safe_limits(snapshot: BankSnapshot) -> SafeLimits:
-    """Return the bank's safe limits from a poll, with the guard's default settings."""
-    view = bank_view(snapshot, snapshot.taken_at, _DEFAULTS)
-    return safe_limits(view.packs.values())
 
 
 def _shows(reading: PackReading | None, change: Change) -> bool:
@@ -294,11 +293,23 @@ class BankController:
     # --- a change ------------------------------------------------------------
 
     def view(self, now: datetime) -> BankView:
-        """Return the bank as the guard judges it from the latest poll."""
+        """Return the bank as the guard judges it from the latest poll.
+
+        With the analyzer's resistance estimates (those of enough current
+        steps to be judged on), and where the driver keeps them, the packs'
+        own limits, to which a throttle may be raised again.
+        """
         snapshot = self.coordinator.data.snapshot
         capacities = {
             address: identity.design_capacity
             for address, identity in self.coordinator.packs.items()
+        }
+        analyzer = self.coordinator.analyzer
+        enough = analyzer.thresholds.resistance_min_samples
+        resistances = {
+            address: estimate.ohms
+            for address, estimate in analyzer.resistance_estimates().items()
+            if estimate.samples >= enough
         }
         driver = self.coordinator.driver
         # A path opened by holding its limit at 0 A shows that 0 A as the
@@ -311,7 +322,23 @@ class BankController:
             if isinstance(driver, HoldingDriver)
             else None
         )
-        return bank_view(snapshot, now, self.settings, capacities=capacities, held_open=held_open)
+        return bank_view(
+            snapshot,
+            now,
+            self.settings,
+            capacities=capacities,
+            resistances=resistances,
+            held_open=held_open,
+            own_limits=driver.own_limits if isinstance(driver, HoldingDriver) else None,
+        )
+
+    def safe_limits(self) -> SafeLimits:
+        """Return the most current the bank can take each way, as of the latest poll."""
+        return safe_limits(self.view(self.coordinator.data.snapshot.taken_at).packs.values())
+
+    def pack_state(self, address: int) -> PackState | None:
+        """Return a pack as the guard sees it: its limits and how far they may be raised."""
+        return self.view(self.coordinator.data.snapshot.taken_at).packs.get(address)
 
     def judge(self, change: Change, now: datetime) -> Decision:
         """Return the guard's decision on a change, from the latest poll."""
@@ -368,7 +395,7 @@ class BankController:
                 return
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
-                translation_key=f"refused_{decision.reason.value}",
+                translation_key=refusal_key(decision),
                 translation_placeholders=_placeholders(pack, decision),
             )
         if decision.reason is Reason.NO_CHANGE:
@@ -657,7 +684,7 @@ class BankController:
             self._gave_up_id(address),
             is_fixable=False,
             severity=ir.IssueSeverity.WARNING,
-            translation_key=f"{GAVE_UP_PREFIX}{held.reason.value}",
+            translation_key=_directed(f"{GAVE_UP_PREFIX}{held.reason.value}", held.values),
             translation_placeholders={
                 **_placeholders(self._pack_name(address), held),
                 "bank": self.entry.title,
@@ -777,6 +804,22 @@ class BankController:
             if wanted in device.identifiers:
                 return device.id
         return None
+
+
+def refusal_key(decision: Decision) -> str:
+    """Return the translation key of a refusal.
+
+    Where the guard names a direction, each has a message of its own, so
+    that every language words charging and discharging in its own way
+    ("refused_overload_discharge").
+    """
+    return _directed(f"refused_{decision.reason.value}", decision.values)
+
+
+def _directed(key: str, values: Mapping[str, float | int | str]) -> str:
+    """Return a translation key, with the direction the guard names, if any, after it."""
+    direction = values.get("direction")
+    return f"{key}_{direction}" if isinstance(direction, str) else key
 
 
 def _placeholders(pack: str, decision: Decision | HeldRejoin) -> dict[str, str]:

@@ -44,7 +44,6 @@ from homeassistant.helpers.typing import StateType
 
 from .bank.control import SafeLimits
 from .bank.model import Activity, BankSnapshot, PackReading
-from .controller import snapshot_safe_limits
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank, pack_device_key
 
@@ -67,6 +66,10 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     # rounded to its display precision, so that digits below it, which move
     # at every poll and carry no news, write no state (see RackBatterySensor).
     computed: bool = False
+    # A value of the bank that takes more than its latest poll (the safe
+    # limits weigh the analyzer's resistance estimates): ``value_fn`` reads
+    # it from the coordinator rather than from the snapshot.
+    of_coordinator: bool = False
 
 
 # Measured on every pack and summed or averaged over the bank: one
@@ -347,12 +350,13 @@ def _energy(
 
 def _safe_current(
     key: str, value_fn: Callable[[SafeLimits], float]
-) -> RackBatterySensorEntityDescription[BankSnapshot]:
+) -> RackBatterySensorEntityDescription[BankCoordinator]:
     """Describe the most current the bank can take one way (bank/control.py's safe limits).
 
-    The packs share a current by their resistance; this is the bank current
-    at which the most loaded pack reaches its own limit, so an automation
-    can cap the inverter by it. A pack whose path is open is counted out.
+    The packs share a current by their resistance (the analyzer's estimates,
+    equal shares until it has them); this is the bank current at which the
+    most loaded pack reaches its own limit, so an automation can cap the
+    inverter by it. A pack whose path is open is counted out.
     """
     return RackBatterySensorEntityDescription(
         key=key,
@@ -362,11 +366,12 @@ def _safe_current(
         native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
         suggested_display_precision=1,
         computed=True,
-        value_fn=lambda bank: value_fn(snapshot_safe_limits(bank)),
+        of_coordinator=True,
+        value_fn=lambda coordinator: value_fn(coordinator.controller.safe_limits()),
     )
 
 
-BANK_SENSORS: tuple[RackBatterySensorEntityDescription[BankSnapshot], ...] = (
+BANK_SENSORS: tuple[RackBatterySensorEntityDescription[Any], ...] = (
     *_shared(bank=True),
     _safe_current("safe_charge_current", attrgetter("charge")),
     _safe_current("safe_discharge_current", attrgetter("discharge")),
@@ -537,7 +542,8 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
         """Return the value read from this sensor's bank or pack, as shown."""
         if (subject := self.subject) is None:
             return None
-        value = self.entity_description.value_fn(subject)
+        description = self.entity_description
+        value = description.value_fn(self.coordinator if description.of_coordinator else subject)
         precision = self.entity_description.suggested_display_precision
         if self.entity_description.computed and isinstance(value, float) and precision is not None:
             return round(value, precision) + 0.0  # + 0.0: no "-0.0"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+import statistics
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+import pytest
 
 from custom_components.rack_battery.bank.control import (
     BankView,
@@ -14,6 +16,7 @@ from custom_components.rack_battery.bank.control import (
     PackState,
     Reason,
     bank_view,
+    current_shares,
     judge,
     pack_limits,
     safe_limits,
@@ -55,10 +58,17 @@ def view_of(
     now: datetime = NOW,
     read_at: dict[int, datetime] | None = None,
     held_open: dict[int, tuple[bool, bool]] | None = None,
+    own_limits: dict[int, tuple[float | None, float | None]] | None = None,
 ) -> BankView:
     snapshot = BankSnapshot(taken_at=taken_at, readings={r.address: r for r in readings}, failed={})
     return bank_view(
-        snapshot, now, settings, resistances=resistances, read_at=read_at, held_open=held_open
+        snapshot,
+        now,
+        settings,
+        resistances=resistances,
+        read_at=read_at,
+        held_open=held_open,
+        own_limits=own_limits,
     )
 
 
@@ -121,6 +131,95 @@ def test_safe_limits_share_by_resistance_and_count_open_paths_out() -> None:
     assert limits.charge == 50.0
     assert limits.charge_pack == 2
     assert round(limits.discharge, 1) == 66.7
+
+
+def test_safe_limits_with_no_estimate_share_equally() -> None:
+    # Limits 50, 40 and 60 A, a third of the current each: pack 2 reaches
+    # its 40 A at 120 A of bank current, whatever the default resistance.
+    bank = view_of(reading(1), reading(2, discharge_limit=40.0), reading(3, discharge_limit=60.0))
+    limits = safe_limits(bank.packs.values())
+    assert limits.discharge == 120.0
+    assert limits.discharge_pack == 2
+    assert limits.charge == 150.0
+
+
+def test_safe_limits_weigh_the_estimates_against_equal_shares() -> None:
+    # Pack 1: 10 mOhm, 100 A; pack 2: 20 mOhm, 30 A. Conductances 100 and
+    # 50 S, shares 2/3 and 1/3: pack 1 reaches 100 A at 150 A, pack 2 its
+    # 30 A at 90 A. Shared equally, pack 2 would bind at 60 A.
+    packs = (reading(1, discharge_limit=100.0), reading(2, discharge_limit=30.0))
+    weighed = safe_limits(view_of(*packs, resistances={1: 0.010, 2: 0.020}).packs.values())
+    assert round(weighed.discharge, 6) == 90.0
+    assert weighed.discharge_pack == 2
+    equal = safe_limits(view_of(*packs).packs.values())
+    assert equal.discharge == 60.0
+
+
+def test_a_pack_not_estimated_counts_as_the_median_pack() -> None:
+    # Packs 1 and 2 estimated at 10 and 30 mOhm; pack 3 not yet: taken at
+    # their median, 20 mOhm. Conductances 100, 33.3 and 50 S (183.3 S):
+    # pack 1 takes 100/183.3 = 54.5 % and reaches its 50 A at 91.7 A.
+    bank = view_of(reading(1), reading(2), reading(3), resistances={1: 0.010, 2: 0.030})
+    shares = current_shares(bank.packs.values(), Direction.DISCHARGE)
+    assert round(shares[1], 4) == 0.5455
+    assert round(shares[2], 4) == 0.1818
+    assert round(shares[3], 4) == 0.2727
+    limits = safe_limits(bank.packs.values())
+    assert round(limits.discharge, 1) == 91.7
+    assert limits.discharge_pack == 1
+    # Pack 3's charge path open: 1 and 2 share the charge 3/4 and 1/4, and
+    # pack 1 reaches 50 A at 66.7 A.
+    bank = view_of(
+        reading(1), reading(2), reading(3, charge=False), resistances={1: 0.010, 2: 0.030}
+    )
+    limits = safe_limits(bank.packs.values())
+    assert round(limits.charge, 1) == 66.7
+    assert limits.charge_pack == 1
+    # The inrush of a pack not estimated is still judged at the low default.
+    assert bank.packs[3].resistance == DEFAULTS.default_resistance
+
+
+def test_a_throttle_may_be_raised_again_up_to_the_packs_own_limit() -> None:
+    # Pack 1 held at 20 A charging; its own limit is 50 A.
+    bank = view_of(
+        reading(1, charge_limit=20.0), reading(2), own_limits={1: (50.0, 50.0), 2: (50.0, 50.0)}
+    )
+    raised = judge(Change(address=1, charge_limit=40.0), bank, NOW, DEFAULTS)
+    assert raised.allowed
+    assert raised.reason is Reason.ALLOWED
+    # Asked above its own limit: the pack's own 50 A is the most it gets,
+    # and that is still a change.
+    assert judge(Change(address=1, charge_limit=80.0), bank, NOW, DEFAULTS).reason is (
+        Reason.ALLOWED
+    )
+    # Without a known own limit, nothing can be raised: no change.
+    bank = view_of(reading(1, charge_limit=20.0), reading(2))
+    assert judge(Change(address=1, charge_limit=40.0), bank, NOW, DEFAULTS).reason is (
+        Reason.NO_CHANGE
+    )
+
+
+def test_raising_a_throttle_of_zero_is_a_join() -> None:
+    # Pack 3 held at 0 A both ways (isolated by a limit), 0.8 V below the
+    # bus: raising its charge limit joins it, and the voltage limit holds.
+    settings = ControlSettings(max_join_voltage=0.5)
+    bank = view_of(
+        reading(1, voltage=51.8),
+        reading(2, voltage=51.8),
+        reading(3, voltage=51.0, charge_limit=0.0, discharge_limit=0.0),
+        own_limits={3: (50.0, 50.0)},
+    )
+    decision = judge(Change(address=3, charge_limit=20.0), bank, NOW, settings)
+    assert decision.reason is Reason.VOLTAGE_APART
+    # Closing the path returns it to its own limit: the inrush of 0.3 V
+    # through 10 + 5 mOhm (20 A) is judged against 50 A, not 0 A.
+    bank = view_of(
+        reading(1, voltage=51.3),
+        reading(2, voltage=51.3),
+        reading(3, voltage=51.0, charge_limit=0.0, discharge_limit=0.0),
+        own_limits={3: (50.0, 50.0)},
+    )
+    assert judge(Change.reconnect(3), bank, NOW, settings).allowed
 
 
 def test_limits_fall_back_to_the_capacity() -> None:
@@ -257,7 +356,7 @@ def test_an_unknown_current_refuses_an_isolation() -> None:
 # Random banks: whatever the guard allows keeps every pack within its limits.
 
 _pack = st.tuples(
-    st.floats(0.005, 0.1),  # resistance
+    st.none() | st.floats(0.005, 0.1),  # resistance: estimated, or not yet
     st.floats(0.0, 200.0),  # charge limit
     st.floats(0.0, 200.0),  # discharge limit
     st.floats(48.0, 56.0),  # voltage
@@ -266,7 +365,9 @@ _pack = st.tuples(
 )
 
 
-def _bank(packs: list[tuple[float, float, float, float, bool, bool]], amps: float) -> BankView:
+def _bank(
+    packs: list[tuple[float | None, float, float, float, bool, bool]], amps: float
+) -> BankView:
     readings = [
         reading(
             address,
@@ -281,7 +382,9 @@ def _bank(packs: list[tuple[float, float, float, float, bool, bool]], amps: floa
             packs, start=1
         )
     ]
-    resistances = {address: pack[0] for address, pack in enumerate(packs, start=1)}
+    resistances = {
+        address: pack[0] for address, pack in enumerate(packs, start=1) if pack[0] is not None
+    }
     return view_of(
         *readings, resistances=resistances, settings=ControlSettings(max_join_voltage=1.5)
     )
@@ -290,7 +393,9 @@ def _bank(packs: list[tuple[float, float, float, float, bool, bool]], amps: floa
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(_pack, min_size=1, max_size=8), st.floats(-400.0, 400.0), st.data())
 def test_no_allowed_isolation_overloads_a_pack(
-    packs: list[tuple[float, float, float, float, bool, bool]], amps: float, data: st.DataObject
+    packs: list[tuple[float | None, float, float, float, bool, bool]],
+    amps: float,
+    data: st.DataObject,
 ) -> None:
     bank = _bank(packs, amps)
     target = data.draw(st.integers(1, len(packs)))
@@ -304,16 +409,55 @@ def test_no_allowed_isolation_overloads_a_pack(
         # (what the guard asks for, with its margin, rounds to nothing).
         assert abs(amps) * (1 + DEFAULTS.current_margin) == 0
         return
-    conductance = sum(1 / p.resistance for p in carrying)
     for pack in carrying:
-        share = abs(amps) * (1 / pack.resistance) / conductance
+        share = abs(amps) * _shares(packs, carrying)[pack.address]
         assert share <= pack.limit(direction) + 1e-9
+
+
+def _shares(
+    packs: list[tuple[float | None, float, float, float, bool, bool]], carrying: list[PackState]
+) -> dict[int, float]:
+    """Each carrying pack's share by resistance, worked out here from the drawn bank.
+
+    A pack not estimated counts as the median of the estimates; with none,
+    the shares are equal.
+    """
+    estimates = [r for r, *_ in packs if r is not None]
+    typical = statistics.median(estimates) if estimates else 1.0
+    conductance = {p.address: 1 / (packs[p.address - 1][0] or typical) for p in carrying}
+    total = sum(conductance.values())
+    return {address: g / total for address, g in conductance.items()}
+
+
+@hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(_pack, min_size=1, max_size=8))
+def test_the_safe_limits_are_the_most_no_pack_is_overloaded_at(
+    packs: list[tuple[float | None, float, float, float, bool, bool]],
+) -> None:
+    bank = _bank(packs, 0.0)
+    limits = safe_limits(bank.packs.values())
+    for direction, most, binding in (
+        (Direction.CHARGE, limits.charge, limits.charge_pack),
+        (Direction.DISCHARGE, limits.discharge, limits.discharge_pack),
+    ):
+        carrying = [p for p in bank.packs.values() if p.closed(direction)]
+        if not carrying:
+            assert most == 0.0
+            assert binding is None
+            continue
+        shares = _shares(packs, carrying)
+        # At the safe limit every pack is within its own, and the binding
+        # one is at it: a little more would overload it.
+        for pack in carrying:
+            assert most * shares[pack.address] <= pack.limit(direction) * (1 + 1e-9)
+        assert binding is not None
+        assert most * shares[binding] == pytest.approx(bank.packs[binding].limit(direction))
 
 
 @hsettings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(_pack, min_size=2, max_size=8), st.data())
 def test_no_allowed_reconnect_exceeds_the_inrush_limit(
-    packs: list[tuple[float, float, float, float, bool, bool]], data: st.DataObject
+    packs: list[tuple[float | None, float, float, float, bool, bool]], data: st.DataObject
 ) -> None:
     target = data.draw(st.integers(1, len(packs)))
     packs = list(packs)

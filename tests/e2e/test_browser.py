@@ -441,7 +441,7 @@ def test_control_isolates_a_pack_and_refuses_one_too_many(
     switch = _toggle(page, discharge)
     expect(switch).to_be_checked()
     _flip(switch)
-    refusal = TRANSLATIONS["exceptions"]["refused_below_minimum"]["message"].format(
+    refusal = TRANSLATIONS["exceptions"]["refused_below_minimum_discharge"]["message"].format(
         pack=second["name_by_user"] or second["name"],
         remaining=1,
         direction="discharge",

@@ -22,8 +22,6 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import device_registry as dr
 import pytest
 
 from custom_components.rack_battery.buses import CONF_LISTEN_ONLY, bus_registry
@@ -34,6 +32,7 @@ from simulator.bank import SimBank, constant_load, make_bank
 from simulator.modbus_line import ModbusLine
 
 from .conftest import finish_scan, rules_input
+from .control_helpers import assert_no_control_entities, try_every_control
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
@@ -184,23 +183,18 @@ async def test_a_bank_with_a_master_is_read_by_listening_without_sending_a_byte(
     assert _raw(hass, f"sensor.{mastered.prefix}_pack_2_voltage") != STATE_UNAVAILABLE
 
     # Control is never offered: the options end after the rules, even an
-    # option stored as on creates no switch, and every action is refused.
+    # option stored as on creates no switch and no number, every action is
+    # refused, and toggling what control would create reaches nothing.
     result = await hass.config_entries.options.async_init(entry.entry_id)
     result = await hass.config_entries.options.async_configure(result["flow_id"], rules_input())
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert_no_control_entities(hass, entry)
+    await try_every_control(hass, entry, mastered.prefix)
     hass.config_entries.async_update_entry(entry, options={**entry.options, CONF_CONTROL: True})
     await hass.async_block_till_done()
-    assert hass.states.async_entity_ids("switch") == []
-    pack_device = next(
-        device
-        for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
-        if device.via_device_id is not None
-    )
-    with pytest.raises(ServiceValidationError) as refused:
-        await hass.services.async_call(
-            DOMAIN, "isolate_pack", {"device_id": pack_device.id}, blocking=True
-        )
-    assert refused.value.translation_key == "control_disabled"
+    assert_no_control_entities(hass, entry)
+    await try_every_control(hass, entry, mastered.prefix)
+    assert mastered.line.received == 0
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert len(bus_registry(hass)) == 0

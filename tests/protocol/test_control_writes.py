@@ -145,6 +145,23 @@ async def test_pylontech_hold_lapses_unless_sent_again(
     assert tap.requests[-1][15:31] == b"CFD0ADD401720000"
 
 
+async def test_pylontech_never_sends_more_than_the_packs_own_limit(
+    pylon: tuple[SimBank, Wiretap, PylontechRs485Driver],
+) -> None:
+    bank, tap, driver = pylon
+    await driver.read_pack(2)
+    assert driver.own_limits == {2: (37.0, 74.0)}
+    tap.requests.clear()
+    await driver.set_current_limits(2, charge=80.0, discharge=20.0)
+    # Charge asked 80 A, sent the pack's own 37.0 A = 370 = 0x0172;
+    # discharge 20 A = -200 = 0xFF38.
+    assert tap.requests[-1][15:31] == b"CFD0ADD40172FF38"
+    assert bank.pack(2).reported_charge_limit == 37.0
+    # While held, the pack's own limits are still the ones read unheld.
+    await driver.read_pack(2)
+    assert driver.own_limits == {2: (37.0, 74.0)}
+
+
 async def test_pylontech_closing_both_paths_releases_the_hold(
     pylon: tuple[SimBank, Wiretap, PylontechRs485Driver],
 ) -> None:

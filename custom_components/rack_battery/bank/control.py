@@ -23,7 +23,12 @@ The model:
 - Packs in parallel share a current in inverse proportion to their
   resistance (share_i = (1/R_i) / sum of 1/R_j). The resistance comes from
   the bank's estimate (``bank/analysis/resistance.py``), else a low default,
-  which overstates an inrush rather than understating it.
+  which overstates an inrush rather than understating it. For the shares, a
+  pack not estimated yet is taken as the bank's typical pack (the median of
+  the estimates), so a bank with no estimate at all shares equally.
+- A throttle may be raised again up to the pack's own limit (what its BMS
+  allows itself, where a hold keeps the reported one lower), and a path
+  closed again returns to that own limit.
 - A pack that was not read in the last two polls, or a bus not read in the
   last two polls, is stale: no change is judged from it, and a stale pack
   is counted out of what the rest can carry.
@@ -178,6 +183,12 @@ class PackState:
     discharge_limit: float | None  # A, None where unknown
     resistance: float  # ohm
     fresh: bool
+    # Whether ``resistance`` is the bank's estimate rather than the default.
+    estimated: bool = True
+    # The pack's own limits (A) where a throttle holds the reported ones
+    # lower: how far a throttle may be raised again. None: the reported.
+    charge_ceiling: float | None = None
+    discharge_ceiling: float | None = None
 
     def closed(self, direction: Direction) -> bool:
         """Return whether the path is closed and may carry current."""
@@ -203,6 +214,12 @@ class PackState:
         """Return the current the path may carry, A; 0 where unknown."""
         limit = self.charge_limit if direction is Direction.CHARGE else self.discharge_limit
         return limit or 0.0
+
+    def ceiling(self, direction: Direction) -> float | None:
+        """Return the most a throttle may set the path to: the pack's own limit, A."""
+        if direction is Direction.CHARGE:
+            return self.charge_limit if self.charge_ceiling is None else self.charge_ceiling
+        return self.discharge_limit if self.discharge_ceiling is None else self.discharge_ceiling
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,6 +273,7 @@ def bank_view(
     paths: Mapping[int, tuple[bool, bool]] | None = None,
     read_at: Mapping[int, datetime] | None = None,
     held_open: Mapping[int, tuple[bool, bool]] | None = None,
+    own_limits: Mapping[int, tuple[float | None, float | None]] | None = None,
 ) -> BankView:
     """Return what the guard needs from a snapshot.
 
@@ -269,8 +287,11 @@ def bank_view(
     open with a 0 A limit (a BMS that lets such a hold lapse): the limit the
     pack reports there is the caller's, not its own, so the guard takes the
     pack's own from its capacity, as it would carry once the hold is let go.
+    ``own_limits``: each pack's own (charge, discharge) limits where a
+    throttle may hold the reported ones lower (the driver keeps them).
     """
     resistances = resistances or {}
+    own_limits = own_limits or {}
     capacities = capacities or {}
     paths = paths or {}
     stale_after = settings.poll_interval * STALE_POLLS
@@ -297,9 +318,11 @@ def bank_view(
             else (reading.discharge_enabled if reading.discharge_enabled is not None else True)
         )
         ohms = resistances.get(address)
-        if ohms is None or not math.isfinite(ohms) or ohms <= 0:
+        estimated = ohms is not None and math.isfinite(ohms) and ohms > 0
+        if ohms is None or not estimated:
             ohms = settings.default_resistance
         when = (read_at or {}).get(address, snapshot.taken_at)
+        own_charge, own_discharge = own_limits.get(address, (None, None))
         packs[address] = PackState(
             address=address,
             voltage=reading.voltage,
@@ -310,6 +333,9 @@ def bank_view(
             discharge_limit=None if discharge is None else max(discharge, 0.0),
             resistance=ohms,
             fresh=bus_fresh and now - when <= stale_after,
+            estimated=estimated,
+            charge_ceiling=_ceiling(own_charge, charge),
+            discharge_ceiling=_ceiling(own_discharge, discharge),
         )
     currents = [reading.current for reading in snapshot.readings.values()]
     current = (
@@ -318,17 +344,52 @@ def bank_view(
     return BankView(packs=packs, current=current, taken_at=snapshot.taken_at)
 
 
-def _direction_limit(packs: Iterable[PackState], direction: Direction) -> tuple[float, int | None]:
-    """Return the most the packs can take one way before one reaches its limit."""
+def _ceiling(own: float | None, reported: float | None) -> float | None:
+    """Return a pack's own limit where it lies above the reported one, else None."""
+    if own is None or not math.isfinite(own) or own < 0:
+        return None
+    return own if reported is None or own > reported else None
+
+
+def current_shares(packs: Iterable[PackState], direction: Direction) -> dict[int, float]:
+    """Return each carrying pack's fraction of a bank current one way, by address.
+
+    Packs share by conductance (1/R). A pack whose resistance is not
+    estimated is taken at the median of the estimates among ``packs``; with
+    no estimate at all, every pack is alike and the shares equal.
+    """
+    packs = list(packs)
     carrying = [pack for pack in packs if pack.closed(direction)]
     if not carrying:
+        return {}
+    estimates = sorted(pack.resistance for pack in packs if pack.estimated)
+    typical = _median(estimates) if estimates else 1.0
+    conductances = {
+        pack.address: 1.0 / (pack.resistance if pack.estimated else typical) for pack in carrying
+    }
+    total = sum(conductances.values())
+    return {address: conductance / total for address, conductance in conductances.items()}
+
+
+def _median(values: list[float]) -> float:
+    middle = len(values) // 2
+    if len(values) % 2:
+        return values[middle]
+    return (values[middle - 1] + values[middle]) / 2
+
+
+def _direction_limit(packs: Iterable[PackState], direction: Direction) -> tuple[float, int | None]:
+    """Return the most the packs can take one way before one reaches its limit."""
+    packs = list(packs)
+    shares = current_shares(packs, direction)
+    if not shares:
         return 0.0, None
-    conductance = sum(1.0 / pack.resistance for pack in carrying)
     best = math.inf
     binding: int | None = None
-    for pack in carrying:
-        share = (1.0 / pack.resistance) / conductance
-        bank = pack.limit(direction) / share
+    for pack in packs:
+        if pack.address not in shares:
+            continue
+        bank = pack.limit(direction) / shares[pack.address]
         if bank < best:
             best, binding = bank, pack.address
     return best, binding
@@ -338,9 +399,10 @@ def safe_limits(packs: Iterable[PackState]) -> SafeLimits:
     """Return the largest charge and discharge current the bank can take.
 
     Each closed path takes a share of the bank current in inverse proportion
-    to its pack's resistance; the bank may take as much as keeps the most
-    loaded pack at its limit. A pack whose path is open (or throttled to
-    0 A) is counted out of that direction.
+    to its pack's resistance (``current_shares``: the bank's estimates where
+    it has them, else equal shares); the bank may take as much as keeps the
+    most loaded pack at its limit. A pack whose path is open (or throttled
+    to 0 A) is counted out of that direction.
     """
     packs = list(packs)
     charge, charge_pack = _direction_limit(packs, Direction.CHARGE)
@@ -360,9 +422,14 @@ def _after(pack: PackState, change: Change) -> PackState:
     charge_limit = pack.charge_limit
     discharge_limit = pack.discharge_limit
     if change.charge_limit is not None:
-        charge_limit = _throttle(charge_limit, change.charge_limit)
+        charge_limit = _throttle(pack.ceiling(Direction.CHARGE), change.charge_limit)
+    elif change.charge is True and pack.charge_ceiling is not None:
+        # A path closed again returns to the pack's own limit.
+        charge_limit = pack.charge_ceiling
     if change.discharge_limit is not None:
-        discharge_limit = _throttle(discharge_limit, change.discharge_limit)
+        discharge_limit = _throttle(pack.ceiling(Direction.DISCHARGE), change.discharge_limit)
+    elif change.discharge is True and pack.discharge_ceiling is not None:
+        discharge_limit = pack.discharge_ceiling
     return PackState(
         address=pack.address,
         voltage=pack.voltage,
@@ -373,11 +440,17 @@ def _after(pack: PackState, change: Change) -> PackState:
         discharge_limit=discharge_limit,
         resistance=pack.resistance,
         fresh=pack.fresh,
+        estimated=pack.estimated,
+        charge_ceiling=pack.charge_ceiling,
+        discharge_ceiling=pack.discharge_ceiling,
     )
 
 
 def _throttle(limit: float | None, asked: float) -> float:
-    """Return the limit a throttle leaves: never above what the BMS allows itself."""
+    """Return the limit a throttle leaves: never above what the BMS allows itself.
+
+    ``limit`` is the pack's own (its ceiling); unknown, the throttle is taken as asked.
+    """
     asked = max(asked, 0.0) if math.isfinite(asked) else 0.0
     return asked if limit is None else min(limit, asked)
 
@@ -416,8 +489,16 @@ def judge(  # noqa: PLR0911 - one return per rule, in the order they are judged
     after = _after(pack, change)
     opening = [d for d in Direction if pack.path(d) and not after.path(d)]
     narrowing = [d for d in Direction if after.limit(d) < pack.limit(d)]
-    closing = [d for d in Direction if not pack.switched_on(d) and after.switched_on(d)]
-    if not opening and not narrowing and not closing:
+    widening = [d for d in Direction if after.limit(d) > pack.limit(d)]
+    # A path joins the bus again when its switch closes, or when a throttle
+    # of 0 A is raised: both are judged as a join.
+    closing = [
+        d
+        for d in Direction
+        if (not pack.switched_on(d) and after.switched_on(d))
+        or (after.switched_on(d) and not pack.path(d) and after.path(d))
+    ]
+    if not opening and not narrowing and not closing and not widening:
         return Decision(allowed=True, reason=Reason.NO_CHANGE, address=address)
     if last_change is not None and now - last_change < settings.min_interval:
         wait = settings.min_interval - (now - last_change)

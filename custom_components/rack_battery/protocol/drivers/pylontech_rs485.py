@@ -299,6 +299,14 @@ class PylontechRs485Driver(PylonAsciiDriver):
         """Return the limits held, by pack address."""
         return dict(self._holds)
 
+    @property
+    def own_limits(self) -> Mapping[int, tuple[float | None, float | None]]:
+        """Return each pack's own (charge, discharge) current limits, A, as last read unheld."""
+        return {
+            address: (limits.charge_current_limit, limits.discharge_current_limit)
+            for address, limits in self._own_limits.items()
+        }
+
     def hold(self, address: int, hold: CurrentHold) -> None:
         """Keep ``hold`` on a pack from the next ``send_holds``; both None releases it."""
         if hold.charge is None and hold.discharge is None:
@@ -356,8 +364,8 @@ class PylontechRs485Driver(PylonAsciiDriver):
             self._own_limits[address] = own
         if own.charge_voltage_limit is None or own.discharge_voltage_limit is None:
             raise FrameError(f"pack {address} reports no voltage limits to send back with 0x94")
-        charge = hold.charge if hold.charge is not None else own.charge_current_limit
-        discharge = hold.discharge if hold.discharge is not None else own.discharge_current_limit
+        charge = _at_most(hold.charge, own.charge_current_limit)
+        discharge = _at_most(hold.discharge, own.discharge_current_limit)
         if charge is None or discharge is None:
             raise FrameError(f"pack {address} reports no current limit to keep with 0x94")
         info = encode_charge_management_command(
@@ -369,3 +377,10 @@ class PylontechRs485Driver(PylonAsciiDriver):
         )
         await self._ask(address, CID2_SET_CHARGE_MANAGEMENT, info)
         self._last_sent[address] = (round(charge, 1), round(discharge, 1))
+
+
+def _at_most(held: float | None, own: float | None) -> float | None:
+    """Return the limit to send one way: the held one, never above the pack's own."""
+    if held is None:
+        return own
+    return held if own is None else min(held, own)
