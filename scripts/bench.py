@@ -406,6 +406,7 @@ def main() -> int:
     asyncio.run(noise_wires())
     text_framers()
     asyncio.run(wires())
+    asyncio.run(__import__("bench_cadence").run())
     analysis()
     control()
     return 0
