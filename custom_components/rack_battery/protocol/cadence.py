@@ -31,6 +31,11 @@ from typing import Final
 SLOW_READ_INTERVAL: Final = 600.0
 
 
+def _monotonic() -> float:
+    # Looked up at each call, so that a clock moved in tests moves this too.
+    return time.monotonic()
+
+
 @dataclass(slots=True)
 class _Kept[T]:
     value: T
@@ -44,11 +49,11 @@ class SlowReads[T]:
     def __init__(
         self,
         interval: float = SLOW_READ_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        """Keep values read every ``interval`` seconds by ``clock``."""
+        """Keep values read every ``interval`` seconds by ``clock`` (the monotonic one)."""
         self.interval = interval
-        self._clock = clock
+        self._clock = clock or _monotonic
         self._kept: dict[int, _Kept[T]] = {}
 
     def due(self, address: int) -> bool:
