@@ -301,8 +301,8 @@ class PylontechRs485Driver(PylonAsciiDriver):
         the master counts exactly as many: its blocks carry no address, so
         with a pack left out every block after it would be taken for its
         neighbour's. None means "read these packs one by one instead": the
-        master refused, did not answer, sent something unusable, or counted
-        other packs than the poll asks for.
+        master refused, did not answer, sent something unusable, counted
+        other packs than the poll asks for, or the link was lost.
         """
         master = (min(wanted) & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
         span = range(master, master + GROUP_STRIDE)
@@ -323,7 +323,10 @@ class PylontechRs485Driver(PylonAsciiDriver):
         except ReturnCodeError as err:
             self._note_whole_bank_refusal(err)
             return None
-        except (PackNotResponding, FrameError):
+        except (PackNotResponding, FrameError, BusUnavailable):
+            # A link lost here (a gateway that resets the connection) is
+            # opened again by the pack-by-pack reads, which fail the poll
+            # if it stays down.
             return None
         if len(states) != len(readings):
             return None
