@@ -272,6 +272,23 @@ def test_bank_analog_with_unknown_items_cannot_be_split() -> None:
         decode_bank_analog(bytes(bad), first_address=2)
 
 
+def test_group_reply_that_runs_on_is_refused() -> None:
+    # A third pack's bytes with a count of two: not the reply it claims to be.
+    with pytest.raises(FrameError, match="runs 3 bytes past its 2 packs"):
+        decode_bank_analog(BANK_ANALOG + bytes.fromhex("0D0505"), first_address=2)
+    block = "02000001000000000006000000"
+    with pytest.raises(FrameError, match="past its 1 packs"):
+        decode_pylontech_bank_alarms(bytes.fromhex("1101" + block + block))
+
+
+def test_group_alarm_reply_is_not_taken_for_a_group_analog_reply() -> None:
+    # The master's 0x44 group answer for two packs of two cells, read as a
+    # 0x42 group answer: its bytes do not add up to two analog blocks.
+    block = "02000001000000000006000000"
+    with pytest.raises(FrameError):
+        decode_bank_analog(bytes.fromhex("1102" + block + block), first_address=2)
+
+
 def test_bank_alarms() -> None:
     block = "02000001000000000006000000"  # FETs on, quiet
     hot = "02000001020000004002000000"  # hot, charge FET on
