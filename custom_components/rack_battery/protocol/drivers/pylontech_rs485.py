@@ -126,8 +126,9 @@ class PylontechRs485Driver(PylonAsciiDriver):
     async def _limits_of(self, address: int) -> ChargeManagement | None:
         """Return the pack's limits: asked where due or held, else as last read.
 
-        A pack that does not answer 0x92 this time keeps its last limits,
-        and is asked again at the next poll.
+        A pack that does not answer 0x92 this time (or a link lost just
+        then, which the next request opens again) keeps its last limits,
+        and is asked again at the next poll: its values were read.
         """
         held = address in self._holds or address in self._last_sent
         if not (held or self.limits.due(address)):
@@ -139,7 +140,7 @@ class PylontechRs485Driver(PylonAsciiDriver):
                 bytes([address]),
                 check=lambda info: decode_charge_management(info, expect_command=address),
             )
-        except (PackNotResponding, FrameError):
+        except (PackNotResponding, FrameError, BusUnavailable):
             self.limits.expire(address)
             return self.limits.get(address)
         if reply is None:
