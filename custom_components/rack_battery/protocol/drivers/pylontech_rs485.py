@@ -16,7 +16,9 @@ packs is read in two transactions instead of 2n. That reply numbers its
 packs only by position, so it is used only when it holds exactly the packs
 the poll asks for in the master's group, from the master up without a gap;
 otherwise (a slave the master cannot reach, a pack not yet in the bank)
-the packs are read one by one, where a missing pack has a name. Firmware
+the packs are read one by one, where a missing pack has a name, and while
+a slave stays unreachable the group read is not asked again until every
+pack answers. Firmware
 that refuses INFO = 0xFF is read pack by pack from then on; packs outside
 the master's group (a second group) are always read pack by pack.
 
@@ -95,6 +97,10 @@ class PylontechRs485Driver(PylonAsciiDriver):
         self.limits: SlowReads[ChargeManagement] = SlowReads()
         # Set once the master has refused INFO = 0xFF: it is not asked again.
         self._whole_bank_refused = False
+        # Set while the master counts fewer packs than the poll asks for (a
+        # slave it cannot reach): the group is read pack by pack, without
+        # asking the group first, until every pack answers again.
+        self._group_short = False
         # 0x94 holds by address, and each pack's own limits (0x92) as last
         # read while nothing was held on it.
         self._holds: dict[int, CurrentHold] = {}
@@ -268,7 +274,12 @@ class PylontechRs485Driver(PylonAsciiDriver):
         """Read every pack: the master's group in one read where it can, the rest one by one."""
         wanted = list(addresses)
         group: dict[int, PackReading] = {}
-        if self.read_whole_bank and wanted and not self._whole_bank_refused:
+        if (
+            self.read_whole_bank
+            and wanted
+            and not self._whole_bank_refused
+            and not self._group_short
+        ):
             group = await self._read_whole_group(wanted) or {}
         rest = [address for address in wanted if address not in group]
         readings: dict[int, PackReading] = {}
@@ -289,6 +300,8 @@ class PylontechRs485Driver(PylonAsciiDriver):
         for address in failed:
             # Read its slow values afresh when it answers again.
             self.limits.expire(address)
+        if not failed:
+            self._group_short = False
         return PollReport(
             readings={address: readings[address] for address in wanted if address in readings},
             failed=failed,
@@ -316,6 +329,7 @@ class PylontechRs485Driver(PylonAsciiDriver):
             )
             readings = decode_bank_analog(analog.info, first_address=master, profile=self.profile)
             if len(readings) != len(in_group):
+                self._group_short = len(readings) < len(in_group)
                 return None
             alarm_reply = await self._ask(
                 master, CID2_ALARMS, bytes([WHOLE_BANK]), check=decode_pylontech_bank_alarms
