@@ -123,6 +123,18 @@ def _start_pylontech_ascii() -> StartServer:
     return start_server
 
 
+def _start_pylontech_ascii_per_pack() -> StartServer:
+    from .pylontech_ascii import start_per_pack_server  # noqa: PLC0415
+
+    return start_per_pack_server
+
+
+def _start_pylontech_ascii_per_pack_pty() -> StartPty:
+    from .pylontech_ascii import start_per_pack_pty  # noqa: PLC0415
+
+    return start_per_pack_pty
+
+
 def _start_pace_ascii() -> StartServer:
     from .pace_ascii import start_server  # noqa: PLC0415
 
@@ -207,6 +219,14 @@ PERSONALITIES: dict[str, Personality] = {
         loader=_start_pylontech_ascii,
         pty_loader=_pty_of("pylontech_ascii"),
         baudrate=115200,
+    ),
+    # Older master firmware: no group read (INFO 0xFF), every pack on its own.
+    "pylontech-ascii-per-pack": Personality(
+        description="Pylontech RS485 ASCII, a master that refuses group reads",
+        first_address=2,
+        default_port=8899,
+        loader=_start_pylontech_ascii_per_pack,
+        pty_loader=_start_pylontech_ascii_per_pack_pty,
     ),
     "pace-ascii": Personality(
         description="PACE RS485 ASCII (VER 0x25)",

@@ -18,7 +18,8 @@ noise before or after a sound reply, a frame with bytes lost from its
 middle, and a reply that claims another address. A pack dropping off the
 bus is the bank's own ``take_off_bus``. ``refuse_bank_reads`` stands for
 a master whose firmware answers pack by pack only and refuses the group
-read (command byte 0xFF) as an unknown command. ``LineFaults.wire`` holds
+read (command byte 0xFF) as an unknown command. A slave whose replies a
+fault spoils is one the master cannot hear: its group read leaves it out. ``LineFaults.wire`` holds
 the generic wire faults of :mod:`simulator.wire_faults`, which every simulated
 wire plays alike (late replies, echoes, noise bursts, dripped replies, a
 reply to another command, a connection reset, a gateway restart, ...). A
@@ -56,7 +57,7 @@ from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
 from .paced import PacedPort
-from .wire_faults import NOTHING, Delivery, WireFaults, reset_connection
+from .wire_faults import NOTHING, SURVIVABLE, Delivery, WireFaults, reset_connection
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF
@@ -112,6 +113,18 @@ class LineFaults:
     def active(self, address: int) -> set[Fault]:
         """Return the faults that apply to a reply at ``address``."""
         return self.line | self.packs.get(address, set())
+
+    def cuts_off(self, address: int) -> bool:
+        """Return whether the master, relaying for the pack at ``address``, hears nothing usable.
+
+        Every fault of the pack's own replies but noise around a sound
+        frame, and every wire fault after which its sound reply does not
+        arrive. A group read (command byte 0xFF) leaves such a slave out of
+        its count, as a master does with a slave it cannot reach.
+        """
+        spoiled = self.packs.get(address, set()) - {Fault.GARBAGE_BEFORE, Fault.GARBAGE_AFTER}
+        wire = self.wire.packs.get(address)
+        return bool(spoiled) or (wire is not None and wire not in SURVIVABLE)
 
     def apply(self, address: int, reply: bytes) -> bytes | None:
         """Return ``reply`` as the faulty line delivers it (None: nothing arrives)."""
@@ -244,7 +257,12 @@ def answer(
                 # for those: a block has no address and no "absent" mark,
                 # so a slave it cannot reach is left out of the count and
                 # the blocks after it move up a place.
-                reachable = [each for each in bank.packs if each.online]
+                reachable = [
+                    each
+                    for each in bank.packs
+                    if each.online
+                    and (each is master or faults is None or not faults.cuts_off(each.address))
+                ]
                 info = dialect.bank_answers[frame.cid2](reachable, dialect.profile)
         elif pack.online and frame.cid2 in dialect.writes:
             taken = takes_write(pack)

@@ -11,7 +11,9 @@ its own. The master also answers 0x42 and 0x44 for every pack it reaches
 when asked with command byte 0xFF: the count it sends is of the packs it
 reached, so a slave taken off the bus is not counted (the vendor documents
 give each of the M blocks a pack's data and no address, and have no way to
-mark one as missing).
+mark one as missing). Older master firmware answers pack by pack only and
+refuses the group read as an unknown command: ``per_pack_firmware`` (and
+``--protocol pylontech-ascii-per-pack``) plays that master.
 
 Values are encoded from the bank's state at the moment each request
 arrives, in the units of the Pylontech profile. The answering machinery and
@@ -58,6 +60,9 @@ __all__ = [
     "RunningPty",
     "RunningServer",
     "answer",
+    "per_pack_firmware",
+    "start_per_pack_pty",
+    "start_per_pack_server",
     "start_pty",
     "start_server",
 ]
@@ -254,4 +259,27 @@ async def start_pty(
     """
     return await serve_pty(
         bank, DIALECT, faults, baudrate=baudrate, answer_time=answer_time("pylontech_rs485")
+    )
+
+
+def per_pack_firmware() -> LineFaults:
+    """Return line settings for a master whose firmware refuses the group read (INFO 0xFF)."""
+    return LineFaults(refuse_bank_reads=True)
+
+
+async def start_per_pack_server(
+    bank: SimBank, host: str = "127.0.0.1", port: int = 0
+) -> RunningServer:
+    """Serve ``bank`` on TCP behind a master that answers pack by pack only."""
+    return await serve_tcp(bank, DIALECT, host, port, per_pack_firmware())
+
+
+async def start_per_pack_pty(bank: SimBank, *, baudrate: int | None = None) -> RunningPty:
+    """Serve ``bank`` on a pseudo-terminal behind a master that answers pack by pack only."""
+    return await serve_pty(
+        bank,
+        DIALECT,
+        per_pack_firmware(),
+        baudrate=baudrate,
+        answer_time=answer_time("pylontech_rs485"),
     )

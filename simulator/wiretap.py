@@ -34,6 +34,8 @@ class Wiretap:
     # Requests that arrived while another was still unanswered.
     overlaps: int = 0
     most_in_flight: int = 0
+    # Bytes the server sent back, in all.
+    reply_bytes: int = 0
     _waiting: set[int] = field(default_factory=set, repr=False)
     _server: asyncio.Server | None = field(default=None, repr=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -46,9 +48,15 @@ class Wiretap:
         self.most_in_flight = max(self.most_in_flight, len(self._waiting))
         self.requests.append(data)
 
-    def note_answer(self, client: int) -> None:
-        """Mark a client's request as answered."""
+    def note_answer(self, client: int, size: int = 0) -> None:
+        """Mark a client's request as answered by ``size`` bytes."""
         self._waiting.discard(client)
+        self.reply_bytes += size
+
+    @property
+    def request_bytes(self) -> int:
+        """Return the bytes of every request, in all."""
+        return sum(len(request) for request in self.requests)
 
     async def stop(self) -> None:
         """Stop listening and drop every connection."""
@@ -126,7 +134,7 @@ async def start_wiretap(
                 _pump(
                     server_reader,
                     client_writer,
-                    lambda _data: tap.note_answer(number),
+                    lambda data: tap.note_answer(number, len(data)),
                     reply_delay,
                 ),
             )

@@ -18,6 +18,7 @@ import pytest
 
 from custom_components.rack_battery.bank.model import PackReading
 from custom_components.rack_battery.protocol import alarms as a
+from custom_components.rack_battery.protocol.cadence import SLOW_READ_INTERVAL, SlowReads
 from custom_components.rack_battery.protocol.catalog import open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.drivers.pace_ascii import PaceAsciiDriver
@@ -179,6 +180,8 @@ async def test_fault_fails_one_pack(
     line: Line, fault: Fault, error: type[Exception], message: str
 ) -> None:
     broken = line.addresses[1]
+    # On Pylontech the master's group read leaves out the slave it cannot
+    # hear; the poll then asks each pack on its own, and names the one.
     line.faults.inject(fault, broken)
     with pytest.raises(error, match=message):
         await line.driver.read_pack(broken)
@@ -250,32 +253,60 @@ async def test_pylontech_limits(
     assert parameters.charge_low_temperature == 0.0
 
 
+def _count_requests(driver: PylontechRs485Driver) -> list[bytes]:
+    """Return a list that gets every request the driver sends from now on."""
+    sent: list[bytes] = []
+    original = driver.transport.exchange
+
+    async def counting(request: bytes, accept: Callable[[bytes], object]) -> object:
+        sent.append(request)
+        return await original(request, accept)
+
+    driver.transport.exchange = counting  # type: ignore[method-assign,assignment]
+    return sent
+
+
+def _commands(requests: list[bytes]) -> list[tuple[int, int, int]]:
+    """Return (ADR, CID2, command byte) of each request."""
+    return [(int(r[3:5], 16), int(r[7:9], 16), int(r[13:15], 16)) for r in requests]
+
+
 async def test_pylontech_whole_bank_in_two_transactions(
     pylontech_line: tuple[SimBank, pylontech_ascii.RunningServer],
 ) -> None:
     bank, server = pylontech_line
-    transport_requests: list[bytes] = []
+    now = [1000.0]
     driver = PylontechRs485Driver.over_tcp(server.host, server.port, timeout=TIMEOUT)
-    driver.read_whole_bank = True
-    original = driver.transport.exchange
-
-    async def counting(request: bytes, accept: Callable[[bytes], object]) -> object:
-        transport_requests.append(request)
-        return await original(request, accept)
-
-    driver.transport.exchange = counting  # type: ignore[method-assign,assignment]
+    driver.limits = SlowReads(clock=lambda: now[0])
+    sent = _count_requests(driver)
     try:
+        # The first poll reads the group, then each pack's limits (0x92)
+        # once; the polls after it only the group, until the limits are due.
         report = await driver.poll([2, 3, 4, 5])
         assert report.failed == {}
-        assert len(transport_requests) == 2  # 0x42 and 0x44, INFO = FF, to the master
-        assert all(
-            request[3:5] == b"02" and request[13:15] == b"FF" for request in transport_requests
-        )
+        assert _commands(sent) == [
+            (2, 0x42, 0xFF),
+            (2, 0x44, 0xFF),
+            *((address, 0x92, address) for address in (2, 3, 4, 5)),
+        ]
         for address in (2, 3, 4, 5):
             reading = report.readings[address]
             assert reading.voltage == pytest.approx(bank.pack(address).voltage, abs=0.0005)
             assert reading.current == pytest.approx(bank.pack(address).current, abs=0.05)
             assert reading.charge_enabled is True
+        sent.clear()
+        now[0] += SLOW_READ_INTERVAL - 1
+        report = await driver.poll([2, 3, 4, 5])
+        assert _commands(sent) == [(2, 0x42, 0xFF), (2, 0x44, 0xFF)]
+        # The limits stay in every reading between two reads of them.
+        for address in (2, 3, 4, 5):
+            assert report.readings[address].charge_current_limit == pytest.approx(
+                pylontech_ascii.CHARGE_CURRENT_LIMIT
+            )
+        sent.clear()
+        now[0] += 1
+        await driver.poll([2, 3, 4, 5])
+        assert len(sent) == 2 + 4
 
         # With a slave gone the bank reply cannot say which; the poll reads
         # pack by pack and names the one that is missing.
@@ -283,6 +314,86 @@ async def test_pylontech_whole_bank_in_two_transactions(
         report = await driver.poll([2, 3, 4, 5])
         assert list(report.failed) == [4]
         assert sorted(report.readings) == [2, 3, 5]
+        # While it stays gone, the group is not asked first in vain.
+        sent.clear()
+        report = await driver.poll([2, 3, 4, 5])
+        assert list(report.failed) == [4]
+        assert _commands(sent) == [
+            (2, 0x42, 2), (2, 0x44, 2), (3, 0x42, 3), (3, 0x44, 3), (4, 0x42, 4),
+            (5, 0x42, 5), (5, 0x44, 5),
+        ]  # fmt: skip
+        # Back on the bus, it is read on its own once, with its slow values
+        # afresh; then the group read serves every pack again.
+        bank.put_on_bus(4)
+        sent.clear()
+        report = await driver.poll([2, 3, 4, 5])
+        assert sorted(report.readings) == [2, 3, 4, 5]
+        assert (4, 0x92, 4) in _commands(sent)
+        sent.clear()
+        report = await driver.poll([2, 3, 4, 5])
+        assert sorted(report.readings) == [2, 3, 4, 5]
+        assert _commands(sent) == [(2, 0x42, 0xFF), (2, 0x44, 0xFF)]
+    finally:
+        await driver.close()
+
+
+async def test_pylontech_master_refusing_group_reads_is_read_pack_by_pack() -> None:
+    bank = make_bank(3, first_address=2, load=constant_load(20.0))
+    server = await pylontech_ascii.start_per_pack_server(bank)
+    driver = PylontechRs485Driver.over_tcp(server.host, server.port, timeout=TIMEOUT)
+    sent = _count_requests(driver)
+    try:
+        report = await driver.poll([2, 3, 4])
+        assert report.failed == {}
+        for address in (2, 3, 4):
+            assert_reads_like(report.readings[address], bank.pack(address))
+        # Refused once ("CID2 invalid"), then never asked again.
+        assert _commands(sent)[0] == (2, 0x42, 0xFF)
+        sent.clear()
+        await driver.poll([2, 3, 4])
+        assert _commands(sent) == [
+            (address, cid2, address) for address in (2, 3, 4) for cid2 in (0x42, 0x44)
+        ]
+    finally:
+        await driver.close()
+        await server.stop()
+
+
+async def test_pylontech_garbled_group_reply_falls_back(
+    pylontech_line: tuple[SimBank, pylontech_ascii.RunningServer],
+) -> None:
+    _bank, server = pylontech_line
+    server.faults.inject(Fault.BAD_CHECKSUM, 2)
+    driver = PylontechRs485Driver.over_tcp(server.host, server.port, timeout=TIMEOUT)
+    try:
+        report = await driver.poll([2, 3, 4, 5])
+        # The master's replies are garbled, its slaves' are not: the poll
+        # falls back to them one by one, and the group read is tried again
+        # next time (a garbled frame is no refusal).
+        assert list(report.failed) == [2]
+        assert sorted(report.readings) == [3, 4, 5]
+        server.faults.mend(Fault.BAD_CHECKSUM, 2)
+        sent = _count_requests(driver)
+        report = await driver.poll([2, 3, 4, 5])
+        assert sorted(report.readings) == [2, 3, 4, 5]
+        assert _commands(sent)[:2] == [(2, 0x42, 0xFF), (2, 0x44, 0xFF)]
+    finally:
+        await driver.close()
+
+
+async def test_pylontech_held_limits_are_read_every_poll(
+    pylontech_line: tuple[SimBank, pylontech_ascii.RunningServer],
+) -> None:
+    _bank, server = pylontech_line
+    driver = PylontechRs485Driver.over_tcp(server.host, server.port, timeout=TIMEOUT)
+    try:
+        await driver.poll([2, 3, 4, 5])
+        await driver.set_current_limits(3, charge=10.0, discharge=None)
+        sent = _count_requests(driver)
+        report = await driver.poll([2, 3, 4, 5])
+        # The held pack's limits are its read-back: asked every poll.
+        assert _commands(sent) == [(2, 0x42, 0xFF), (2, 0x44, 0xFF), (3, 0x92, 3)]
+        assert report.readings[3].charge_current_limit == pytest.approx(10.0)
     finally:
         await driver.close()
 

@@ -207,6 +207,62 @@ def test_bank_analog() -> None:
     assert first.mosfet_temperature is None  # one sensor only
 
 
+# The group request and a whole group reply frame. The request is the one
+# the V3.3 document describes for the system (ADR = 0x02 + 0x10 m, INFO =
+# 0xFF): "~" 20 02 46 42 E002 FF CHKSUM "\r". Its characters "20024642E002FF"
+# add up to 0x32+0x30+0x30+0x32 + 0x34+0x36+0x34+0x32 + 0x45+0x30+0x30+0x32
+# + 0x46+0x46 = 0x2F7, so CHKSUM = 0x10000 - 0x2F7 = FD09.
+GROUP_REQUEST = b"~20024642E002FFFD09\r"
+
+# Each block is the V3.3 document's own 74 Ah example (section 4), from the
+# cell count on: 15 cells, 5 temperatures, current 0, module voltage C725
+# (50981 mV), remaining FFFF and user-defined count 4 (a pack over 65 Ah),
+# total FFFF, cycles 0002, remaining 2 = 00CA58 (51800 mAh), total 2 =
+# 012110 (74000 mAh). The second pack differs in its current, 0xFFD8
+# (-40 x 0.1 A = -4.0 A discharging), and its cycles, 0x0003.
+_EXAMPLE_CELLS = "0F0D450D440D450D440D450D440D3E0D450D4A0D4A0D4B0D4A0D4A0D4A0D4A"
+_EXAMPLE_TEMPERATURES = "050BC30BC30BC30BCD0BCD"  # 3011 -> 28.0, 3021 -> 29.0 degC
+GROUP_REPLY_INFO = (
+    "11"  # INFOFLAG
+    "02"  # with INFO = 0xFF: the number of packs, M = 2
+    + _EXAMPLE_CELLS + _EXAMPLE_TEMPERATURES + "0000" "C725" "FFFF" "04"
+    + "FFFF" "0002" "00CA58" "012110"
+    + _EXAMPLE_CELLS + _EXAMPLE_TEMPERATURES + "FFD8" "C725" "FFFF" "04"
+    + "FFFF" "0003" "00CA58" "012110"
+)  # fmt: skip
+
+
+def _group_reply_frame() -> bytes:
+    """Return the master's reply, LENGTH and CHKSUM worked out by the document's rules."""
+    lenid = len(GROUP_REPLY_INFO)  # ASCII characters of INFO
+    lchksum = -((lenid >> 8) + (lenid >> 4 & 0xF) + (lenid & 0xF)) & 0xF
+    body = f"20024600{lchksum:X}{lenid:03X}{GROUP_REPLY_INFO}"
+    chksum = -sum(body.encode()) & 0xFFFF
+    return f"~{body}{chksum:04X}\r".encode()
+
+
+def test_group_request_checksum() -> None:
+    assert checksum(GROUP_REQUEST[1:-5]) == 0xFD09
+
+
+def test_group_reply_of_the_document_example() -> None:
+    frame = decode_frame(_group_reply_frame())
+    assert (frame.adr, frame.cid2) == (2, 0x00)
+    master, slave = decode_bank_analog(frame.info, first_address=2)
+    assert (master.address, slave.address) == (2, 3)
+    for pack in (master, slave):
+        assert pack.cell_voltages[:3] == (3.397, 3.396, 3.397)
+        assert pack.cell_voltages[-1] == 3.402
+        assert len(pack.cell_voltages) == 15
+        assert pack.temperatures == (28.0, 28.0, 28.0, 29.0, 29.0)
+        assert pack.voltage == 50.981
+        # The 24-bit fields win over the 0xFFFF in the 16-bit ones.
+        assert (pack.remaining_capacity, pack.full_capacity) == (51.8, 74.0)
+        assert pack.soc == 70.0  # 51.8 / 74.0
+    assert (master.current, slave.current) == (0.0, -4.0)
+    assert (master.cycles, slave.cycles) == (2, 3)
+
+
 def test_bank_analog_with_unknown_items_cannot_be_split() -> None:
     # Five user-defined items where Pylontech defines four: where the next
     # pack's block begins is unknowable.
@@ -214,6 +270,23 @@ def test_bank_analog_with_unknown_items_cannot_be_split() -> None:
     bad[2 + 1 + 4 + 1 + 2 + 6] = 5
     with pytest.raises(FrameError, match="next pack's block"):
         decode_bank_analog(bytes(bad), first_address=2)
+
+
+def test_group_reply_that_runs_on_is_refused() -> None:
+    # A third pack's bytes with a count of two: not the reply it claims to be.
+    with pytest.raises(FrameError, match="runs 3 bytes past its 2 packs"):
+        decode_bank_analog(BANK_ANALOG + bytes.fromhex("0D0505"), first_address=2)
+    block = "02000001000000000006000000"
+    with pytest.raises(FrameError, match="past its 1 packs"):
+        decode_pylontech_bank_alarms(bytes.fromhex("1101" + block + block))
+
+
+def test_group_alarm_reply_is_not_taken_for_a_group_analog_reply() -> None:
+    # The master's 0x44 group answer for two packs of two cells, read as a
+    # 0x42 group answer: its bytes do not add up to two analog blocks.
+    block = "02000001000000000006000000"
+    with pytest.raises(FrameError):
+        decode_bank_analog(bytes.fromhex("1102" + block + block), first_address=2)
 
 
 def test_bank_alarms() -> None:

@@ -14,7 +14,10 @@ order makes the image big-endian throughout, so a 32-bit field sends its
 high word first.
 
 Reads longer than about 40 registers are reported to fail on these packs,
-so the live block is read in chunks of at most 40.
+so no read asks for more than 40. A poll reads only the three spans of the
+live block that the reading decodes (cells and their mask; the MOSFET
+temperature to the sensor flags; temperatures 3 to 5), each within that
+limit: three requests where the whole block would take four.
 
 DIP address 0 makes a pack the bus master: it polls units 1 to 15 itself,
 and a second master on the line garbles both. Such a bank is read with the
@@ -131,6 +134,14 @@ class LiveExtra(IntEnum):
 
 # The live block up to the last field decoded: 0x100 bytes, 128 registers.
 LIVE_BYTES: Final = 0x100
+# The spans of it a reading decodes, as (first byte, end byte), each at most
+# MAX_CHUNK registers: 34, 36 and 3 registers. What lies between (wire
+# resistances, counters) is not read.
+LIVE_SPANS: Final = (
+    (Live.CELLS, Live.CELL_PRESENT + 4),
+    (Live.MOSFET_TEMPERATURE, Live.SENSORS_HEATING + 2),
+    (Live.TEMPERATURE_3, Live.TEMPERATURE_5 + 2),
+)
 INFO_BYTES: Final = 0x20
 # Settings read for the identity: cell count (u32 at 0x6C) to design capacity (u32 at 0x7C).
 SETTINGS_CELL_COUNT: Final = 0x6C
@@ -445,8 +456,11 @@ class JkPbDriver(LinkedDriver[ModbusTransport]):
         return image[:size]
 
     async def read_pack(self, address: int) -> PackReading:
-        """Read one pack's live block in chunks of at most 40 registers."""
-        return decode_live(address, await self._read_bytes(address, Block.LIVE, LIVE_BYTES))
+        """Read the spans of one pack's live block that a reading decodes (three reads)."""
+        image = bytearray(LIVE_BYTES)
+        for start, end in LIVE_SPANS:
+            image[start:end] = await self._read_bytes(address, Block.LIVE + start, end - start)
+        return decode_live(address, bytes(image))
 
     async def read_identity(self, address: int) -> PackIdentity:
         """Ask one pack who it is (the measurements first: an absent unit fails fast)."""

@@ -9,13 +9,24 @@ When the master cannot reach a slave it answers for it with return code
 nothing answers at all.
 
 A pack is read as 0x42 (values), 0x44 (alarms, FET state) and 0x92 (the
-limits it asks of the inverter): three short transactions at 115200 baud.
-The master can also answer 0x42 and 0x44 for its whole group at once
-(INFO = 0xFF); ``read_whole_bank`` makes a poll try that first, which turns
-2n transactions into two. That reply numbers its packs only by position,
-so it is used only when it holds as many packs as the poll asks for; a
-bank with a pack missing is read pack by pack, where a missing pack has a
-name. Limits are not part of the bank reply and are left out of it.
+limits it asks of the inverter). The master also answers 0x42 and 0x44 for
+its whole group at once (INFO = 0xFF: a flag, the number of packs M, then M
+blocks laid out as one pack's), so a poll asks it that first: a bank of n
+packs is read in two transactions instead of 2n. That reply numbers its
+packs only by position, so it is used only when it holds exactly the packs
+the poll asks for in the master's group, from the master up without a gap;
+otherwise (a slave the master cannot reach, a pack not yet in the bank)
+the packs are read one by one, where a missing pack has a name, and while
+a slave stays unreachable the group read is not asked again until every
+pack answers. Firmware
+that refuses INFO = 0xFF is read pack by pack from then on; packs outside
+the master's group (a second group) are always read pack by pack.
+
+The limits of 0x92 are not in the group reply. They move in steps, with
+the temperature and the state of charge, so they are read at the slow
+cadence of :mod:`..cadence` and kept in every reading between two reads;
+a pack whose limits are held by 0x94 (or were until lately) has them read
+every poll, as the read-back of the hold.
 
 A scan uses the same reply for its count: the master says how many packs
 it reached, so a scan asks only as far as it must instead of waiting out a
@@ -32,7 +43,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ...bank.model import PackIdentity, PackReading, PollReport
-from ..errors import FrameError, PackNotResponding, ProtocolError
+from ..cadence import SlowReads
+from ..errors import BusUnavailable, FrameError, PackNotResponding, ProtocolError
 from ..pylon.alarms import AlarmState, decode_pylontech_alarms, decode_pylontech_bank_alarms
 from ..pylon.analog import decode_bank_analog
 from ..pylon.frame import RTN_CID2_INVALID, ReturnCodeError
@@ -77,12 +89,18 @@ class PylontechRs485Driver(PylonAsciiDriver):
     addresses: ClassVar[range] = range(2, 10)
     profile = PYLONTECH
 
-    def __init__(self, transport: AsciiTransport, *, read_whole_bank: bool = False) -> None:
-        """Drive the packs behind ``transport``; optionally poll the bank in one read."""
+    def __init__(self, transport: AsciiTransport, *, read_whole_bank: bool = True) -> None:
+        """Drive the packs behind ``transport``; poll the group in one read unless told not to."""
         super().__init__(transport)
         self.read_whole_bank = read_whole_bank
+        # Each pack's 0x92 limits, read at the slow cadence.
+        self.limits: SlowReads[ChargeManagement] = SlowReads()
         # Set once the master has refused INFO = 0xFF: it is not asked again.
         self._whole_bank_refused = False
+        # Set while the master counts fewer packs than the poll asks for (a
+        # slave it cannot reach): the group is read pack by pack, without
+        # asking the group first, until every pack answers again.
+        self._group_short = False
         # 0x94 holds by address, and each pack's own limits (0x92) as last
         # read while nothing was held on it.
         self._holds: dict[int, CurrentHold] = {}
@@ -96,16 +114,45 @@ class PylontechRs485Driver(PylonAsciiDriver):
 
     async def read_pack(self, address: int) -> PackReading:
         """Read one pack: values, alarms and, where the firmware has it, its limits."""
-        reading = await super().read_pack(address)
-        reply = await self._ask_if_supported(
-            address,
-            CID2_CHARGE_MANAGEMENT,
-            bytes([address]),
-            check=lambda info: decode_charge_management(info, expect_command=address),
-        )
-        if reply is None:
+        return await self._with_limits(address, await super().read_pack(address))
+
+    async def _with_limits(self, address: int, reading: PackReading) -> PackReading:
+        """Return ``reading`` with the pack's 0x92 limits, read now if they are due."""
+        limits = await self._limits_of(address)
+        if limits is None:
             return reading
+        return replace(
+            reading,
+            charge_voltage_limit=limits.charge_voltage_limit,
+            discharge_voltage_limit=limits.discharge_voltage_limit,
+            charge_current_limit=limits.charge_current_limit,
+            discharge_current_limit=limits.discharge_current_limit,
+        )
+
+    async def _limits_of(self, address: int) -> ChargeManagement | None:
+        """Return the pack's limits: asked where due or held, else as last read.
+
+        A pack that does not answer 0x92 this time (or a link lost just
+        then, which the next request opens again) keeps its last limits,
+        and is asked again at the next poll: its values were read.
+        """
+        held = address in self._holds or address in self._last_sent
+        if not (held or self.limits.due(address)):
+            return self.limits.get(address)
+        try:
+            reply = await self._ask_if_supported(
+                address,
+                CID2_CHARGE_MANAGEMENT,
+                bytes([address]),
+                check=lambda info: decode_charge_management(info, expect_command=address),
+            )
+        except (PackNotResponding, FrameError, BusUnavailable):
+            self.limits.expire(address)
+            return self.limits.get(address)
+        if reply is None:
+            return None
         limits = decode_charge_management(reply.info, expect_command=address)
+        self.limits.store(address, limits)
         sent = self._last_sent.get(address)
         if address not in self._holds and (
             sent is None or sent != (limits.charge_current_limit, limits.discharge_current_limit)
@@ -114,13 +161,7 @@ class PylontechRs485Driver(PylonAsciiDriver):
             # then it still reports what it was last sent.
             self._own_limits[address] = limits
             self._last_sent.pop(address, None)
-        return replace(
-            reading,
-            charge_voltage_limit=limits.charge_voltage_limit,
-            discharge_voltage_limit=limits.discharge_voltage_limit,
-            charge_current_limit=limits.charge_current_limit,
-            discharge_current_limit=limits.discharge_current_limit,
-        )
+        return limits
 
     async def read_system_parameters(self, address: int) -> SystemParameters:
         """Ask one pack for its alarm and protection thresholds (0x47)."""
@@ -230,30 +271,66 @@ class PylontechRs485Driver(PylonAsciiDriver):
         return present
 
     async def poll(self, addresses: Iterable[int]) -> PollReport:
-        """Read every pack; in one bank read where enabled and the master can."""
+        """Read every pack: the master's group in one read where it can, the rest one by one."""
         wanted = list(addresses)
-        if self.read_whole_bank and wanted and not self._whole_bank_refused:
-            readings = await self._read_whole_bank(wanted)
-            if readings is not None:
-                return PollReport(
-                    readings={
-                        address: self.screened(address, readings[address]) for address in wanted
-                    }
-                )
-        return await super().poll(wanted)
+        group: dict[int, PackReading] = {}
+        if (
+            self.read_whole_bank
+            and wanted
+            and not self._whole_bank_refused
+            and not self._group_short
+        ):
+            group = await self._read_whole_group(wanted) or {}
+        rest = [address for address in wanted if address not in group]
+        readings: dict[int, PackReading] = {}
+        failed: dict[int, str] = {}
+        if rest:
+            try:
+                report = await super().poll(rest)
+            except BusUnavailable as err:
+                if not group:
+                    raise
+                # The master answered for its group: the bus is up, and
+                # only the packs read on their own went unanswered.
+                report = PollReport(failed=dict.fromkeys(rest, str(err)))
+            readings.update(report.readings)
+            failed.update(report.failed)
+        for address, reading in group.items():
+            readings[address] = self.screened(address, await self._with_limits(address, reading))
+        for address in failed:
+            # Read its slow values afresh when it answers again.
+            self.limits.expire(address)
+        if not failed:
+            self._group_short = False
+        return PollReport(
+            readings={address: readings[address] for address in wanted if address in readings},
+            failed=failed,
+        )
 
-    async def _read_whole_bank(self, wanted: list[int]) -> dict[int, PackReading] | None:
-        """Return every wanted pack from the master's two bank replies, or None.
+    async def _read_whole_group(self, wanted: list[int]) -> dict[int, PackReading] | None:
+        """Return the packs of the master's group from its two group replies, or None.
 
-        None means "read pack by pack instead": the master refused, did not
-        answer, sent something unusable, or left out a pack.
+        Only the wanted packs of the group of the lowest wanted address are
+        in it, and only when they run from the master up without a gap and
+        the master counts exactly as many: its blocks carry no address, so
+        with a pack left out every block after it would be taken for its
+        neighbour's. None means "read these packs one by one instead": the
+        master refused, did not answer, sent something unusable, counted
+        other packs than the poll asks for, or the link was lost.
         """
         master = (min(wanted) & ~(GROUP_STRIDE - 1)) | MASTER_OFFSET
+        span = range(master, master + GROUP_STRIDE)
+        in_group = sorted(address for address in wanted if address in span)
+        if not in_group or in_group != list(range(master, master + len(in_group))):
+            return None
         try:
             analog = await self._ask(
                 master, CID2_ANALOG, bytes([WHOLE_BANK]), check=self._bank_analog_check(master)
             )
             readings = decode_bank_analog(analog.info, first_address=master, profile=self.profile)
+            if len(readings) != len(in_group):
+                self._group_short = len(readings) < len(in_group)
+                return None
             alarm_reply = await self._ask(
                 master, CID2_ALARMS, bytes([WHOLE_BANK]), check=decode_pylontech_bank_alarms
             )
@@ -261,17 +338,17 @@ class PylontechRs485Driver(PylonAsciiDriver):
         except ReturnCodeError as err:
             self._note_whole_bank_refusal(err)
             return None
-        except (PackNotResponding, FrameError):
+        except (PackNotResponding, FrameError, BusUnavailable):
+            # A link lost here (a gateway that resets the connection) is
+            # opened again by the pack-by-pack reads, which fail the poll
+            # if it stays down.
             return None
         if len(states) != len(readings):
             return None
-        by_address = {
+        return {
             reading.address: with_alarms(reading, state)
             for reading, state in zip(readings, states, strict=True)
         }
-        if any(address not in by_address for address in wanted):
-            return None
-        return by_address
 
     def _bank_analog_check(self, master: int) -> Callable[[bytes], object]:
         return lambda info: decode_bank_analog(info, first_address=master, profile=self.profile)
@@ -362,6 +439,7 @@ class PylontechRs485Driver(PylonAsciiDriver):
             reply = await self._ask(address, CID2_CHARGE_MANAGEMENT, bytes([address]))
             own = decode_charge_management(reply.info, expect_command=address)
             self._own_limits[address] = own
+            self.limits.store(address, own)
         if own.charge_voltage_limit is None or own.discharge_voltage_limit is None:
             raise FrameError(f"pack {address} reports no voltage limits to send back with 0x94")
         charge = _at_most(hold.charge, own.charge_current_limit)

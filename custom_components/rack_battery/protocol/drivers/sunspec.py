@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Final, Self
 
-from ...bank.model import PackIdentity, PackReading
+from ...bank.model import PackIdentity, PackReading, PollReport
 from ..errors import ControlNotSupported, FrameError, PackNotResponding, WriteRefused
 from ..transport.modbus_tcp import ModbusExceptionError, ModbusTcpTransport, ModbusTransport
 from .base import LinkedDriver
@@ -741,6 +741,12 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
     once and kept: it does not move while the device runs, and walking it
     costs one request per model. A block that no longer holds the model it
     held sends the next read back to walking the map.
+
+    Within one poll each block is read once, whatever number of packs it
+    serves: the bank model 803 holds every string, and a string's block
+    serves each of its modules. A module's string (its current, contactor
+    and events) comes from 803 where the device has it, one read for every
+    string, rather than from each string's own 804.
     """
 
     family: ClassVar[str] = FAMILY
@@ -754,6 +760,8 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
         self.unit = unit
         self._layout: _Layout | None = None
         self._no_map: tuple[float, FrameError | PackNotResponding] | None = None
+        # The bodies read in the poll under way, by block address.
+        self._bodies: dict[int, list[int]] | None = None
 
     @classmethod
     def over_tcp(
@@ -816,8 +824,27 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
             modules=modules,
         )
 
+    async def poll(self, addresses: Iterable[int]) -> PollReport:
+        """Read every pack, each block of the map at most once."""
+        self._bodies = {}
+        try:
+            return await super().poll(addresses)
+        finally:
+            self._bodies = None
+
     async def _body(self, block: ModelBlock) -> list[int]:
-        """Read a model with its header, and check the header still names it."""
+        """Read a model with its header, and check the header still names it.
+
+        In a poll, a block read already is not asked again.
+        """
+        if self._bodies is not None and (body := self._bodies.get(block.address)) is not None:
+            return body
+        body = await self._read_body(block)
+        if self._bodies is not None:
+            self._bodies[block.address] = body
+        return body
+
+    async def _read_body(self, block: ModelBlock) -> list[int]:
         whole = await read_model(
             self._read,
             ModelBlock(
@@ -938,14 +965,15 @@ class SunSpecDriver(LinkedDriver[ModbusTransport]):
         return replace(module, reading=merged)
 
     async def _string_of(self, layout: _Layout, index: int | None) -> PackReading | None:
+        """Return a module's string: from 803 (one read for all) where it says, else 804."""
         if index is None:
             return None
-        if index in layout.strings:
-            return decode_lithium_string(await self._body(layout.strings[index])).reading
         if layout.bank is not None:
             for string in await self._bank_strings(layout):
-                if string.index == index:
+                if string.index == index and string.reading.current is not None:
                     return string.reading
+        if index in layout.strings:
+            return decode_lithium_string(await self._body(layout.strings[index])).reading
         return None
 
     async def _string_reading(self, layout: _Layout, address: int) -> PackReading:

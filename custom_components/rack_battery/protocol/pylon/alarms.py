@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .. import alarms as a
+from ..errors import FrameError
 from .analog import Commands, InfoReader, check_command
 
 # What one per-cell or per-sensor status byte says.
@@ -140,12 +141,16 @@ def decode_pylontech_alarms(info: bytes, *, expect_command: Commands = None) -> 
 def decode_pylontech_bank_alarms(info: bytes) -> list[AlarmState]:
     """Return each pack's state from the master's 0x44 reply to INFO = 0xFF.
 
-    The command byte's place holds the number of packs, then one block each.
+    The command byte's place holds the number of packs, then one block each
+    and nothing after the last: a reply that runs on is not this one.
     """
     reader = InfoReader(info, "0x44 bank")
     reader.unsigned(1, "the flag byte")
     count = reader.unsigned(1, "the pack count")
-    return [pylontech_block(reader) for _ in range(count)]
+    states = [pylontech_block(reader) for _ in range(count)]
+    if reader.remaining:
+        raise FrameError(f"0x44 bank reply runs {reader.remaining} bytes past its {count} packs")
+    return states
 
 
 # ---------------------------------------------------------------------------

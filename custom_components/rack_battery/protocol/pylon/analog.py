@@ -165,14 +165,42 @@ def decode_bank_analog(
     number of packs, then one block per pack with no address of its own:
     the blocks are the master and its slaves in address order, so the
     n-th block is taken to be the pack at ``first_address + n``.
+
+    The blocks carry no address to check, so their shape is: each has at
+    least the user-defined items the vendor sends, and nothing follows the
+    last. Another reply read as this one (a group 0x44 answer) fails there.
     """
     reader = InfoReader(info, "0x42 bank")
     reader.unsigned(1, "the flag byte")
     count = reader.unsigned(1, "the pack count")
-    return [
+    readings = [
         analog_block(reader, address=first_address + index, profile=profile, more_blocks=True)
         for index in range(count)
     ]
+    if reader.remaining:
+        raise FrameError(f"0x42 bank reply runs {reader.remaining} bytes past its {count} packs")
+    return readings
+
+
+def _check_block_items(item_count: int, profile: VendorProfile) -> None:
+    """Raise FrameError unless a group reply's block has a count of items it can have.
+
+    Items past the profile's list have no known width: in a single pack's
+    reply they are skipped with the rest of INFO rather than guessed at,
+    but in a group reply another pack's block follows, and where it starts
+    can no longer be known. Fewer items than the vendor sends is no 0x42
+    block at all.
+    """
+    if item_count > len(profile.user_items):
+        raise FrameError(
+            f"{item_count} user-defined items, {len(profile.user_items)} known: "
+            "the next pack's block cannot be found"
+        )
+    if item_count < profile.min_user_items:
+        raise FrameError(
+            f"a block with {item_count} user-defined items, {profile.name} sends at least "
+            f"{profile.min_user_items}: not a 0x42 bank reply"
+        )
 
 
 def analog_block(
@@ -206,15 +234,8 @@ def analog_block(
     soc: float | None = None
     soh: float | None = None
     item_count = reader.unsigned(1, "the user-defined item count")
-    # Items past the profile's list have no known width: in a single pack's
-    # reply they are skipped with the rest of INFO rather than guessed at,
-    # but in a bank reply another pack's block follows, and where it starts
-    # can no longer be known.
-    if more_blocks and item_count > len(profile.user_items):
-        raise FrameError(
-            f"{item_count} user-defined items, {len(profile.user_items)} known: "
-            "the next pack's block cannot be found"
-        )
+    if more_blocks:
+        _check_block_items(item_count, profile)
     for item in profile.user_items[:item_count]:
         raw = reader.unsigned(item.width, f"user-defined item {item.field}")
         unset = _UNSET_24 if item.width == 3 else _UNSET_16
