@@ -531,6 +531,11 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
 
     entity_description: RackBatterySensorEntityDescription[Any]
 
+    @override
+    def shown(self) -> object:
+        """Return what the sensor shows: whether it is available, and its value."""
+        return (self.available, self.native_value)
+
     @property
     @override
     def native_value(self) -> StateType:
