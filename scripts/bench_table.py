@@ -40,6 +40,7 @@ import json
 import logging
 from pathlib import Path
 import pstats
+import re
 import resource
 import sqlite3
 import subprocess
@@ -107,6 +108,7 @@ class Result:
     requests: int = 0
     bytes: int = 0
     cpu: float = 0.0  # s, Home Assistant's (the process less the simulator thread)
+    loop_cpu: float = 0.0  # s, of that on the event loop's thread
     write_calls: int = 0
     state_writes: int = 0
     rows: int = 0
@@ -347,8 +349,9 @@ async def _add_banks(hass: HomeAssistant, sim: SimulatorThread, setup: Setup) ->
 
 def _core_entities(hass: HomeAssistant) -> list[Any]:
     """Return core modbus's polling sensors, their own timers stopped."""
-    polling = []
+    polling: list[Any] = []
     for platform in async_get_platforms(hass, "modbus"):
+        entity: Any
         for entity in platform.entities.values():
             if hasattr(entity, "_async_update_if_not_in_progress"):
                 entity._async_cancel_update_polling()
@@ -466,7 +469,7 @@ class _WriteCount:
             self.count += 1
             self._original(entity)
 
-        Entity._async_write_ha_state = counted  # type: ignore[method-assign]
+        Entity._async_write_ha_state = counted  # type: ignore[method-assign,assignment]
 
     def close(self) -> None:
         """Stop counting."""
@@ -477,10 +480,28 @@ def _count_writes() -> _WriteCount:
     return _WriteCount()
 
 
+def _more_rows_than_shown(result: Result, changes: Changes, rows: Counter[str]) -> None:
+    """Note the changes of shown values, and which sensors wrote more rows than those.
+
+    The sensors are summed over the packs (``pack_N``).
+    """
+    result.shown_changes = sum(changes.shown.values())
+    excess: Counter[str] = Counter()
+    shown: Counter[str] = Counter()
+    for entity_id, n in rows.items():
+        kind = re.sub(r"pack_\d+_", "pack_N_", entity_id)
+        excess[kind] += n
+        shown[kind] += changes.shown[entity_id]
+    result.noisiest = sorted(
+        ((kind, n, shown[kind]) for kind, n in excess.items() if n > shown[kind]),
+        key=lambda item: item[2] - item[1],
+    )[:8]
+
+
 async def measure(folder: Path, setup: Setup, profile: cProfile.Profile | None = None) -> Result:
     """Run one Home Assistant over ``setup.polls`` polls and return what it cost."""
     sim = SimulatorThread(setup.packs)
-    result = Result(setup)
+    result = Result(setup, polls=setup.polls)
     database = folder / "home-assistant_v2.db"
     config_dir = folder / "config"
     config_dir.mkdir()
@@ -509,6 +530,7 @@ async def measure(folder: Path, setup: Setup, profile: cProfile.Profile | None =
             writes = _count_writes()
             requests, wire = sim.relay.requests, sim.relay.bytes
             cpu = time.process_time() - sim.cpu()
+            loop_cpu = time.thread_time()
             if profile is not None:
                 profile.enable()
             for _ in range(setup.polls):
@@ -517,24 +539,16 @@ async def measure(folder: Path, setup: Setup, profile: cProfile.Profile | None =
             if profile is not None:
                 profile.disable()
             result.cpu = time.process_time() - sim.cpu() - cpu
+            result.loop_cpu = time.thread_time() - loop_cpu
             writes.close()
             unsubscribe()
             result.requests = sim.relay.requests - requests
             result.bytes = sim.relay.bytes - wire
-            result.polls = setup.polls
             result.write_calls = writes.count
             result.state_writes = sum(changes.changed.values())
             rows = await _rows(hass, database, set(precisions)) - before
             result.rows = sum(rows.values())
-            result.shown_changes = sum(changes.shown.values())
-            result.noisiest = sorted(
-                (
-                    (entity_id, n, changes.shown[entity_id])
-                    for entity_id, n in rows.items()
-                    if n > changes.shown[entity_id]
-                ),
-                key=lambda item: item[2] - item[1],
-            )[:6]
+            _more_rows_than_shown(result, changes, rows)
             result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             return result
         finally:

@@ -533,8 +533,14 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
 
     @override
     def shown(self) -> object:
-        """Return what the sensor shows: whether it is available, and its value."""
-        return (self.available, self.native_value)
+        """Return what the sensor shows: whether it is available, and its value.
+
+        Asked of every sensor at every poll, so the bank or pack is looked up
+        once for both; None while unavailable, else the value in a tuple.
+        """
+        if (subject := self.subject) is None or not self.coordinator.last_update_success:
+            return None
+        return (self._value_of(subject),)
 
     @property
     @override
@@ -542,6 +548,9 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
         """Return the value read from this sensor's bank or pack, as shown."""
         if (subject := self.subject) is None:
             return None
+        return self._value_of(subject)
+
+    def _value_of(self, subject: BankSnapshot | PackReading) -> StateType:
         value = self.entity_description.value_fn(subject)
         precision = self.entity_description.suggested_display_precision
         if self.entity_description.computed and isinstance(value, float) and precision is not None:
