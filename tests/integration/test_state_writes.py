@@ -9,16 +9,19 @@ back with the same values, is shown at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import (
     EVENT_STATE_CHANGED,
     EVENT_STATE_REPORTED,
     STATE_UNAVAILABLE,
 )
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import (
+    Event,
+    EventStateChangedData,
+    EventStateReportedData,
+    HomeAssistant,
+    callback,
+)
 import pytest
 
 from .conftest import SimulatedBus
@@ -47,15 +50,15 @@ async def test_a_poll_that_changes_nothing_writes_nothing(
     changed: list[str] = []
 
     @callback
-    def on_reported(event: Event) -> None:
+    def on_reported(event: Event[EventStateReportedData]) -> None:
         reported.append(event.data["entity_id"])
 
     @callback
-    def on_changed(event: Event) -> None:
+    def on_changed(event: Event[EventStateChangedData]) -> None:
         changed.append(event.data["entity_id"])
 
     @callback
-    def any_entity(data: Mapping[str, Any]) -> bool:
+    def any_entity(data: EventStateReportedData) -> bool:
         return True
 
     # Home Assistant asks for a filter on "state reported": there are many.
