@@ -17,6 +17,7 @@ import time
 from typing import Any, Protocol
 
 from bench_framing import framers as text_framers  # type: ignore[import-not-found]  # beside this script
+from bench_table import run as side_by_side  # type: ignore[import-not-found]  # beside this script
 
 from custom_components.rack_battery.bank.analysis import BankAnalyzer
 from custom_components.rack_battery.bank.control import (
@@ -410,6 +411,7 @@ def main() -> int:
     asyncio.run(__import__("bench_cadence").run())
     analysis()
     control()
+    side_by_side()
     return 0
 
 

@@ -190,6 +190,11 @@ class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):
             return value < self.coordinator.analyzer.thresholds.battery_low_percent
         return self.entity_description.value_fn(source)
 
+    @override
+    def shown(self) -> object:
+        """Return what the binary sensor shows: availability, state and attributes."""
+        return (self.available, self.is_on, self.extra_state_attributes)
+
     @property
     @override
     def extra_state_attributes(self) -> Mapping[str, Any] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import override
 
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -86,10 +87,24 @@ def pack_device_info(entry: RackBatteryConfigEntry, identity: PackIdentity) -> D
     return info
 
 
+# What an entity showed before its first write: never equal to what it shows.
+_NOT_WRITTEN = object()
+
+
 class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
-    """An entity of the bank (``address`` None) or of one of its packs."""
+    """An entity of the bank (``address`` None) or of one of its packs.
+
+    A poll writes an entity's state only when what it shows changed. Most
+    values of a pack stay put from one poll to the next (a cell at the same
+    millivolt, a temperature at the same tenth of a degree); Home Assistant
+    would drop such a state, but only after working the whole state and its
+    attributes out again, and on a bank of many packs that was most of what
+    a poll cost. What else changes an entity's state (its name, its unit,
+    being enabled) is written by Home Assistant itself, not by a poll.
+    """
 
     _attr_has_entity_name = True
+    _last_shown: object = _NOT_WRITTEN
 
     def __init__(
         self,
@@ -138,6 +153,25 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
         them as current would lie about the pack.
         """
         return super().available and self.subject is not None
+
+    def shown(self) -> object:
+        """Return what this entity shows of a poll; a platform adds its value to it."""
+        return (self.available,)
+
+    @callback
+    @override
+    def _handle_coordinator_update(self) -> None:
+        """Write the state when what the entity shows changed with the poll."""
+        shown = self.shown()
+        if shown != self._last_shown:
+            self.async_write_ha_state()
+            self._last_shown = shown
+
+    @override
+    def async_write_ha_state(self) -> None:
+        """Write the state; a write made elsewhere lets the next poll write again."""
+        self._last_shown = _NOT_WRITTEN
+        super().async_write_ha_state()
 
 
 def entities_for_bank[EntityT: RackBatteryEntity, DescriptionT: EntityDescription](

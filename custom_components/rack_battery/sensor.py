@@ -536,12 +536,26 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
 
     entity_description: RackBatterySensorEntityDescription[Any]
 
+    @override
+    def shown(self) -> object:
+        """Return what the sensor shows: whether it is available, and its value.
+
+        Asked of every sensor at every poll, so the bank or pack is looked up
+        once for both; None while unavailable, else the value in a tuple.
+        """
+        if (subject := self.subject) is None or not self.coordinator.last_update_success:
+            return None
+        return (self._value_of(subject),)
+
     @property
     @override
     def native_value(self) -> StateType:
         """Return the value read from this sensor's bank or pack, as shown."""
         if (subject := self.subject) is None:
             return None
+        return self._value_of(subject)
+
+    def _value_of(self, subject: BankSnapshot | PackReading) -> StateType:
         description = self.entity_description
         value = description.value_fn(self.coordinator if description.of_coordinator else subject)
         precision = self.entity_description.suggested_display_precision

@@ -150,6 +150,11 @@ class RackBatterySwitch(RackBatteryEntity, SwitchEntity):
             return None
         return self.entity_description.value_fn(reading)
 
+    @override
+    def shown(self) -> object:
+        """Return what the switch shows: whether it is available, and its state."""
+        return (self.available, self.is_on)
+
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Close the path, if the guard allows it."""
         await self._change(on=True)

@@ -1,0 +1,98 @@
+"""A poll writes an entity's state only when what the entity shows changed.
+
+Home Assistant drops a state equal to the last one, but only after working
+it out again; on a bank of many packs that was most of what a poll cost. So
+a poll that changes nothing writes nothing (not even the "last reported"
+time moves), and a value that moves, or a pack that falls silent and comes
+back with the same values, is shown at once.
+"""
+
+from __future__ import annotations
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import (
+    EVENT_STATE_CHANGED,
+    EVENT_STATE_REPORTED,
+    STATE_UNAVAILABLE,
+)
+from homeassistant.core import (
+    Event,
+    EventStateChangedData,
+    EventStateReportedData,
+    HomeAssistant,
+    callback,
+)
+import pytest
+
+from .conftest import SimulatedBus
+from .findings_helpers import (
+    bank_entry,
+    poll,
+    quiet_bus,  # noqa: F401 - a fixture
+    setup_entry,
+)
+
+pytestmark = pytest.mark.freeze_time(tick=True)
+
+SOC = "sensor.pace_bank_pack_2_state_of_charge"
+CELL = "sensor.pace_bank_pack_2_lowest_cell_voltage"
+
+
+async def test_a_poll_that_changes_nothing_writes_nothing(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """Unchanged values are not written again; a change, and a return, are."""
+    await setup_entry(hass, bank_entry(quiet_bus))
+    await poll(hass, freezer)
+    reported: list[str] = []
+    changed: list[str] = []
+
+    @callback
+    def on_reported(event: Event[EventStateReportedData]) -> None:
+        reported.append(event.data["entity_id"])
+
+    @callback
+    def on_changed(event: Event[EventStateChangedData]) -> None:
+        changed.append(event.data["entity_id"])
+
+    @callback
+    def any_entity(data: EventStateReportedData) -> bool:
+        return True
+
+    # Home Assistant asks for a filter on "state reported": there are many.
+    hass.bus.async_listen(EVENT_STATE_REPORTED, on_reported, event_filter=any_entity)
+    hass.bus.async_listen(EVENT_STATE_CHANGED, on_changed)
+    cell_before = hass.states.get(CELL)
+    assert cell_before is not None
+
+    await poll(hass, freezer)
+    await poll(hass, freezer)
+    assert reported == []
+    assert SOC not in changed
+    # The lowest cell did not change: its state was not even reported again.
+    cell_after = hass.states.get(CELL)
+    assert cell_after is not None
+    assert cell_after.last_reported == cell_before.last_reported
+
+    # A value that moves is shown at the next poll.
+    quiet_bus.bank.pack(2).soc = 0.45
+    quiet_bus.bank.step(0.0)
+    await poll(hass, freezer)
+    soc = hass.states.get(SOC)
+    assert soc is not None
+    assert float(soc.state) == pytest.approx(45)
+
+    # A pack that falls silent goes unavailable, and comes back with the
+    # same values it had: both are written.
+    quiet_bus.bank.take_off_bus(2)
+    await poll(hass, freezer)
+    soc = hass.states.get(SOC)
+    assert soc is not None
+    assert soc.state == STATE_UNAVAILABLE
+    quiet_bus.bank.put_on_bus(2)
+    await poll(hass, freezer)
+    soc = hass.states.get(SOC)
+    assert soc is not None
+    assert float(soc.state) == pytest.approx(45)
