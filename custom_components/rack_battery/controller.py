@@ -28,6 +28,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util import dt as dt_util
 
 from .bank.control import (
@@ -206,6 +207,12 @@ class BankController:
         self.entry = coordinator.config_entry
         # The packs the user isolated, kept across restarts (store.py).
         self.isolated: set[int] = set()
+        # When the held limits were last sent, and how long (s) the
+        # BMS keeps one without a repeat.
+        self._holds_sent_at: datetime | None = None
+        # The send between polls last started, which a caller may await.
+        self.sending_holds: asyncio.Task[None] | None = None
+        self._hold_lapse = 0.0
         self._last_change: dict[int, datetime] = {}
         # The reconnects held until the voltages match, kept across restarts.
         self.held: dict[int, HeldRejoin] = {}
@@ -270,12 +277,50 @@ class BankController:
             return
         for address in self.isolated:
             driver.hold(address, CurrentHold(charge=0.0, discharge=0.0))
+        if (lapse := self.capabilities.hold_seconds) is not None:
+            # A poll every 10 s is no margin for a BMS that lets a limit go
+            # after 10 s: between polls, a quarter of the hold time looks
+            # whether half of it has passed since the limits were last sent.
+            self._hold_lapse = lapse
+            self.entry.async_on_unload(
+                async_track_time_interval(
+                    self.hass,
+                    self._keep_holds,
+                    timedelta(seconds=lapse / 4),
+                    name=f"{DOMAIN} holds {self.entry.entry_id}",
+                    cancel_on_shutdown=True,
+                )
+            )
+
+    @callback
+    def _keep_holds(self, _now: datetime) -> None:
+        """Send the held limits between polls where half their hold time has passed."""
+        driver = self.coordinator.driver
+        if (
+            not isinstance(driver, HoldingDriver)
+            or not driver.holds
+            or self._holds_sent_at is None
+            or (dt_util.utcnow() - self._holds_sent_at).total_seconds() < self._hold_lapse / 2
+        ):
+            return
+        self.sending_holds = self.entry.async_create_background_task(
+            self.hass, self._async_send_holds_in_turn(), f"{DOMAIN} holds"
+        )
+
+    async def _async_send_holds_in_turn(self) -> None:
+        async with self.coordinator.bus.turn(Priority.WRITE):
+            await self.async_send_holds()
 
     async def async_send_holds(self) -> None:
-        """Send every held limit again; called in the poll's own turn on the bus."""
+        """Send every held limit again.
+
+        Called in the poll's own turn on the bus, and between polls where
+        half the hold time has passed since.
+        """
         driver = self.coordinator.driver
         if not self.enabled or not isinstance(driver, HoldingDriver):
             return
+        self._holds_sent_at = dt_util.utcnow()
         for address, err in (await driver.send_holds()).items():
             LOGGER.warning(
                 "%s: the limit held on pack %s could not be sent again: %s",

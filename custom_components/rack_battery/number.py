@@ -144,6 +144,11 @@ class RackBatteryNumber(RackBatteryEntity, NumberEntity):
         reading = self._reading
         return None if reading is None else self.entity_description.value_fn(reading)
 
+    @override
+    def shown(self) -> object:
+        """Return what the number shows: availability, the limit and how far it may go."""
+        return (self.available, self.native_value, self.native_max_value)
+
     @property
     @override
     def native_max_value(self) -> float:

@@ -152,8 +152,8 @@ class RackBatterySwitch(RackBatteryEntity, SwitchEntity):
 
     @override
     def shown(self) -> object:
-        """Return what the switch shows: whether it is available, and its state."""
-        return (self.available, self.is_on)
+        """Return what the switch shows: availability, state, and a reconnect waiting on it."""
+        return (self.available, self.is_on, self.extra_state_attributes)
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Close the path, if the guard allows it."""

@@ -28,6 +28,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_capture_events,
+    async_fire_time_changed,
 )
 
 from custom_components.rack_battery.bank.control import Decision, Direction, Reason, pack_limits
@@ -509,6 +510,43 @@ async def test_a_current_limit_where_the_family_can_throttle(
         await _poll(hass, freezer, SCAN_INTERVAL)
         assert len(control_bus.writes()) == 1
         assert bank.pack(2).reported_charge_limit == 20.0
+
+
+async def test_a_held_limit_is_sent_between_polls_before_it_can_lapse(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, pylontech_control_bus: ControlBus
+) -> None:
+    """A Pylontech BMS lets a limit go 10 s after it was last sent, and a poll
+    comes every 10 s: the limit is sent again between polls once half of
+    that has passed, and not sooner, so no late poll lets the pack go."""
+    bus = pylontech_control_bus
+    entry = await _set_up(hass, await _entry(bus, ON))
+    await _act(hass, "set_current_limit", _device(hass, entry, 2), charge_limit=20.0)
+    await _poll(hass, freezer, SCAN_INTERVAL)  # the limits were sent in this poll's turn
+
+    bus.tap.requests.clear()
+    freezer.tick(timedelta(seconds=HOLD_SECONDS / 4 + 0.1))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert bus.writes() == []  # a quarter of the hold time: nothing yet
+
+    controller = entry.runtime_data.coordinator.controller
+    freezer.tick(timedelta(seconds=HOLD_SECONDS / 4))
+    async_fire_time_changed(hass)
+    sending = controller.sending_holds
+    assert isinstance(sending, asyncio.Task)
+    await sending
+    # Past half the hold time, before the next poll: the hold alone, no read.
+    assert len(bus.writes()) == 1
+    assert bus.tap.requests == bus.writes()
+    assert bus.writes()[0][3:5] == b"02"
+    assert bus.bank.pack(2).hold is not None
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    bus.tap.requests.clear()
+    freezer.tick(timedelta(seconds=HOLD_SECONDS))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert bus.writes() == []  # released on unload: nothing is kept any more
 
 
 async def test_the_safe_limits_weigh_the_packs_resistance(
