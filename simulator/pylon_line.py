@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 import os
 import tty
-from typing import Final
+from typing import Final, Protocol
 
 from custom_components.rack_battery.protocol.errors import FrameError
 from custom_components.rack_battery.protocol.pylon.frame import (
@@ -56,7 +56,7 @@ from custom_components.rack_battery.protocol.pylon.frame import (
 from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
-from .paced import PacedPort
+from .paced import PacedPort, answer_time
 from .wire_faults import NOTHING, SURVIVABLE, Delivery, WireFaults, reset_connection
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
@@ -591,3 +591,29 @@ def measurements_info(
         + s16(pack.current / profile.current_scale)
         + u16(pack.voltage / profile.voltage_scale)
     )
+
+
+class StartPty(Protocol):
+    """Starts one dialect's line on a pseudo-terminal."""
+
+    def __call__(
+        self, bank: SimBank, faults: LineFaults | None = None, *, baudrate: int | None = None
+    ) -> Awaitable[RunningPty]:
+        """Serve ``bank``; open the returned ``.path``."""
+
+
+def pty_starter(dialect: Dialect, family: str) -> StartPty:
+    """Return how a family's packs are served on a pseudo-terminal.
+
+    With ``baudrate`` the line runs at that speed and the packs take their
+    family's answer time (``simulator/paced.py``); without, bytes move at once.
+    """
+
+    async def start_pty(
+        bank: SimBank, faults: LineFaults | None = None, *, baudrate: int | None = None
+    ) -> RunningPty:
+        return await serve_pty(
+            bank, dialect, faults, baudrate=baudrate, answer_time=answer_time(family)
+        )
+
+    return start_pty

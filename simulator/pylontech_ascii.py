@@ -47,6 +47,7 @@ from .pylon_line import (
     ascii_bytes,
     kelvin,
     measurements_info,
+    pty_starter,
     s16,
     serve_pty,
     serve_tcp,
@@ -249,17 +250,8 @@ async def start_server(
     return await serve_tcp(bank, DIALECT, host, port, faults)
 
 
-async def start_pty(
-    bank: SimBank, faults: LineFaults | None = None, *, baudrate: int | None = None
-) -> RunningPty:
-    """Serve ``bank`` as Pylontech RS485 on a pseudo-terminal; open ``.path``.
-
-    With ``baudrate`` the line runs at that speed and the packs take their
-    answer time (``simulator/paced.py``); without, bytes move at once.
-    """
-    return await serve_pty(
-        bank, DIALECT, faults, baudrate=baudrate, answer_time=answer_time("pylontech_rs485")
-    )
+# Serve ``bank`` as Pylontech RS485 on a pseudo-terminal, at a baud rate if given.
+start_pty = pty_starter(DIALECT, "pylontech_rs485")
 
 
 def per_pack_firmware() -> LineFaults:

@@ -17,15 +17,13 @@ from typing import Final
 from custom_components.rack_battery.protocol.pylon.profiles import SEPLOS_V2, VendorProfile
 
 from .bank import SimBank, SimPack
-from .paced import answer_time
 from .pylon_line import (
     Dialect,
     LineFaults,
-    RunningPty,
     RunningServer,
     answer as line_answer,
     measurements_info,
-    serve_pty,
+    pty_starter,
     serve_tcp,
     u16,
 )
@@ -102,14 +100,5 @@ async def start_server(
     return await serve_tcp(bank, DIALECT, host, port, faults)
 
 
-async def start_pty(
-    bank: SimBank, faults: LineFaults | None = None, *, baudrate: int | None = None
-) -> RunningPty:
-    """Serve ``bank`` as Seplos V2 on a pseudo-terminal; open ``.path``.
-
-    With ``baudrate`` the line runs at that speed and the packs take their
-    answer time (``simulator/paced.py``); without, bytes move at once.
-    """
-    return await serve_pty(
-        bank, DIALECT, faults, baudrate=baudrate, answer_time=answer_time("seplos_v2")
-    )
+# Serve ``bank`` as Seplos V2 on a pseudo-terminal, at a baud rate if given.
+start_pty = pty_starter(DIALECT, "seplos_v2")

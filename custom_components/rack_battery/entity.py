@@ -20,7 +20,7 @@ from .bank.analysis import Finding
 from .bank.model import BankSnapshot, PackIdentity, PackReading
 from .const import CONF_PACKS, DOMAIN
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
-from .protocol.catalog import FAMILIES
+from .protocol.catalog import FAMILIES, ControlCapabilities
 
 
 def pack_device_key(entry: RackBatteryConfigEntry, identity: PackIdentity) -> str:
@@ -193,3 +193,18 @@ def entities_for_bank[EntityT: RackBatteryEntity, DescriptionT: EntityDescriptio
         descriptions = [*pack_descriptions, *(per_pack(address) if per_pack else ())]
         entities.extend(entity_class(entry, description, address) for description in descriptions)
     return entities
+
+
+def control_entities[EntityT: RackBatteryEntity, DescriptionT: EntityDescription](
+    entry: RackBatteryConfigEntry,
+    entity_class: Callable[[RackBatteryConfigEntry, DescriptionT, int | None], EntityT],
+    descriptions: Callable[[ControlCapabilities], Iterable[DescriptionT]],
+) -> list[EntityT]:
+    """Return a control platform's entities for each pack: none unless control is on.
+
+    ``descriptions`` says which the family offers, from the catalog.
+    """
+    controller = entry.runtime_data.coordinator.controller
+    if not controller.enabled:
+        return []
+    return entities_for_bank(entry, entity_class, (), descriptions(controller.capabilities))

@@ -28,7 +28,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .bank.control import Change, Direction
 from .bank.model import PackReading
 from .coordinator import RackBatteryConfigEntry
-from .entity import RackBatteryEntity, entities_for_bank
+from .entity import RackBatteryEntity, control_entities
 from .protocol.catalog import ControlCapabilities
 
 # One write at a time: each goes through the bus in a turn of its own.
@@ -106,14 +106,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up each pack's current limits, if control is on (the platform is set up only then)."""
-    controller = entry.runtime_data.coordinator.controller
-    if not controller.enabled:
-        return
-    async_add_entities(
-        entities_for_bank(
-            entry, RackBatteryNumber, (), number_descriptions(controller.capabilities)
-        )
-    )
+    async_add_entities(control_entities(entry, RackBatteryNumber, number_descriptions))
 
 
 class RackBatteryNumber(RackBatteryEntity, NumberEntity):

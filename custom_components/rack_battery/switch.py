@@ -25,7 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .bank.control import Change, HeldRejoin, Reason
 from .bank.model import PackReading
 from .coordinator import RackBatteryConfigEntry
-from .entity import RackBatteryEntity, entities_for_bank
+from .entity import RackBatteryEntity, control_entities
 from .protocol.catalog import ControlCapabilities
 
 # One write at a time: each goes through the bus in a turn of its own.
@@ -110,14 +110,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up each pack's switches, if control is on (the platform is set up only then)."""
-    controller = entry.runtime_data.coordinator.controller
-    if not controller.enabled:
-        return
-    async_add_entities(
-        entities_for_bank(
-            entry, RackBatterySwitch, (), switch_descriptions(controller.capabilities)
-        )
-    )
+    async_add_entities(control_entities(entry, RackBatterySwitch, switch_descriptions))
 
 
 class RackBatterySwitch(RackBatteryEntity, SwitchEntity):
