@@ -1,8 +1,8 @@
 """Control in a real Home Assistant: off until turned on, guarded, read back.
 
-Each family with a write path is served by the simulator over a real wire
-(PACE and Pylontech ASCII through a transparent TCP gateway, JK-PB as
-Modbus RTU over TCP), with a wiretap between Home Assistant and the
+Each family with a write path (PACE ASCII, Pylontech RS485, JK-PB, Seplos
+V3, SunSpec) is served by the simulator over a real wire
+(``control_helpers.serve``), with a wiretap between Home Assistant and the
 simulator that records every request frame that reaches the line.
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-import contextlib
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import timedelta
 import re
 from typing import Any
@@ -39,98 +38,34 @@ from custom_components.rack_battery.logbook import describe_control
 from custom_components.rack_battery.protocol.catalog import FAMILIES, control_of, open_driver
 from custom_components.rack_battery.protocol.connection import ConnectionSpec
 from custom_components.rack_battery.switch import switch_descriptions
-from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
-from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
-from simulator.modbus_line import ModbusLine
-from simulator.wiretap import Wiretap, start_wiretap
+from simulator import pylontech_ascii as sim_pylon
+from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load
 
 from .conftest import rules_input
-from .control_helpers import assert_no_control_entities, try_every_control
+from .control_helpers import (
+    WRITE_FAMILIES,
+    ControlBus,
+    assert_no_control_entities,
+    serve,
+    try_every_control,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 ENTRY_ID = "01JBANKCONTROL00000000000"
 
 
-def _pace_write(frame: bytes) -> bool:
-    # ~ VER ADR CID1 CID2: 0x9A / 0x9B switch a FET.
-    return frame[7:9] in (b"9A", b"9B")
-
-
-def _pylon_write(frame: bytes) -> bool:
-    # 0x94 sends charge and discharge limits.
-    return frame[7:9] == b"94"
-
-
-def _rtu_write(frame: bytes) -> bool:
-    # Function 0x06 or 0x10 writes registers.
-    return len(frame) > 1 and frame[1] in (0x06, 0x10)
-
-
-@dataclass
-class ControlBus:
-    """A simulated bank behind a wiretap, and how its write frames look."""
-
-    family: str
-    wire: str
-    bank: SimBank
-    tap: Wiretap
-    is_write: Callable[[bytes], bool]
-    switches: tuple[str, ...]
-
-    def writes(self) -> list[bytes]:
-        """Return every write request that reached the line."""
-        return [frame for frame in self.tap.requests if self.is_write(frame)]
-
-
-def _bank() -> SimBank:
-    bank = make_bank(3, first_address=2, seed=5, load=constant_load(0.0))
-    for pack in bank.packs:
-        pack.soc = 0.6
-    bank.step(0.0)
-    return bank
-
-
-@contextlib.asynccontextmanager
-async def _serve(family: str) -> AsyncIterator[ControlBus]:
-    """Serve three packs of a family with a write path, behind a wiretap."""
-    bank = _bank()
-    line: ModbusLine | None = None
-    if family == "pace_ascii":
-        server = await sim_pace.start_server(bank)
-        host, port = server.host, server.port
-        wire, is_write = "ascii_tcp", _pace_write
-    elif family == "pylontech_rs485":
-        server = await sim_pylon.start_server(bank)
-        host, port = server.host, server.port
-        wire, is_write = "ascii_tcp", _pylon_write
-    else:
-        server = None
-        line = sim_jk.make_line(bank)
-        host, port = await line.serve_rtu_tcp()
-        wire, is_write = "modbus_rtu_tcp", _rtu_write
-    tap = await start_wiretap(host, port)
-    try:
-        yield ControlBus(family, wire, bank, tap, is_write, ("charge_path", "discharge_path"))
-    finally:
-        await tap.stop()
-        if server is not None:
-            await server.stop()
-        if line is not None:
-            await line.stop()
-
-
-@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
+@pytest.fixture(params=WRITE_FAMILIES)
 async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
     """Serve three packs of each family with a write path, behind a wiretap."""
-    async with _serve(str(request.param)) as bus:
+    async with serve(str(request.param)) as bus:
         yield bus
 
 
 @pytest.fixture
 async def pylontech_control_bus() -> AsyncIterator[ControlBus]:
     """Serve three Pylontech packs, whose limits lapse unless sent again."""
-    async with _serve("pylontech_rs485") as bus:
+    async with serve("pylontech_rs485") as bus:
         yield bus
 
 
