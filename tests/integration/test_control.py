@@ -362,40 +362,33 @@ async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
     # Just above what two packs can carry with 10 % to spare, each way.
     over_discharge = min(x or 0.0 for x in discharge) * 2 / 1.1 + 5.0
     over_charge = min(x or 0.0 for x in charge) * 2 / 1.1 + 5.0
-    if not caps.discharge_path:
-        await _load(entry, bank, -over_charge)
-        control_bus.tap.requests.clear()
-        with pytest.raises(ServiceValidationError) as refused:
-            await _act(hass, "isolate_pack", device_id)
-        assert refused.value.translation_key == "refused_overload_charge"
-        await _assert_worded_in_each_language(hass, refused.value)
-        numbers = refused.value.translation_placeholders or {}
-        assert numbers["others"] == "2"
-        assert numbers["direction"] == "charge"
-        assert float(numbers["current"]) > float(numbers["capacity"]) / 1.1
-        assert control_bus.writes() == []
-        assert _state(hass, _switch(hass, entry, middle, "charge_path")) == STATE_ON
-        # Discharging, the pack keeps carrying its share: only charging stops.
-        await _load(entry, bank, over_discharge)
-        await _act(hass, "isolate_pack", device_id)
-        assert not bank.pack(middle).charge_on
-        assert bank.pack(middle).discharge_on
-        bank.step(1.0)
-        assert bank.pack(middle).current < 0
-        assert _state(hass, _switch(hass, entry, middle, "charge_path")) == STATE_OFF
-        return
-    await _load(entry, bank, over_discharge)
+    # The way the family's isolation is refused: discharging, where it opens
+    # the discharge path; charging, where it opens the charge path alone.
+    direction = "discharge" if caps.discharge_path else "charge"
+    await _load(entry, bank, over_discharge if caps.discharge_path else -over_charge)
     control_bus.tap.requests.clear()
     with pytest.raises(ServiceValidationError) as refused:
         await _act(hass, "isolate_pack", device_id)
-    assert refused.value.translation_key == "refused_overload_discharge"
+    assert refused.value.translation_key == f"refused_overload_{direction}"
     await _assert_worded_in_each_language(hass, refused.value)
     numbers = refused.value.translation_placeholders or {}
     assert numbers["others"] == "2"
-    assert numbers["direction"] == "discharge"
+    assert numbers["direction"] == direction
     assert float(numbers["current"]) > float(numbers["capacity"]) / 1.1
     assert control_bus.writes() == []
-    assert _state(hass, _switch(hass, entry, middle, "discharge_path")) == STATE_ON
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_ON
+    if caps.discharge_path:
+        return
+    # A Seplos V3 discharging: the pack keeps carrying its share, only its
+    # charging stops.
+    await _load(entry, bank, over_discharge)
+    await _act(hass, "isolate_pack", device_id)
+    assert not bank.pack(middle).charge_on
+    assert bank.pack(middle).discharge_on
+    bank.step(1.0)
+    assert bank.pack(middle).current < 0
+    assert _state(hass, _switch(hass, entry, middle, "charge_path")) == STATE_OFF
 
 
 async def test_isolate_and_reconnect_a_pack(
