@@ -179,12 +179,25 @@ def _shows(reading: PackReading | None, change: Change) -> bool:
     )
 
 
-def _action(change: Change) -> str:
+def _action(change: Change, caps: ControlCapabilities) -> str:
+    """Return what a change does, by the paths the family can switch.
+
+    Opening every one of them isolates the pack, closing every one puts it
+    back: a Seplos V3's charge path alone, as ``isolate_change`` takes it.
+    """
     if change.charge_limit is not None or change.discharge_limit is not None:
         return ACTION_LIMITS
-    if change.charge is False and change.discharge is False:
+    asked = [
+        value
+        for value, offered in (
+            (change.charge, caps.charge_path),
+            (change.discharge, caps.discharge_path),
+        )
+        if offered
+    ]
+    if asked and all(value is False for value in asked):
         return ACTION_ISOLATE
-    if change.charge is True and change.discharge is True:
+    if asked and all(value is True for value in asked):
         return ACTION_RECONNECT
     return ACTION_PATHS
 
@@ -395,6 +408,19 @@ class BankController:
             last_change=self._last_change.get(change.address),
         )
 
+    def isolate_change(self, address: int) -> Change:
+        """Return the change that takes a pack out: every path this family can switch back.
+
+        A Seplos V3 is taken out by its charge path alone: its discharge
+        FETs, once off, have no command to turn them on again.
+        """
+        caps = self.capabilities
+        return Change(
+            address=address,
+            charge=False if caps.charge_path else None,
+            discharge=False if caps.discharge_path else None,
+        )
+
     def reconnect_change(self, address: int) -> Change:
         """Return the change that puts a pack back: every path this family can close."""
         caps = self.capabilities
@@ -574,7 +600,7 @@ class BankController:
             return
         self.policies.user_changed(change)
         before = set(self.isolated)
-        action = _action(change)
+        action = _action(change, self.capabilities)
         if action == ACTION_ISOLATE:
             self.isolated.add(change.address)
         elif change.charge is True or change.discharge is True:
@@ -788,7 +814,7 @@ class BankController:
             "entry_id": self.entry.entry_id,
             "device_id": self.pack_device_id(change.address),
             "address": change.address,
-            "action": ACTION_RECONNECT if held is not None else _action(change),
+            "action": ACTION_RECONNECT if held is not None else _action(change, self.capabilities),
             "who": who,
             "held": held is not None,
             "reason": decision.reason.value,

@@ -349,9 +349,11 @@ def _energy(
 
 
 def _safe_current(
-    key: str, value_fn: Callable[[SafeLimits], float]
+    key: str, value_fn: Callable[[SafeLimits], float | None]
 ) -> RackBatterySensorEntityDescription[BankCoordinator]:
     """Describe the most current the bank can take one way (bank/control.py's safe limits).
+
+    Unknown where the packs report no limit and no capacity to tell it by.
 
     The packs share a current by their resistance (the analyzer's estimates,
     equal shares until it has them); this is the bank current at which the

@@ -74,7 +74,7 @@ def async_register_services(hass: HomeAssistant) -> None:
 
     async def isolate(call: ServiceCall) -> None:
         controller, address = _pack_of(hass, call.data[ATTR_DEVICE_ID][0])
-        await controller.async_change(Change.isolate(address), context=call.context)
+        await controller.async_change(controller.isolate_change(address), context=call.context)
 
     async def reconnect(call: ServiceCall) -> None:
         controller, address = _pack_of(hass, call.data[ATTR_DEVICE_ID][0])

@@ -97,6 +97,42 @@ def test_isolation_allowed_when_the_rest_carry_the_load_with_the_margin() -> Non
     assert decision.reason is Reason.OVERLOAD
 
 
+def test_a_bank_whose_packs_report_no_limits_refuses_a_load_by_saying_so() -> None:
+    # SunSpec strings: no current limit, no capacity. Under 30 A the guard
+    # has no numbers to carry it by, and says so instead of "0 A together,
+    # pack -1 first"; at rest nothing is to be carried; and the safe
+    # currents are unknown, not 0 A.
+    def unknown(amps: float) -> BankView:
+        return view_of(
+            *(
+                reading(a, current=-amps / 3, charge_limit=None, discharge_limit=None)
+                for a in (1, 2, 3)
+            )
+        )
+
+    decision = judge(Change.isolate(2), unknown(30.0), NOW, DEFAULTS)
+    assert decision.reason is Reason.LIMITS_UNKNOWN
+    assert decision.values == {"direction": "discharge", "current": 30.0}
+    assert judge(Change.isolate(2), unknown(0.0), NOW, DEFAULTS).allowed
+    limits = safe_limits(unknown(0.0).packs.values())
+    assert limits.charge is None
+    assert limits.discharge is None
+    # One other pack that reports its limit is enough for numbers: the
+    # overload, by that pack alone (the others count for nothing).
+    known = view_of(
+        reading(1, current=-20.0),
+        *(reading(a, current=-20.0, charge_limit=None, discharge_limit=None) for a in (2, 3)),
+    )
+    decision = judge(Change.isolate(2), known, NOW, DEFAULTS)
+    assert decision.reason is Reason.OVERLOAD
+    assert decision.values["capacity"] == 50.0
+    assert decision.values["binding"] == 1
+    assert safe_limits(known.packs.values()).discharge == 50.0
+    # Taking that one out leaves only packs with no numbers.
+    decision = judge(Change.isolate(1), known, NOW, DEFAULTS)
+    assert decision.reason is Reason.LIMITS_UNKNOWN
+
+
 def test_the_last_pack_and_the_minimum_stay_connected() -> None:
     alone = view_of(reading(1))
     assert judge(Change.isolate(1), alone, NOW, DEFAULTS).reason is Reason.LAST_PACK
@@ -122,7 +158,7 @@ def test_safe_limits_share_by_resistance_and_count_open_paths_out() -> None:
     # Pack 1 reaches 50 A at 66.7 A of bank current; pack 2 would at 200 A.
     bank = view_of(reading(1), reading(2), resistances={1: 0.010, 2: 0.030})
     limits = safe_limits(bank.packs.values())
-    assert round(limits.discharge, 1) == 66.7
+    assert round(limits.discharge or 0.0, 1) == 66.7
     assert limits.discharge_pack == 1
     # Pack 1 with its charge path open charges nothing: pack 2 alone, 50 A;
     # it still discharges, so the discharge limit is unchanged.
@@ -130,7 +166,7 @@ def test_safe_limits_share_by_resistance_and_count_open_paths_out() -> None:
     limits = safe_limits(bank.packs.values())
     assert limits.charge == 50.0
     assert limits.charge_pack == 2
-    assert round(limits.discharge, 1) == 66.7
+    assert round(limits.discharge or 0.0, 1) == 66.7
 
 
 def test_safe_limits_with_no_estimate_share_equally() -> None:
@@ -149,7 +185,7 @@ def test_safe_limits_weigh_the_estimates_against_equal_shares() -> None:
     # 30 A at 90 A. Shared equally, pack 2 would bind at 60 A.
     packs = (reading(1, discharge_limit=100.0), reading(2, discharge_limit=30.0))
     weighed = safe_limits(view_of(*packs, resistances={1: 0.010, 2: 0.020}).packs.values())
-    assert round(weighed.discharge, 6) == 90.0
+    assert round(weighed.discharge or 0.0, 6) == 90.0
     assert weighed.discharge_pack == 2
     equal = safe_limits(view_of(*packs).packs.values())
     assert equal.discharge == 60.0
@@ -165,7 +201,7 @@ def test_a_pack_not_estimated_counts_as_the_median_pack() -> None:
     assert round(shares[2], 4) == 0.1818
     assert round(shares[3], 4) == 0.2727
     limits = safe_limits(bank.packs.values())
-    assert round(limits.discharge, 1) == 91.7
+    assert round(limits.discharge or 0.0, 1) == 91.7
     assert limits.discharge_pack == 1
     # Pack 3's charge path open: 1 and 2 share the charge 3/4 and 1/4, and
     # pack 1 reaches 50 A at 66.7 A.
@@ -173,7 +209,7 @@ def test_a_pack_not_estimated_counts_as_the_median_pack() -> None:
         reading(1), reading(2), reading(3, charge=False), resistances={1: 0.010, 2: 0.030}
     )
     limits = safe_limits(bank.packs.values())
-    assert round(limits.charge, 1) == 66.7
+    assert round(limits.charge or 0.0, 1) == 66.7
     assert limits.charge_pack == 1
     # The inrush of a pack not estimated is still judged at the low default.
     assert bank.packs[3].resistance == DEFAULTS.default_resistance
@@ -445,6 +481,7 @@ def test_the_safe_limits_are_the_most_no_pack_is_overloaded_at(
             assert most == 0.0
             assert binding is None
             continue
+        assert most is not None  # a carrying path reports its limit
         shares = _shares(packs, carrying)
         # At the safe limit every pack is within its own, and the binding
         # one is at it: a little more would overload it.

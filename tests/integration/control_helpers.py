@@ -1,12 +1,19 @@
-"""What a user could do to a bank whose control is off, or that only listens.
+"""A bank with a write path on a real wire, and what a user could do to it.
 
-Shared by the control and listen-only tests: every action on every pack,
+Shared by the control, rejoin, policy and listen-only tests: each family
+with a write path served by the simulator behind a wiretap that records
+every request frame reaching the line; and every action on every pack,
 each way, and every switch and number control would create, aimed at by
 the entity ids it would give them. The tests then ask the wire whether any
 of it got through.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+import contextlib
+from dataclasses import dataclass
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_DEVICE_ID, ATTR_ENTITY_ID
@@ -17,6 +24,103 @@ from homeassistant.setup import async_setup_component
 import pytest
 
 from custom_components.rack_battery.const import DOMAIN
+from custom_components.rack_battery.protocol.catalog import control_of
+from custom_components.rack_battery.switch import switch_descriptions
+from simulator import (
+    jk_pb as sim_jk,
+    pace_ascii as sim_pace,
+    pylontech_ascii as sim_pylon,
+    seplos_v3 as sim_seplos,
+    sunspec_line as sim_sunspec,
+)
+from simulator.bank import SimBank, constant_load, make_bank
+from simulator.modbus_line import ModbusLine
+from simulator.wiretap import Wiretap, start_wiretap
+
+# Every family whose BMS can be written to, each served on its own wire.
+WRITE_FAMILIES = ("pace_ascii", "pylontech_rs485", "jk_pb", "seplos_v3", "sunspec")
+
+
+def pace_write(frame: bytes) -> bool:
+    """Return whether a PACE ASCII request switches a FET (CID2 0x9A / 0x9B)."""
+    return frame[7:9] in (b"9A", b"9B")
+
+
+def pylon_write(frame: bytes) -> bool:
+    """Return whether a Pylontech request sends charge and discharge limits (0x94)."""
+    return frame[7:9] == b"94"
+
+
+def rtu_write(frame: bytes) -> bool:
+    """Return whether a Modbus RTU request writes registers (function 0x06 or 0x10)."""
+    return len(frame) > 1 and frame[1] in (0x06, 0x10)
+
+
+@dataclass
+class ControlBus:
+    """A simulated bank behind a wiretap, and how its write frames look."""
+
+    family: str
+    wire: str
+    bank: SimBank
+    tap: Wiretap
+    is_write: Callable[[bytes], bool]
+    # The switch keys each pack gets, as the catalog offers them.
+    switches: tuple[str, ...]
+
+    def writes(self) -> list[bytes]:
+        """Return every write request that reached the line."""
+        return [frame for frame in self.tap.requests if self.is_write(frame)]
+
+    @property
+    def addresses(self) -> list[int]:
+        """Return the packs' addresses, in the bank's order."""
+        return [pack.address for pack in self.bank.packs]
+
+
+def _bank(first_address: int) -> SimBank:
+    bank = make_bank(3, first_address=first_address, seed=5, load=constant_load(0.0))
+    for pack in bank.packs:
+        pack.soc = 0.6
+    bank.step(0.0)
+    return bank
+
+
+@contextlib.asynccontextmanager
+async def serve(family: str) -> AsyncIterator[ControlBus]:
+    """Serve three packs of a family with a write path, behind a wiretap.
+
+    PACE and Pylontech ASCII through a transparent TCP gateway, the Modbus
+    families as RTU over TCP. Pack 0 is the master of a Seplos bank; a
+    SunSpec device numbers its strings from 1; the others start at 2.
+    """
+    server: Any = None
+    line: ModbusLine | None = None
+    switches = tuple(d.key for d in switch_descriptions(control_of(family)))
+    if family in ("pace_ascii", "pylontech_rs485"):
+        bank = _bank(2)
+        module = sim_pace if family == "pace_ascii" else sim_pylon
+        server = await module.start_server(bank)
+        host, port = server.host, server.port
+        wire, is_write = "ascii_tcp", pace_write if family == "pace_ascii" else pylon_write
+    else:
+        bank = _bank({"jk_pb": 2, "seplos_v3": 0, "sunspec": 1}[family])
+        make = {"jk_pb": sim_jk.make_line, "seplos_v3": sim_seplos.make_line}.get(
+            family, sim_sunspec.make_line
+        )
+        line = make(bank)
+        host, port = await line.serve_rtu_tcp()
+        wire, is_write = "modbus_rtu_tcp", rtu_write
+    tap = await start_wiretap(host, port)
+    try:
+        yield ControlBus(family, wire, bank, tap, is_write, switches)
+    finally:
+        await tap.stop()
+        if server is not None:
+            await server.stop()
+        if line is not None:
+            await line.stop()
+
 
 # Each pack's switches and numbers, by the end of the entity ids control
 # would give them.

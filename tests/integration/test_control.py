@@ -1,8 +1,8 @@
 """Control in a real Home Assistant: off until turned on, guarded, read back.
 
-Each family with a write path is served by the simulator over a real wire
-(PACE and Pylontech ASCII through a transparent TCP gateway, JK-PB as
-Modbus RTU over TCP), with a wiretap between Home Assistant and the
+Each family with a write path (PACE ASCII, Pylontech RS485, JK-PB, Seplos
+V3, SunSpec) is served by the simulator over a real wire
+(``control_helpers.serve``), with a wiretap between Home Assistant and the
 simulator that records every request frame that reaches the line.
 """
 
@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-import contextlib
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import timedelta
 import re
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory, freeze_factories
-from homeassistant.const import ATTR_DEVICE_ID, ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.const import (
+    ATTR_DEVICE_ID,
+    ATTR_ENTITY_ID,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNKNOWN,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -36,101 +41,42 @@ from custom_components.rack_battery.const import CONF_CONTROL, DOMAIN, EVENT_CON
 from custom_components.rack_battery.controller import refusal_key
 from custom_components.rack_battery.entity import pack_device_key
 from custom_components.rack_battery.logbook import describe_control
-from custom_components.rack_battery.protocol.catalog import FAMILIES, control_of, open_driver
+from custom_components.rack_battery.protocol.catalog import (
+    FAMILIES,
+    Undo,
+    control_of,
+    open_driver,
+)
 from custom_components.rack_battery.protocol.connection import ConnectionSpec
 from custom_components.rack_battery.switch import switch_descriptions
-from simulator import jk_pb as sim_jk, pace_ascii as sim_pace, pylontech_ascii as sim_pylon
-from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load, make_bank
-from simulator.modbus_line import ModbusLine
-from simulator.wiretap import Wiretap, start_wiretap
+from simulator import pylontech_ascii as sim_pylon
+from simulator.bank import HOLD_SECONDS, SimBank, WriteFault, constant_load
 
 from .conftest import rules_input
-from .control_helpers import assert_no_control_entities, try_every_control
+from .control_helpers import (
+    WRITE_FAMILIES,
+    ControlBus,
+    assert_no_control_entities,
+    serve,
+    try_every_control,
+)
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 ENTRY_ID = "01JBANKCONTROL00000000000"
 
 
-def _pace_write(frame: bytes) -> bool:
-    # ~ VER ADR CID1 CID2: 0x9A / 0x9B switch a FET.
-    return frame[7:9] in (b"9A", b"9B")
-
-
-def _pylon_write(frame: bytes) -> bool:
-    # 0x94 sends charge and discharge limits.
-    return frame[7:9] == b"94"
-
-
-def _rtu_write(frame: bytes) -> bool:
-    # Function 0x06 or 0x10 writes registers.
-    return len(frame) > 1 and frame[1] in (0x06, 0x10)
-
-
-@dataclass
-class ControlBus:
-    """A simulated bank behind a wiretap, and how its write frames look."""
-
-    family: str
-    wire: str
-    bank: SimBank
-    tap: Wiretap
-    is_write: Callable[[bytes], bool]
-    switches: tuple[str, ...]
-
-    def writes(self) -> list[bytes]:
-        """Return every write request that reached the line."""
-        return [frame for frame in self.tap.requests if self.is_write(frame)]
-
-
-def _bank() -> SimBank:
-    bank = make_bank(3, first_address=2, seed=5, load=constant_load(0.0))
-    for pack in bank.packs:
-        pack.soc = 0.6
-    bank.step(0.0)
-    return bank
-
-
-@contextlib.asynccontextmanager
-async def _serve(family: str) -> AsyncIterator[ControlBus]:
-    """Serve three packs of a family with a write path, behind a wiretap."""
-    bank = _bank()
-    line: ModbusLine | None = None
-    if family == "pace_ascii":
-        server = await sim_pace.start_server(bank)
-        host, port = server.host, server.port
-        wire, is_write = "ascii_tcp", _pace_write
-    elif family == "pylontech_rs485":
-        server = await sim_pylon.start_server(bank)
-        host, port = server.host, server.port
-        wire, is_write = "ascii_tcp", _pylon_write
-    else:
-        server = None
-        line = sim_jk.make_line(bank)
-        host, port = await line.serve_rtu_tcp()
-        wire, is_write = "modbus_rtu_tcp", _rtu_write
-    tap = await start_wiretap(host, port)
-    try:
-        yield ControlBus(family, wire, bank, tap, is_write, ("charge_path", "discharge_path"))
-    finally:
-        await tap.stop()
-        if server is not None:
-            await server.stop()
-        if line is not None:
-            await line.stop()
-
-
-@pytest.fixture(params=["pace_ascii", "pylontech_rs485", "jk_pb"])
+@pytest.fixture(params=WRITE_FAMILIES)
 async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
     """Serve three packs of each family with a write path, behind a wiretap."""
-    async with _serve(str(request.param)) as bus:
+    async with serve(str(request.param)) as bus:
         yield bus
 
 
 @pytest.fixture
 async def pylontech_control_bus() -> AsyncIterator[ControlBus]:
     """Serve three Pylontech packs, whose limits lapse unless sent again."""
-    async with _serve("pylontech_rs485") as bus:
+    async with serve("pylontech_rs485") as bus:
         yield bus
 
 
@@ -239,21 +185,26 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
 ) -> None:
     """Until the user turns control on there is no switch and no number,
     every action and every control a user can reach is refused or finds
-    nothing, and not one write frame reaches the wire."""
+    nothing, and not one write frame reaches the wire.
+
+    The safe currents read all along: three packs, each its own limit; a
+    SunSpec string reports no limit and no capacity, so its bank's safe
+    currents are unknown rather than 0 A (which would stop an inverter
+    capped by them).
+    """
     entry = await _set_up(hass, await _entry(control_bus))
-    coordinator = entry.runtime_data.coordinator
     assert_no_control_entities(hass, entry)
-    # The safe limits only read: three packs, each its own limit.
-    readings = coordinator.data.snapshot.readings
-    safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
     # Each pack's limit: its BMS's, else 1 C of its design capacity.
-    own = [
-        pack_limits(reading, coordinator.packs[address].design_capacity)[1] or 0.0
-        for address, reading in readings.items()
-    ]
-    assert min(own) > 0
-    assert safe == pytest.approx(3 * min(own), abs=0.1)
-    assert float(_state(hass, "sensor.rack_safe_charge_current")) > 0
+    own = _own_limits(entry, Direction.DISCHARGE)
+    if control_bus.family == "sunspec":
+        assert own == [None, None, None]
+        assert _state(hass, "sensor.rack_safe_discharge_current") == STATE_UNKNOWN
+        assert _state(hass, "sensor.rack_safe_charge_current") == STATE_UNKNOWN
+    else:
+        assert min(x or 0.0 for x in own) > 0
+        safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
+        assert safe == pytest.approx(3 * min(x or 0.0 for x in own), abs=0.1)
+        assert float(_state(hass, "sensor.rack_safe_charge_current")) > 0
     await try_every_control(hass, entry, "rack")
     # The options: the rules, then the control step, left off.
     result: Any = await hass.config_entries.options.async_init(entry.entry_id)
@@ -321,62 +272,147 @@ async def test_turning_control_on_creates_the_switches(
 
 
 async def test_the_last_pack_stays_connected(hass: HomeAssistant, control_bus: ControlBus) -> None:
-    """Two packs isolated one after the other; the third is refused."""
+    """Two packs isolated one after the other; the third is refused.
+
+    Isolating opens every path the family can switch back: a Seplos V3's
+    charge path alone (its discharge FETs, once off, have no command to
+    turn them on again), so its isolated packs still discharge, and the
+    last pack is refused for charging, as in every family.
+    """
+    first, middle, last = control_bus.addresses
+    bank = control_bus.bank
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    for address in (2, 3):
+    for address in (middle, last):
         await _act(hass, "isolate_pack", _device(hass, entry, address))
     with pytest.raises(ServiceValidationError) as refused:
-        await _act(hass, "isolate_pack", _device(hass, entry, 4))
+        await _act(hass, "isolate_pack", _device(hass, entry, first))
     assert refused.value.translation_key == "refused_last_pack_charge"
     await _assert_worded_in_each_language(hass, refused.value)
-    pack = control_bus.bank.pack(4)
-    assert pack.charge_on
-    assert pack.discharge_on
-    assert _state(hass, _switch(hass, entry, 4, "discharge_path")) == STATE_ON
-    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_OFF
+    assert bank.pack(first).charge_on
+    assert bank.pack(first).discharge_on
+    discharge_switched = control_of(control_bus.family).discharge_path
+    for address in (middle, last):
+        assert not bank.pack(address).charge_on
+        assert bank.pack(address).discharge_on is not discharge_switched
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, first, key)) == STATE_ON
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_OFF
+
+
+def _own_limits(entry: MockConfigEntry, direction: Direction) -> list[float | None]:
+    """Return each pack's limit one way as the guard takes it: its BMS's, else by capacity."""
+    coordinator = entry.runtime_data.coordinator
+    index = 0 if direction is Direction.CHARGE else 1
+    return [
+        pack_limits(reading, coordinator.packs[address].design_capacity)[index]
+        for address, reading in coordinator.data.snapshot.readings.items()
+    ]
+
+
+async def _load(entry: MockConfigEntry, bank: SimBank, amps: float) -> None:
+    """Let the bank draw a current (charging below 0), and poll it."""
+    bank.load = constant_load(amps)
+    bank.step(1.0)
+    await entry.runtime_data.coordinator.async_refresh()
 
 
 async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
     hass: HomeAssistant, control_bus: ControlBus
 ) -> None:
     """Under a load the other two packs cannot carry with the margin, the
-    refusal names the numbers, and nothing is written."""
+    refusal names the numbers, and nothing is written.
+
+    A Seplos V3 is isolated by its charge path alone: under a discharge
+    load the others cannot carry, its isolation is refused only while the
+    bank charges (with the charge numbers); while it discharges, the pack
+    is taken out of charging and goes on carrying its share.
+
+    A SunSpec string reports no current limit and no capacity: there are
+    no numbers to refuse a load by, so under load the refusal says that
+    nothing shows the others can carry it, and at rest the pack is
+    isolated.
+    """
+    _first, middle, _last = control_bus.addresses
     bank = control_bus.bank
+    caps = control_of(control_bus.family)
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    coordinator = entry.runtime_data.coordinator
-    limits = [coordinator.data.snapshot.readings[p.address] for p in bank.packs]
-    own = [r.discharge_current_limit or r.design_capacity or 100.0 for r in limits]
-    # Just above what two packs can carry with 10 % to spare.
-    bank.load = constant_load(min(own) * 2 / 1.1 + 5.0)
-    bank.step(1.0)
-    await coordinator.async_refresh()
+    device_id = _device(hass, entry, middle)
+    discharge = _own_limits(entry, Direction.DISCHARGE)
+    charge = _own_limits(entry, Direction.CHARGE)
+    if control_bus.family == "sunspec":
+        assert discharge == charge == [None, None, None]
+        assert _state(hass, "sensor.rack_safe_discharge_current") == STATE_UNKNOWN
+        await _load(entry, bank, 30.0)
+        control_bus.tap.requests.clear()
+        with pytest.raises(ServiceValidationError) as refused:
+            await _act(hass, "isolate_pack", device_id)
+        assert refused.value.translation_key == "refused_limits_unknown_discharge"
+        await _assert_worded_in_each_language(hass, refused.value)
+        assert float((refused.value.translation_placeholders or {})["current"]) == pytest.approx(
+            30.0, abs=0.5
+        )
+        assert control_bus.writes() == []
+        assert bank.pack(middle).discharge_on
+        await _load(entry, bank, 0.0)
+        await _act(hass, "isolate_pack", device_id)
+        assert not bank.pack(middle).charge_on
+        assert not bank.pack(middle).discharge_on
+        assert _state(hass, _switch(hass, entry, middle, "connected")) == STATE_OFF
+        return
+    # Just above what two packs can carry with 10 % to spare, each way.
+    over_discharge = min(x or 0.0 for x in discharge) * 2 / 1.1 + 5.0
+    over_charge = min(x or 0.0 for x in charge) * 2 / 1.1 + 5.0
+    # The way the family's isolation is refused: discharging, where it opens
+    # the discharge path; charging, where it opens the charge path alone.
+    direction = "discharge" if caps.discharge_path else "charge"
+    await _load(entry, bank, over_discharge if caps.discharge_path else -over_charge)
     control_bus.tap.requests.clear()
     with pytest.raises(ServiceValidationError) as refused:
-        await _act(hass, "isolate_pack", _device(hass, entry, 3))
-    assert refused.value.translation_key == "refused_overload_discharge"
+        await _act(hass, "isolate_pack", device_id)
+    assert refused.value.translation_key == f"refused_overload_{direction}"
     await _assert_worded_in_each_language(hass, refused.value)
     numbers = refused.value.translation_placeholders or {}
     assert numbers["others"] == "2"
-    assert numbers["direction"] == "discharge"
+    assert numbers["direction"] == direction
     assert float(numbers["current"]) > float(numbers["capacity"]) / 1.1
     assert control_bus.writes() == []
-    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_ON
+    if caps.discharge_path:
+        return
+    # A Seplos V3 discharging: the pack keeps carrying its share, only its
+    # charging stops.
+    await _load(entry, bank, over_discharge)
+    await _act(hass, "isolate_pack", device_id)
+    assert not bank.pack(middle).charge_on
+    assert bank.pack(middle).discharge_on
+    bank.step(1.0)
+    assert bank.pack(middle).current < 0
+    assert _state(hass, _switch(hass, entry, middle, "charge_path")) == STATE_OFF
 
 
 async def test_isolate_and_reconnect_a_pack(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
 ) -> None:
     """A pack is isolated and reconnected within the voltage limit; the
-    switches show what the BMS reads back, and each change is an event."""
+    switches show what the BMS reads back, and each change is an event.
+
+    A Seplos V3 is isolated by its charge path alone and goes on
+    discharging; a SunSpec string's one "Connected" switch opens both
+    paths at once, where the others switch each path on its own.
+    """
+    _first, middle, last = control_bus.addresses
     bank = control_bus.bank
+    caps = control_of(control_bus.family)
+    name = f"Rack pack {middle}"
     entry = await _set_up(hass, await _entry(control_bus, ON))
     events = async_capture_events(hass, EVENT_CONTROL)
-    device_id = _device(hass, entry, 3)
+    device_id = _device(hass, entry, middle)
     await _act(hass, "isolate_pack", device_id)
-    assert not bank.pack(3).charge_on
-    assert not bank.pack(3).discharge_on
+    assert not bank.pack(middle).charge_on
+    assert bank.pack(middle).discharge_on is not caps.discharge_path
     for key in control_bus.switches:
-        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_OFF
     # Too soon to undo (the guard's five minutes).
     with pytest.raises(ServiceValidationError) as refused:
         await _act(hass, "reconnect_pack", device_id)
@@ -386,33 +422,34 @@ async def test_isolate_and_reconnect_a_pack(
     # A Pylontech pack returns to its own limits once the hold lapses,
     # within the next poll.
     await _act_across_polls(hass, bank, "reconnect_pack", device_id)
-    assert bank.pack(3).charge_on
-    assert bank.pack(3).discharge_on
+    assert bank.pack(middle).charge_on
+    assert bank.pack(middle).discharge_on
     for key in control_bus.switches:
-        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_ON
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_ON
     assert [(e.data["action"], e.data["who"], e.data["confirmed"]) for e in events] == [
         ("isolate", "user", True),
         ("reconnect", "user", True),
     ]
     assert events[0].data["device_id"] == device_id
     # The logbook says who did what and what the BMS read back.
-    described = describe_control(events[0].data, "Rack pack 3")
-    assert described["name"] == "Rack pack 3"
+    described = describe_control(events[0].data, name)
+    assert described["name"] == name
+    discharge = "off" if caps.discharge_path else "on"
     assert described["message"].startswith(
-        "isolated by user; the BMS reports charge off, discharge off ("
+        f"isolated by user; the BMS reports charge off, discharge {discharge} ("
     )
-    # A switch turns one path on its own, through the same guard.
+    # A switch turns what it names, through the same guard: one path on its
+    # own, or both at once where the BMS has one switch.
     await _poll(hass, freezer, timedelta(minutes=6))
+    (key, *others) = control_bus.switches
     await hass.services.async_call(
-        "switch",
-        "turn_off",
-        {ATTR_ENTITY_ID: _switch(hass, entry, 2, "charge_path")},
-        blocking=True,
+        "switch", "turn_off", {ATTR_ENTITY_ID: _switch(hass, entry, last, key)}, blocking=True
     )
-    assert not bank.pack(2).charge_on
-    assert bank.pack(2).discharge_on
-    assert _state(hass, _switch(hass, entry, 2, "charge_path")) == STATE_OFF
-    assert _state(hass, _switch(hass, entry, 2, "discharge_path")) == STATE_ON
+    assert not bank.pack(last).charge_on
+    assert bank.pack(last).discharge_on is not caps.paths_together
+    assert _state(hass, _switch(hass, entry, last, key)) == STATE_OFF
+    for other in others:
+        assert _state(hass, _switch(hass, entry, last, other)) == STATE_ON
 
 
 @pytest.mark.parametrize("fault", [WriteFault.ACK_ONLY, WriteFault.IGNORE])
@@ -424,50 +461,69 @@ async def test_a_write_that_does_not_take_is_an_error_and_a_repair(
 
     On a running clock (no ``freezer``): the unanswered write must time out.
     """
+    _first, middle, _last = control_bus.addresses
+    name = f"Rack pack {middle}"
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    control_bus.bank.pack(3).write_fault = fault
+    control_bus.bank.pack(middle).write_fault = fault
+    control_bus.tap.requests.clear()
     with pytest.raises(HomeAssistantError) as failed:
-        await _act_across_polls(hass, control_bus.bank, "isolate_pack", _device(hass, entry, 3))
+        await _act_across_polls(
+            hass, control_bus.bank, "isolate_pack", _device(hass, entry, middle)
+        )
+    # The write reached the wire, to that pack.
+    assert control_bus.writes()
     # No answer fails the write at once; an answer without the switch fails
     # the read-back.
     expected = "write_failed" if fault is WriteFault.IGNORE else "write_not_taken"
     assert failed.value.translation_key == expected
-    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
-    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert (failed.value.translation_placeholders or {})["pack"] == name
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_{middle}")
     assert repair is not None
-    assert repair.translation_placeholders == {"pack": "Rack pack 3", "bank": "Rack"}
-    assert _state(hass, _switch(hass, entry, 3, "discharge_path")) == STATE_ON
+    assert repair.translation_placeholders == {"pack": name, "bank": "Rack"}
+    assert control_bus.bank.pack(middle).charge_on
+    assert control_bus.bank.pack(middle).discharge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_ON
 
 
 async def test_a_pack_isolated_stays_isolated_after_a_restart(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, control_bus: ControlBus
 ) -> None:
     """The isolated pack is remembered: after a reload (its hold, where the
-    BMS lets one lapse, released and lapsed meanwhile) it shows isolated."""
+    BMS lets one lapse, released and lapsed meanwhile) it shows isolated.
+
+    Only a Pylontech pack needs its limits sent again to stay out, and only
+    it returns to the bank once the integration is unloaded; a Seplos V3
+    stays out of charging alone, discharging all along.
+    """
+    _first, middle, _last = control_bus.addresses
     bank = control_bus.bank
+    caps = control_of(control_bus.family)
+    lapses = caps.undo is Undo.LAPSES
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    await _act(hass, "isolate_pack", _device(hass, entry, 3))
+    await _act(hass, "isolate_pack", _device(hass, entry, middle))
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     bank.step(HOLD_SECONDS + 1)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert entry.runtime_data.coordinator.controller.isolated == {3}
+    assert entry.runtime_data.coordinator.controller.isolated == {middle}
     for key in control_bus.switches:
-        assert _state(hass, _switch(hass, entry, 3, key)) == STATE_OFF
-    assert not bank.pack(3).charge_on
-    assert not bank.pack(3).discharge_on
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_OFF
+    assert not bank.pack(middle).charge_on
+    assert bank.pack(middle).discharge_on is not caps.discharge_path
     # Held again every poll, well inside the BMS's hold time.
     for _ in range(3):
         control_bus.tap.requests.clear()
         bank.step(HOLD_SECONDS * 0.8)
         await _poll(hass, freezer, SCAN_INTERVAL)
-        assert not bank.pack(3).discharge_on
-        assert bool(control_bus.writes()) is (control_bus.family == "pylontech_rs485")
+        assert not bank.pack(middle).charge_on
+        assert bool(control_bus.writes()) is lapses
     # Unloaded, the hold is no longer sent and lapses.
     assert await hass.config_entries.async_unload(entry.entry_id)
     bank.step(HOLD_SECONDS + 1)
-    assert bank.pack(3).discharge_on is (control_bus.family == "pylontech_rs485")
+    assert bank.pack(middle).charge_on is lapses
+    assert bank.pack(middle).discharge_on is (lapses or not caps.discharge_path)
 
 
 async def test_a_bms_that_ignores_the_write_is_an_error_and_a_repair(
@@ -475,15 +531,17 @@ async def test_a_bms_that_ignores_the_write_is_an_error_and_a_repair(
 ) -> None:
     """A BMS that does not answer the write: the caller gets an error at
     once, a repair names the pack, and the pack is as it was."""
+    _first, middle, _last = control_bus.addresses
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    control_bus.bank.pack(3).write_fault = WriteFault.IGNORE
+    control_bus.bank.pack(middle).write_fault = WriteFault.IGNORE
     with pytest.raises(HomeAssistantError) as failed:
-        await _act(hass, "isolate_pack", _device(hass, entry, 3))
+        await _act(hass, "isolate_pack", _device(hass, entry, middle))
     assert failed.value.translation_key == "write_failed"
-    assert (failed.value.translation_placeholders or {})["pack"] == "Rack pack 3"
-    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_3")
+    assert (failed.value.translation_placeholders or {})["pack"] == f"Rack pack {middle}"
+    repair = ir.async_get(hass).async_get_issue(DOMAIN, f"control_not_taken_{ENTRY_ID}_{middle}")
     assert repair is not None
-    assert control_bus.bank.pack(3).discharge_on
+    assert control_bus.bank.pack(middle).charge_on
+    assert control_bus.bank.pack(middle).discharge_on
 
 
 async def test_a_current_limit_where_the_family_can_throttle(
@@ -760,11 +818,12 @@ async def test_a_reconnect_too_far_apart_is_refused_with_the_numbers(
 ) -> None:
     """An isolated pack that drifted away from the others stays out: the
     refusal names both voltages, and nothing is written."""
+    _first, middle, _last = control_bus.addresses
     bank = control_bus.bank
     entry = await _set_up(hass, await _entry(control_bus, ON))
-    device_id = _device(hass, entry, 3)
+    device_id = _device(hass, entry, middle)
     await _act(hass, "isolate_pack", device_id)
-    bank.pack(3).soc = 0.05
+    bank.pack(middle).soc = 0.05
     bank.step(1.0)
     await _poll(hass, freezer, timedelta(minutes=6))
     control_bus.tap.requests.clear()
@@ -775,4 +834,6 @@ async def test_a_reconnect_too_far_apart_is_refused_with_the_numbers(
     assert float(numbers["delta"]) > float(numbers["limit"]) == 0.5
     assert float(numbers["pack_voltage"]) < float(numbers["bus_voltage"])
     assert control_bus.writes() == []
-    assert not bank.pack(3).discharge_on
+    assert not bank.pack(middle).charge_on
+    for key in control_bus.switches:
+        assert _state(hass, _switch(hass, entry, middle, key)) == STATE_OFF

@@ -34,12 +34,11 @@ from custom_components.rack_battery.policy_runner import STORE_POLICY_HOLDS
 from simulator.bank import SimBank
 
 from .conftest import rules_input
+from .control_helpers import ControlBus, serve
 from .test_control import (
-    ControlBus,
     _control_input,
     _device,
     _entry,
-    _serve,
     _set_up,
     _state,
     _switch,
@@ -54,7 +53,7 @@ POLICIES = (CONF_POLICY_PROTECTION, CONF_POLICY_HOT, CONF_POLICY_SWING)
 @pytest.fixture(params=["pace_ascii", "jk_pb", "pylontech_rs485"])
 async def policy_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
     """Serve three packs of a family with a write path, behind a wiretap."""
-    async with _serve(str(request.param)) as bus:
+    async with serve(str(request.param)) as bus:
         yield bus
 
 

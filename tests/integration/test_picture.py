@@ -20,8 +20,9 @@ from custom_components.rack_battery.picture import (
 )
 
 from .conftest import SimulatedBus, setup_bank
+from .control_helpers import serve
 from .test_bank import _poll
-from .test_control import ON, _device, _entry, _serve, _set_up
+from .test_control import ON, _device, _entry, _set_up
 
 pytestmark = pytest.mark.freeze_time(tick=True)
 
@@ -200,7 +201,7 @@ async def test_a_pack_isolated_by_control_is_drawn_isolated(
 ) -> None:
     """Isolating a pack through control marks it on the picture, from what its
     BMS reports after the write; the other packs stay as they were."""
-    async with _serve("pace_ascii") as bus:
+    async with serve("pace_ascii") as bus:
         entry = await _set_up(hass, await _entry(bus, ON))
         picture = er.async_get(hass).async_get_entity_id(
             "image", DOMAIN, f"{entry.entry_id}_overview"

@@ -4,14 +4,13 @@ A reconnect asked for "when matched" while the pack sits too far from the
 bank is held: the action returns, the pack's switches say it waits and by
 how much, and the first poll the guard allows carries it out by itself.
 It can be cancelled, gives up after the user's time with a repair, and
-outlives a restart. Every family with a write path is served as in
-test_control.py, behind a wiretap.
+outlives a restart. Every family with a write path is served by
+``control_helpers.serve``, behind a wiretap.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -32,27 +31,15 @@ from custom_components.rack_battery.const import (
 )
 from custom_components.rack_battery.logbook import describe_control
 from custom_components.rack_battery.protocol.catalog import control_of
-from simulator import (
-    jk_pb as sim_jk,
-    pace_ascii as sim_pace,
-    pylontech_ascii as sim_pylon,
-    seplos_v3 as sim_seplos,
-    sunspec_line as sim_sunspec,
-)
-from simulator.bank import SimBank, SimPack, constant_load, make_bank
-from simulator.modbus_line import ModbusLine
-from simulator.wiretap import start_wiretap
+from simulator.bank import SimBank, SimPack
 
+from .control_helpers import WRITE_FAMILIES, ControlBus, serve
 from .test_control import (
     ENTRY_ID,
-    ControlBus,
     _act,
     _act_across_polls,
     _device,
     _entry,
-    _pace_write,
-    _pylon_write,
-    _rtu_write,
     _set_up,
     _state,
     _switch,
@@ -60,7 +47,6 @@ from .test_control import (
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
-WRITE_FAMILIES = ("pace_ascii", "pylontech_rs485", "jk_pb", "seplos_v3", "sunspec")
 ON = {CONF_CONTROL: True}
 # Far below the others' state of charge (0.6): volts apart.
 DRIFTED_SOC = 0.05
@@ -68,66 +54,11 @@ DRIFTED_SOC = 0.05
 MATCHED_SOC = 0.45
 
 
-def _bank(first_address: int) -> SimBank:
-    bank = make_bank(3, first_address=first_address, seed=5, load=constant_load(0.0))
-    for pack in bank.packs:
-        pack.soc = 0.6
-    bank.step(0.0)
-    return bank
-
-
-@contextlib.asynccontextmanager
-async def _serve(family: str) -> AsyncIterator[ControlBus]:
-    """Serve three packs of a family with a write path, behind a wiretap."""
-    server: Any = None
-    line: ModbusLine | None = None
-    if family in ("pace_ascii", "pylontech_rs485"):
-        bank = _bank(2)
-        module = sim_pace if family == "pace_ascii" else sim_pylon
-        server = await module.start_server(bank)
-        host, port = server.host, server.port
-        wire, is_write = "ascii_tcp", _pace_write if family == "pace_ascii" else _pylon_write
-    else:
-        # Pack 0 is the master of a Seplos bank; a SunSpec device numbers
-        # its strings from 1.
-        bank = _bank({"jk_pb": 2, "seplos_v3": 0, "sunspec": 1}[family])
-        make = {"jk_pb": sim_jk.make_line, "seplos_v3": sim_seplos.make_line}.get(
-            family, sim_sunspec.make_line
-        )
-        line = make(bank)
-        host, port = await line.serve_rtu_tcp()
-        wire, is_write = "modbus_rtu_tcp", _rtu_write
-    tap = await start_wiretap(host, port)
-    try:
-        yield ControlBus(family, wire, bank, tap, is_write, ())
-    finally:
-        await tap.stop()
-        if server is not None:
-            await server.stop()
-        if line is not None:
-            await line.stop()
-
-
 @pytest.fixture(params=WRITE_FAMILIES)
 async def control_bus(request: pytest.FixtureRequest) -> AsyncIterator[ControlBus]:
     """Serve three packs of each family whose packs can be put back into the bank."""
-    async with _serve(str(request.param)) as bus:
+    async with serve(str(request.param)) as bus:
         yield bus
-
-
-def _keys(family: str) -> tuple[str, ...]:
-    """Return the switch keys a reconnect turns on."""
-    caps = control_of(family)
-    if caps.paths_together:
-        return ("connected",)
-    return tuple(
-        key
-        for key, offered in (
-            ("charge_path", caps.charge_path),
-            ("discharge_path", caps.discharge_path),
-        )
-        if offered
-    )
 
 
 def _target(bus: ControlBus) -> SimPack:
@@ -186,7 +117,7 @@ def _attributes(
 ) -> list[dict[str, Any]]:
     """Return the attributes of each switch a reconnect turns on."""
     found = []
-    for key in _keys(bus.family):
+    for key in bus.switches:
         state = hass.states.get(_switch(hass, entry, pack.address, key) or "")
         assert state is not None
         found.append(dict(state.attributes))
@@ -248,7 +179,7 @@ async def test_a_reconnect_apart_is_held_and_carried_out_once_matched(
     assert pack.last_inrush is not None
     assert 0 < pack.last_inrush < pack.charge_current_limit
     assert "charge_overcurrent" not in pack.protections
-    for key in _keys(bus.family):
+    for key in bus.switches:
         assert _state(hass, _switch(hass, entry, pack.address, key)) == STATE_ON
     assert not any(_waiting(hass, bus, entry, pack))
     assert entry.runtime_data.coordinator.controller.isolated == set()
@@ -320,7 +251,7 @@ async def test_a_held_reconnect_can_be_cancelled(
     actions = [a for a, _ in _actions(events)]
     assert actions[-4:] == ["hold_rejoin", "cancel_rejoin", "hold_rejoin", "cancel_rejoin"]
     assert "reconnect" not in actions
-    for key in _keys(bus.family):
+    for key in bus.switches:
         assert _state(hass, _switch(hass, entry, pack.address, key)) == STATE_OFF
 
 

@@ -129,6 +129,8 @@ class Reason(StrEnum):
     BELOW_MINIMUM = "below_minimum"
     CURRENT_UNKNOWN = "current_unknown"
     OVERLOAD = "overload"
+    # The paths that would carry the current report no limit and no capacity.
+    LIMITS_UNKNOWN = "limits_unknown"
     VOLTAGE_UNKNOWN = "voltage_unknown"
     VOLTAGE_APART = "voltage_apart"
     INRUSH = "inrush"
@@ -227,11 +229,12 @@ class SafeLimits:
     """The largest current the bank can take each way, and the pack that binds it.
 
     A bank that cannot take current a way (every path open) has 0 A there and
-    no binding pack.
+    no binding pack; one whose closed paths report no limit and no capacity
+    (a SunSpec string) has None: nothing says what it can take.
     """
 
-    charge: float
-    discharge: float
+    charge: float | None
+    discharge: float | None
     charge_pack: int | None
     discharge_pack: int | None
 
@@ -408,10 +411,19 @@ def safe_limits(packs: Iterable[PackState]) -> SafeLimits:
     charge, charge_pack = _direction_limit(packs, Direction.CHARGE)
     discharge, discharge_pack = _direction_limit(packs, Direction.DISCHARGE)
     return SafeLimits(
-        charge=charge,
-        discharge=discharge,
+        charge=None if _limits_unknown(packs, Direction.CHARGE) else charge,
+        discharge=None if _limits_unknown(packs, Direction.DISCHARGE) else discharge,
         charge_pack=charge_pack,
         discharge_pack=discharge_pack,
+    )
+
+
+def _limits_unknown(packs: Iterable[PackState], direction: Direction) -> bool:
+    """Return whether paths are closed one way and not one of them reports its limit."""
+    closed = [pack for pack in packs if pack.path(direction)]
+    return bool(closed) and all(
+        (pack.charge_limit if direction is Direction.CHARGE else pack.discharge_limit) is None
+        for pack in closed
     )
 
 
@@ -549,6 +561,12 @@ def _check_load(
     needed = abs(current) * (1.0 + settings.current_margin)
     if needed <= limit:
         return None
+    if binding is None and _limits_unknown([after, *fresh_others], direction):
+        # Closed paths, none with a limit: the overload's numbers would be
+        # 0 A and no binding pack, which is not what the packs can take.
+        return _refuse(
+            address, Reason.LIMITS_UNKNOWN, direction=direction.value, current=_r(abs(current))
+        )
     carrying = [p for p in [after, *fresh_others] if p.closed(direction)]
     return _refuse(
         address,
