@@ -505,6 +505,12 @@ class BankController:
                 translation_key="unknown_pack",
                 translation_placeholders={"pack": pack},
             )
+        if caps.can_write and not caps.writable(change.address):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="broadcast_unit",
+                translation_placeholders={"pack": pack, "unit": str(change.address)},
+            )
         asks_charge = change.charge is not None
         asks_discharge = change.discharge is not None
         throttles = change.charge_limit is not None or change.discharge_limit is not None

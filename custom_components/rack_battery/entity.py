@@ -202,9 +202,18 @@ def control_entities[EntityT: RackBatteryEntity, DescriptionT: EntityDescription
 ) -> list[EntityT]:
     """Return a control platform's entities for each pack: none unless control is on.
 
-    ``descriptions`` says which the family offers, from the catalog.
+    ``descriptions`` says which the family offers, from the catalog; a pack
+    no write may go to (Modbus unit 0, the broadcast address) gets none.
     """
     controller = entry.runtime_data.coordinator.controller
     if not controller.enabled:
         return []
-    return entities_for_bank(entry, entity_class, (), descriptions(controller.capabilities))
+    caps = controller.capabilities
+    offered = tuple(descriptions(caps))
+    return entities_for_bank(
+        entry,
+        entity_class,
+        (),
+        (),
+        per_pack=lambda address: offered if caps.writable(address) else (),
+    )

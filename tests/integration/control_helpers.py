@@ -87,24 +87,29 @@ def _bank(first_address: int) -> SimBank:
 
 
 @contextlib.asynccontextmanager
-async def serve(family: str) -> AsyncIterator[ControlBus]:
+async def serve(family: str, first_address: int | None = None) -> AsyncIterator[ControlBus]:
     """Serve three packs of a family with a write path, behind a wiretap.
 
     PACE and Pylontech ASCII through a transparent TCP gateway, the Modbus
-    families as RTU over TCP. Pack 0 is the master of a Seplos bank; a
-    SunSpec device numbers its strings from 1; the others start at 2.
+    families as RTU over TCP. A Seplos bank's packs from unit 1 (its master
+    at unit 0, the broadcast address, is never written to) and a SunSpec
+    device's strings from 1; the others start at 2.
     """
     server: Any = None
     line: ModbusLine | None = None
     switches = tuple(d.key for d in switch_descriptions(control_of(family)))
     if family in ("pace_ascii", "pylontech_rs485"):
-        bank = _bank(2)
+        bank = _bank(2 if first_address is None else first_address)
         module = sim_pace if family == "pace_ascii" else sim_pylon
         server = await module.start_server(bank)
         host, port = server.host, server.port
         wire, is_write = "ascii_tcp", pace_write if family == "pace_ascii" else pylon_write
     else:
-        bank = _bank({"jk_pb": 2, "seplos_v3": 0, "sunspec": 1}[family])
+        bank = _bank(
+            first_address
+            if first_address is not None
+            else {"jk_pb": 2, "seplos_v3": 1, "sunspec": 1}[family]
+        )
         make = {"jk_pb": sim_jk.make_line, "seplos_v3": sim_seplos.make_line}.get(
             family, sim_sunspec.make_line
         )

@@ -299,6 +299,34 @@ async def test_the_last_pack_stays_connected(hass: HomeAssistant, control_bus: C
         assert _state(hass, _switch(hass, entry, middle, key)) == STATE_OFF
 
 
+@pytest.mark.parametrize("family", ["seplos_v3", "jk_pb"])
+async def test_a_pack_at_the_modbus_broadcast_unit_is_never_switched(
+    hass: HomeAssistant, family: str
+) -> None:
+    """A pack at unit 0 (a Seplos V3 bank's master) gets no switch, and an
+    action aimed at it is refused with why: a write to unit 0 would reach
+    every pack on the line. The other packs are switched as usual."""
+    async with serve(family, first_address=0) as bus:
+        entry = await _set_up(hass, await _entry(bus, ON))
+        for key in bus.switches:
+            assert _switch(hass, entry, 0, key) is None
+            assert _state(hass, _switch(hass, entry, 1, key)) == STATE_ON
+        with pytest.raises(ServiceValidationError) as refused:
+            await _act(hass, "isolate_pack", _device(hass, entry, 0))
+        assert refused.value.translation_key == "broadcast_unit"
+        assert (refused.value.translation_placeholders or {})["unit"] == "0"
+        for language in ("en", "de", "nl"):
+            message = await _render(hass, refused.value, language)
+            assert "Rack pack 0" in message, message
+            assert "Modbus" in message, message
+            assert "{" not in message, message
+        assert bus.writes() == []
+        await _act(hass, "isolate_pack", _device(hass, entry, 1))
+        assert not bus.bank.pack(1).charge_on
+        assert bus.bank.pack(0).charge_on
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 def _own_limits(entry: MockConfigEntry, direction: Direction) -> list[float | None]:
     """Return each pack's limit one way as the guard takes it: its BMS's, else by capacity."""
     coordinator = entry.runtime_data.coordinator

@@ -64,6 +64,13 @@ class ControlCapabilities:
     hold_seconds: float | None = None
     # What the BMS can do remotely but cannot take back, and is not offered.
     not_offered: tuple[str, ...] = ()
+    # Pack addresses no write may go to: Modbus unit 0 is the broadcast
+    # address, and a write there would reach every pack on the line.
+    unwritable: frozenset[int] = frozenset()
+
+    def writable(self, address: int) -> bool:
+        """Return whether a write may go to the pack at ``address``."""
+        return self.can_write and address not in self.unwritable
 
     @property
     def can_write(self) -> bool:
@@ -77,6 +84,7 @@ class ControlCapabilities:
 
 
 NO_CONTROL = ControlCapabilities()
+MODBUS_BROADCAST = frozenset({0})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +133,7 @@ FAMILIES: dict[str, Family] = {
                 charge_path=True,
                 undo=Undo.SWITCH_BACK,
                 not_offered=("discharge_off",),
+                unwritable=MODBUS_BROADCAST,
             ),
         ),
         Family(
@@ -137,7 +146,11 @@ FAMILIES: dict[str, Family] = {
             driver=JkPbDriver,
             # Settings 0x1070 charge switch, 0x1074 discharge switch (u32).
             control=ControlCapabilities(
-                switch=Switch.FET, charge_path=True, discharge_path=True, undo=Undo.SWITCH_BACK
+                switch=Switch.FET,
+                charge_path=True,
+                discharge_path=True,
+                undo=Undo.SWITCH_BACK,
+                unwritable=MODBUS_BROADCAST,
             ),
         ),
         Family(
