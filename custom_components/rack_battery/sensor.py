@@ -574,15 +574,14 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
         """Return the number of decimals the value is shown with, None if not known.
 
         The user's own choice of decimals wins over the suggested one. A
-        sensor the user shows in another unit than the BMS's (mV for V) is
-        compared at its full value: its precision is not that of the unit
-        it is read in.
+        sensor shown in another unit than the BMS's (mV for V by the user's
+        choice, °F by the unit system) is compared at its full value: its
+        precision is not that of the unit it is read in.
         """
+        if self.unit_of_measurement != self.native_unit_of_measurement:
+            return None
         entry = self.registry_entry
         options: Mapping[str, Any] = entry.options.get("sensor", {}) if entry else {}
-        unit = options.get("unit_of_measurement")
-        if unit is not None and unit != self.native_unit_of_measurement:
-            return None
         precision = options.get("display_precision")
         if precision is None:
             precision = self.entity_description.suggested_display_precision

@@ -182,3 +182,26 @@ async def test_the_users_own_decimals_decide_what_is_news(
     _set_capacity(quiet_bus, 50.04)
     await poll(hass, freezer)
     assert _capacity(hass) == pytest.approx(50.03)
+
+
+async def test_a_value_shown_in_another_unit_is_written_at_every_step(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """A current shown in mA is not held to the 0.1 A it is suggested with."""
+    current = "sensor.pace_bank_pack_2_current"
+    pack = quiet_bus.bank.pack(2)
+    pack.current = 1.02
+    await setup_entry(hass, bank_entry(quiet_bus))
+    await poll(hass, freezer)
+    er.async_get(hass).async_update_entity_options(current, "sensor", {"unit_of_measurement": "mA"})
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+
+    pack.current = 1.03
+    await poll(hass, freezer)
+    state = hass.states.get(current)
+    assert state is not None
+    assert state.attributes["unit_of_measurement"] == "mA"
+    assert float(state.state) == pytest.approx(1030)
