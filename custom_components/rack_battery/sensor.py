@@ -15,7 +15,7 @@ disabled until the user wants them: 16 cells and 4 probes on 8 packs are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, override
@@ -524,6 +524,10 @@ def _forget_sensors_that_never_come(
             registry.async_remove(registered.entity_id)
 
 
+# The precision of a sensor not yet worked out.
+_UNSET = object()
+
+
 class RackBatterySensor(RackBatteryEntity, SensorEntity):
     """A sensor of the bank or of one pack.
 
@@ -533,21 +537,64 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
     means something, and they move at every poll; its state is rounded to
     the precision it is shown with (0.1 A, 1 W, 10 Wh, a percent of charge),
     so a value that moved by less is no news: Home Assistant writes no new
-    state, and the recorder no row, for a state that did not change.
+    state, and the recorder no row, for a state that did not change. A
+    reported value is written only when it moves by what its display
+    precision shows (see ``shown``), and then at the BMS's resolution.
     """
 
     entity_description: RackBatterySensorEntityDescription[Any]
+    # The precision the value is shown with, worked out once (None: as it
+    # is); unset until the first poll and after the user changes the options.
+    _shown_precision: object = _UNSET
 
     @override
     def shown(self) -> object:
         """Return what the sensor shows: whether it is available, and its value.
 
         Asked of every sensor at every poll, so the bank or pack is looked up
-        once for both; None while unavailable, else the value in a tuple.
+        once for both; None while unavailable, else the value in a tuple,
+        rounded to the precision it is shown with. A reading that moved by
+        less than what the user can see is no news: it writes no state, and
+        the recorder no row. The state written when the shown value does
+        change keeps the BMS's full resolution (``native_value``). The
+        entity compares with what it showed at its last write, not at its
+        last poll, so a value that creeps by less than the precision at
+        each poll is written once the creep adds up to a visible step.
         """
         if (subject := self.subject) is None or not self.coordinator.last_update_success:
             return None
-        return (self._value_of(subject),)
+        value = self._value_of(subject)
+        if type(value) is float:
+            precision = self._shown_precision
+            if precision is _UNSET:
+                precision = self._shown_precision = self._precision_shown()
+            if type(precision) is int:
+                return (round(value, precision) + 0.0,)  # + 0.0: -0.0 is 0.0
+        return (value,)
+
+    def _precision_shown(self) -> int | None:
+        """Return the number of decimals the value is shown with, None if not known.
+
+        The user's own choice of decimals wins over the suggested one. A
+        sensor shown in another unit than the BMS's (mV for V by the user's
+        choice, °F by the unit system) is compared at its full value: its
+        precision is not that of the unit it is read in.
+        """
+        if self.unit_of_measurement != self.native_unit_of_measurement:
+            return None
+        entry = self.registry_entry
+        options: Mapping[str, Any] = entry.options.get("sensor", {}) if entry else {}
+        precision = options.get("display_precision")
+        if precision is None:
+            precision = self.entity_description.suggested_display_precision
+        return precision if isinstance(precision, int) else None
+
+    @callback
+    @override
+    def async_registry_entry_updated(self) -> None:
+        """Work the precision out again: the user may have changed unit or decimals."""
+        self._shown_precision = _UNSET
+        super().async_registry_entry_updated()
 
     @property
     @override

@@ -22,6 +22,7 @@ from homeassistant.core import (
     HomeAssistant,
     callback,
 )
+from homeassistant.helpers import entity_registry as er
 import pytest
 
 from .conftest import SimulatedBus
@@ -96,3 +97,111 @@ async def test_a_poll_that_changes_nothing_writes_nothing(
     soc = hass.states.get(SOC)
     assert soc is not None
     assert float(soc.state) == pytest.approx(45)
+
+
+CAPACITY = "sensor.pace_bank_pack_2_remaining_capacity"
+
+
+def _set_capacity(bus: SimulatedBus, amp_hours: float) -> None:
+    """Have pack 2's BMS report this remaining charge (it reports 10 mAh steps)."""
+    pack = bus.bank.pack(2)
+    pack.soc = amp_hours / pack.full_capacity
+    bus.bank.step(0.0)
+
+
+def _capacity(hass: HomeAssistant) -> float:
+    state = hass.states.get(CAPACITY)
+    assert state is not None
+    return float(state.state)
+
+
+async def test_a_change_below_the_display_precision_writes_nothing(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """Remaining charge is shown to 0.1 Ah: 10 mAh more is no news, 0.1 Ah is.
+
+    The state written keeps the BMS's 10 mAh, and a charge that creeps up
+    by 20 mAh per poll is written as soon as the creep shows, then not
+    again until it shows once more.
+    """
+    _set_capacity(quiet_bus, 50.02)
+    await setup_entry(hass, bank_entry(quiet_bus))
+    await poll(hass, freezer)
+    assert _capacity(hass) == pytest.approx(50.02)
+    writes: list[float] = []
+
+    @callback
+    def on_changed(event: Event[EventStateChangedData]) -> None:
+        if event.data["entity_id"] == CAPACITY and (new := event.data["new_state"]):
+            writes.append(float(new.state))
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, on_changed)
+
+    # 50.04 Ah is shown as 50.0 Ah, as 50.02 Ah was: nothing is written.
+    _set_capacity(quiet_bus, 50.04)
+    await poll(hass, freezer)
+    assert writes == []
+    assert _capacity(hass) == pytest.approx(50.02)
+
+    # 20 mAh more shows as 50.1 Ah: written, at the BMS's 10 mAh.
+    _set_capacity(quiet_bus, 50.06)
+    await poll(hass, freezer)
+    assert writes == [pytest.approx(50.06)]
+
+    # It creeps on by 20 mAh per poll: nothing until 50.2 Ah shows.
+    for amp_hours in (50.08, 50.10, 50.12, 50.14, 50.16):
+        _set_capacity(quiet_bus, amp_hours)
+        await poll(hass, freezer)
+    assert writes == [pytest.approx(50.06), pytest.approx(50.16)]
+    assert _capacity(hass) == pytest.approx(50.16)
+
+
+async def test_the_users_own_decimals_decide_what_is_news(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """A user who shows the charge to 10 mAh sees every 10 mAh step written."""
+    _set_capacity(quiet_bus, 50.02)
+    await setup_entry(hass, bank_entry(quiet_bus))
+    await poll(hass, freezer)
+    er.async_get(hass).async_update_entity_options(CAPACITY, "sensor", {"display_precision": 2})
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+
+    _set_capacity(quiet_bus, 50.03)
+    await poll(hass, freezer)
+    assert _capacity(hass) == pytest.approx(50.03)
+
+    # Back to the suggested 0.1 Ah: 10 mAh is no news again.
+    er.async_get(hass).async_update_entity_options(CAPACITY, "sensor", {})
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+    _set_capacity(quiet_bus, 50.04)
+    await poll(hass, freezer)
+    assert _capacity(hass) == pytest.approx(50.03)
+
+
+async def test_a_value_shown_in_another_unit_is_written_at_every_step(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """A current shown in mA is not held to the 0.1 A it is suggested with."""
+    current = "sensor.pace_bank_pack_2_current"
+    pack = quiet_bus.bank.pack(2)
+    pack.current = 1.02
+    await setup_entry(hass, bank_entry(quiet_bus))
+    await poll(hass, freezer)
+    er.async_get(hass).async_update_entity_options(current, "sensor", {"unit_of_measurement": "mA"})
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+
+    pack.current = 1.03
+    await poll(hass, freezer)
+    state = hass.states.get(current)
+    assert state is not None
+    assert state.attributes["unit_of_measurement"] == "mA"
+    assert float(state.state) == pytest.approx(1030)
