@@ -353,7 +353,7 @@ def _safe_current(
 ) -> RackBatterySensorEntityDescription[BankCoordinator]:
     """Describe the most current the bank can take one way (bank/control.py's safe limits).
 
-    Unknown where the packs report no limit and no capacity to tell it by.
+    Not made where the packs report no limit and no capacity to tell it by.
 
     The packs share a current by their resistance (the analyzer's estimates,
     equal shares until it has them); this is the bank current at which the
@@ -370,6 +370,9 @@ def _safe_current(
         computed=True,
         of_coordinator=True,
         value_fn=lambda coordinator: value_fn(coordinator.controller.safe_limits()),
+        # None of the packs tells a limit or a capacity (SunSpec strings):
+        # the value would never come, so there is no sensor.
+        has_fn=lambda coordinator: value_fn(coordinator.controller.safe_limits()) is not None,
     )
 
 
@@ -481,7 +484,8 @@ async def async_setup_entry(
         [
             description
             for description in BANK_SENSORS
-            if description.has_fn is None or description.has_fn(snapshot)
+            if description.has_fn is None
+            or description.has_fn(coordinator if description.of_coordinator else snapshot)
         ],
         PACK_SENSORS,
         per_pack=lambda address: pack_specific_sensors(coordinator, address),

@@ -22,7 +22,6 @@ from homeassistant.const import (
     ATTR_ENTITY_ID,
     STATE_OFF,
     STATE_ON,
-    STATE_UNKNOWN,
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
@@ -188,9 +187,9 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     nothing, and not one write frame reaches the wire.
 
     The safe currents read all along: three packs, each its own limit; a
-    SunSpec string reports no limit and no capacity, so its bank's safe
-    currents are unknown rather than 0 A (which would stop an inverter
-    capped by them).
+    SunSpec string reports no limit and no capacity, so its bank has no
+    safe-current sensors, rather than ones at 0 A (which would stop an
+    inverter capped by them) or ones unknown for good.
     """
     entry = await _set_up(hass, await _entry(control_bus))
     assert_no_control_entities(hass, entry)
@@ -198,8 +197,8 @@ async def test_control_off_writes_nothing_whatever_the_user_does(
     own = _own_limits(entry, Direction.DISCHARGE)
     if control_bus.family == "sunspec":
         assert own == [None, None, None]
-        assert _state(hass, "sensor.rack_safe_discharge_current") == STATE_UNKNOWN
-        assert _state(hass, "sensor.rack_safe_charge_current") == STATE_UNKNOWN
+        assert hass.states.get("sensor.rack_safe_discharge_current") is None
+        assert hass.states.get("sensor.rack_safe_charge_current") is None
     else:
         assert min(x or 0.0 for x in own) > 0
         safe = float(_state(hass, "sensor.rack_safe_discharge_current"))
@@ -369,7 +368,7 @@ async def test_isolating_while_the_rest_cannot_carry_the_load_is_refused(
     charge = _own_limits(entry, Direction.CHARGE)
     if control_bus.family == "sunspec":
         assert discharge == charge == [None, None, None]
-        assert _state(hass, "sensor.rack_safe_discharge_current") == STATE_UNKNOWN
+        assert hass.states.get("sensor.rack_safe_discharge_current") is None
         await _load(entry, bank, 30.0)
         control_bus.tap.requests.clear()
         with pytest.raises(ServiceValidationError) as refused:
