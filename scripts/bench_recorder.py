@@ -66,12 +66,13 @@ def accelerated_clock() -> Iterator[Callable[[timedelta], None]]:
         dt_util.utcnow = real
 
 
-async def _start(config_dir: Path, database: Path) -> HomeAssistant:
+async def start_ha(config_dir: Path, database: Path, commit_interval: int = 0) -> HomeAssistant:
+    """Start a Home Assistant with this integration and the recorder on ``database``."""
     (config_dir / "custom_components").mkdir()
     (config_dir / "custom_components" / DOMAIN).symlink_to(ROOT / "custom_components" / DOMAIN)
     (config_dir / "configuration.yaml").write_text(
         "homeassistant:\n  unit_system: metric\n  time_zone: UTC\n"
-        f"recorder:\n  db_url: sqlite:///{database}\n  commit_interval: 0\n"
+        f"recorder:\n  db_url: sqlite:///{database}\n  commit_interval: {commit_interval}\n"
     )
     hass = await bootstrap.async_setup_hass(
         runner.RuntimeConfig(config_dir=str(config_dir), skip_pip=True)
@@ -151,7 +152,7 @@ async def _measure(folder: Path, all_enabled: bool) -> Counter[str]:
         database = folder / "home-assistant_v2.db"
         config_dir = folder / "config"
         config_dir.mkdir()
-        hass = await _start(config_dir, database)
+        hass = await start_ha(config_dir, database)
         try:
             entry_id = await _add_bank(hass, server.host, server.port, bank)
             if all_enabled:

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from homeassistant import bootstrap, runner  # noqa: E402
+from bench_recorder import start_ha  # type: ignore[import-not-found]  # noqa: E402  # beside this script
 from homeassistant.components.recorder.tasks import CommitTask  # noqa: E402
 from homeassistant.config import async_hass_config_yaml  # noqa: E402
 from homeassistant.const import EVENT_STATE_CHANGED  # noqa: E402
@@ -284,24 +284,6 @@ def _core_yaml(port: int, packs: int, grouped: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def _start_ha(config_dir: Path, database: Path) -> HomeAssistant:
-    (config_dir / "custom_components").mkdir()
-    (config_dir / "custom_components" / DOMAIN).symlink_to(ROOT / "custom_components" / DOMAIN)
-    (config_dir / "configuration.yaml").write_text(
-        "homeassistant:\n  unit_system: metric\n  time_zone: UTC\n"
-        f"recorder:\n  db_url: sqlite:///{database}\n  commit_interval: 30\n"
-    )
-    hass = await bootstrap.async_setup_hass(
-        runner.RuntimeConfig(config_dir=str(config_dir), skip_pip=True)
-    )
-    if hass is None:
-        raise RuntimeError("Home Assistant did not set up")
-    logging.getLogger().setLevel(logging.CRITICAL)
-    await hass.async_start()
-    await hass.async_block_till_done()
-    return hass
-
-
 def _identities(bank: SimBank, addresses: range) -> list[dict[str, Any]]:
     return [
         {
@@ -513,7 +495,7 @@ async def measure(folder: Path, setup: Setup, profile: cProfile.Profile | None =
     config_dir = folder / "config"
     config_dir.mkdir()
     with accelerated_clock() as advance:
-        hass = await _start_ha(config_dir, database)
+        hass = await start_ha(config_dir, database, commit_interval=30)
         result.base_rss_mb = _rss_mb()
         try:
             domain, poll = await _start_reader(hass, sim, setup, config_dir)
