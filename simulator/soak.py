@@ -62,6 +62,8 @@ FAULT_SHARE = 0.35
 # Memory may grow this much from the warm-up to the end and still be flat:
 # caches that fill once (interned strings, free lists) but not a leak.
 MEMORY_SLACK = 256 * 1024
+# How many clean polls a wire gets, at most, to answer again once its faults end.
+QUIET_TRIES = 5
 
 
 @dataclass
@@ -274,6 +276,37 @@ async def _serve_every_wire(  # noqa: PLR0915 - one stanza per wire
         each.name += suffix
 
 
+async def _reopen(line: _Line, driver: BmsDriver) -> None:
+    """Open what was lost, as the coordinator does, and let a listener hear the master."""
+    await driver.connect()
+    if isinstance(driver, BusListener):
+        await driver.hear(within=CAN_WINDOW * 10, addresses=line.addresses)
+
+
+async def _quiet(drivers: Sequence[tuple[_Line, Bus, BmsDriver]]) -> None:
+    """End every fault, wait for what they put off, and poll each wire until it answers."""
+    for line, _, _ in drivers:
+        line.faults.mend()
+    for line, _, _ in drivers:
+        await line.faults.settled()
+    for line, bus, driver in drivers:
+        lost = False
+        for _ in range(QUIET_TRIES):
+            if line.settle is not None:
+                await line.settle()
+            async with bus.turn():
+                try:
+                    if lost:
+                        await _reopen(line, driver)
+                    report = await driver.poll(line.addresses)
+                except BusUnavailable:
+                    lost = True
+                    continue
+            lost = False
+            if not report.failed:
+                break
+
+
 async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
     polls: int, *, seed: int = 1, copies: int = 1, warmup: float = 0.1
 ) -> SoakReport:
@@ -323,12 +356,14 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
             ]
             end: Snapshot | None = None
 
-            async def poller(line: _Line, bus: Bus, driver: BmsDriver, lead: bool) -> None:
+            async def poller(
+                line: _Line, bus: Bus, driver: BmsDriver, lead: bool, until: int
+            ) -> None:
                 nonlocal done, faults_played, bus_failures, pack_failures, queue_max
-                nonlocal start, memory_start
+                nonlocal memory_start
                 left = 0
                 lost = False
-                while done < polls:
+                while done < until:
                     if lead:
                         if left <= 0:
                             left = rng.randint(1, STRETCH)
@@ -340,13 +375,7 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
                     async with bus.turn():
                         try:
                             if lost:
-                                # As the coordinator does: open what was lost,
-                                # and let a listener hear the master go round.
-                                await driver.connect()
-                                if isinstance(driver, BusListener):
-                                    await driver.hear(
-                                        within=CAN_WINDOW * 10, addresses=line.addresses
-                                    )
+                                await _reopen(line, driver)
                             report = await driver.poll(line.addresses)
                         except BusUnavailable:
                             bus_failures += 1
@@ -359,9 +388,6 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
                     done += 1
                     per_wire[line.name] += 1
                     busy[line.name] = busy.get(line.name, 0.0) + loop.time() - began
-                    if done == warm_at:
-                        start = _snapshot(queue_max)
-                        queue_max = 0
                     if done == trace_at and started:
                         tracemalloc.start()
                     if done == memory_at:
@@ -370,22 +396,23 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
                     if done % 10_000 == 0:
                         print(f"  {done} polls", file=sys.stderr, flush=True)
 
-            tasks = [
-                asyncio.create_task(poller(line, bus, driver, lead))
-                for line, bus, driver, lead in pollers
-            ]
-            await asyncio.gather(*tasks)
-            # What is left is looked at once the faults have ended and the
-            # lines settled: a connection the last fault was resetting is
-            # still closing the moment the pollers end, and is no leak.
-            for line, _, _ in drivers:
-                line.faults.mend()
-            for line, _, _ in drivers:
-                await line.faults.settled()
+            async def run_until(until: int) -> None:
+                await asyncio.gather(
+                    *(poller(line, bus, driver, lead, until) for line, bus, driver, lead in pollers)
+                )
+
+            # Both snapshots are taken in the same quiet state: no poller
+            # running, every fault mended, whatever a fault put off delivered,
+            # and every wire answering again. Taken mid-run instead, one
+            # figure depends on whether a gateway happened to be restarting
+            # at that moment, which is chance, not a leak.
+            await run_until(warm_at)
+            await _quiet(drivers)
+            start = _snapshot(queue_max)
+            queue_max = 0
+            await run_until(polls)
+            await _quiet(drivers)
             end = _snapshot(queue_max)
-            # The start was taken with the pollers running; they have ended now.
-            assert start is not None
-            start.tasks -= len(tasks)
             start.memory = memory_start
             for line, bus, driver in drivers:
                 await driver.close()
