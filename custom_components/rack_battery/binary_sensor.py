@@ -23,7 +23,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .bank.analysis import Finding, Severity
-from .bank.model import PackReading
+from .bank.model import PackReading, fields_read
 from .coordinator import RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank
 
@@ -164,6 +164,16 @@ class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):
     """A binary sensor of the bank or of one pack."""
 
     entity_description: RackBatteryBinarySensorEntityDescription
+
+    @override
+    def _fields_read(self) -> frozenset[str] | None:
+        """Return what of the pack's reading the state is made of (None: not only that)."""
+        description = self.entity_description
+        if description.about_findings or description.low_fn is not None:
+            return None
+        if description.attributes_fn is None:
+            return fields_read(description.value_fn)
+        return fields_read(description.value_fn, description.attributes_fn)
 
     def _source(self) -> Any:
         if self.entity_description.about_findings:

@@ -25,7 +25,7 @@ from .bank.analysis import (
 )
 from .bank.energy import EnergyMeter
 from .bank.hourly import HourlyAggregator
-from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport
+from .bank.model import BankSnapshot, PackIdentity, PackReading, PollReport, moved_fields
 from .const import CONF_CONTROL, DOMAIN, LOGGER, SCAN_INTERVAL
 from .controller import BankController
 from .protocol.bus import Bus
@@ -50,6 +50,10 @@ class BankData:
 
     snapshot: BankSnapshot
     analysis: AnalysisResult
+    # What moved in each pack's reading since the poll before, for a pack
+    # read in both (bank/model.py, moved_fields); a pack not here may have
+    # changed in every way.
+    moved: Mapping[int, frozenset[str]] = field(default_factory=dict)
 
 
 class BankCoordinator(DataUpdateCoordinator[BankData]):
@@ -214,7 +218,18 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             or now - self._saved_at >= SAVE_INTERVAL
         ):
             self._save_later(now)
-        return BankData(snapshot=snapshot, analysis=analysis)
+        return BankData(snapshot=snapshot, analysis=analysis, moved=self._moved(snapshot))
+
+    def _moved(self, snapshot: BankSnapshot) -> dict[int, frozenset[str]]:
+        """Return what moved in each pack since the poll shown last (after a failure: unknown)."""
+        if self.data is None or not self.last_update_success:
+            return {}
+        before = self.data.snapshot.readings
+        return {
+            address: moved_fields(old, reading)
+            for address, reading in snapshot.readings.items()
+            if (old := before.get(address)) is not None
+        }
 
     @override
     async def _async_update_data(self) -> BankData:

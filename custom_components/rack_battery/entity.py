@@ -101,10 +101,18 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     attributes out again, and on a bank of many packs that was most of what
     a poll cost. What else changes an entity's state (its name, its unit,
     being enabled) is written by Home Assistant itself, not by a poll.
+
+    A pack's entity that shows only fields of the pack's reading (``_reads``)
+    is not even worked out again while none of them moved: the coordinator
+    says what moved in each pack (``BankData.moved``), and a poll then costs
+    an entity one set comparison.
     """
 
     _attr_has_entity_name = True
     _last_shown: object = _NOT_WRITTEN
+    # The fields of its pack's reading this entity shows, and nothing else;
+    # None: it shows more (the findings, the controller, the options).
+    _reads: frozenset[str] | None = None
 
     def __init__(
         self,
@@ -123,6 +131,11 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
             identity = self.coordinator.packs[address]
             self._attr_device_info = pack_device_info(entry, identity)
             self._attr_unique_id = f"{pack_device_key(entry, identity)}_{description.key}"
+            self._reads = self._fields_read()
+
+    def _fields_read(self) -> frozenset[str] | None:
+        """Return the fields of the pack's reading that are all this entity shows (None: more)."""
+        return None
 
     @property
     def subject(self) -> BankSnapshot | PackReading | None:
@@ -162,10 +175,25 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     @override
     def _handle_coordinator_update(self) -> None:
         """Write the state when what the entity shows changed with the poll."""
+        if self._unmoved():
+            return
         shown = self.shown()
         if shown != self._last_shown:
             self.async_write_ha_state()
             self._last_shown = shown
+
+    def _unmoved(self) -> bool:
+        """Return whether nothing this entity shows can have changed since it was worked out."""
+        reads, address = self._reads, self.address
+        if (
+            reads is None
+            or address is None
+            or self._last_shown is _NOT_WRITTEN
+            or not self.coordinator.last_update_success
+        ):
+            return False
+        moved = self.coordinator.data.moved.get(address)
+        return moved is not None and reads.isdisjoint(moved)
 
     @override
     def async_write_ha_state(self) -> None:

@@ -43,7 +43,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .bank.control import SafeLimits
-from .bank.model import Activity, BankSnapshot, PackReading
+from .bank.model import Activity, BankSnapshot, PackReading, fields_read
 from .coordinator import BankCoordinator, RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank, pack_device_key
 
@@ -70,6 +70,10 @@ class RackBatterySensorEntityDescription[SubjectT](SensorEntityDescription):
     # limits weigh the analyzer's resistance estimates): ``value_fn`` reads
     # it from the coordinator rather than from the snapshot.
     of_coordinator: bool = False
+    # The fields of a pack's reading that ``value_fn`` reads, where working
+    # them out from the whole field is too coarse (one cell of the 16);
+    # None: worked out by trying ``value_fn`` (see RackBatteryEntity).
+    reads: frozenset[str] | None = None
 
 
 # Measured on every pack and summed or averaged over the bank: one
@@ -244,13 +248,12 @@ PACK_DIAGNOSTIC_SENSORS: tuple[RackBatterySensorEntityDescription[PackReading], 
 
 
 # One entity per cell and per temperature probe: the translation's
-# placeholder, the reading's tuple, and how the value is shown.
-_NUMBERED: dict[
-    str, tuple[str, Callable[[PackReading], tuple[float | None, ...]], dict[str, Any]]
-] = {
+# placeholder, the reading's field that holds the values, and how the value
+# is shown.
+_NUMBERED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cell_voltage": (
         "cell",
-        attrgetter("cell_voltages"),
+        "cell_voltages",
         {
             "device_class": SensorDeviceClass.VOLTAGE,
             "native_unit_of_measurement": UnitOfElectricPotential.VOLT,
@@ -259,7 +262,7 @@ _NUMBERED: dict[
     ),
     "temperature": (
         "probe",
-        attrgetter("temperatures"),
+        "temperatures",
         {
             "device_class": SensorDeviceClass.TEMPERATURE,
             "native_unit_of_measurement": UnitOfTemperature.CELSIUS,
@@ -277,10 +280,11 @@ def numbered_sensor(
     The number is padded to the width of the count ("Cell 01" of 16), so
     lists sorted by name put cell 2 before cell 10.
     """
-    placeholder, values, options = _NUMBERED[kind]
+    placeholder, name, options = _NUMBERED[kind]
+    values = attrgetter(name)
 
     def value(pack: PackReading) -> float | None:
-        known = values(pack)
+        known: tuple[float | None, ...] = values(pack)
         return known[number - 1] if number <= len(known) else None
 
     return RackBatterySensorEntityDescription(
@@ -290,6 +294,7 @@ def numbered_sensor(
         state_class=SensorStateClass.MEASUREMENT,
         entity_registry_enabled_default=False,
         value_fn=value,
+        reads=frozenset({f"{name}[{number - 1}]"}),
         **options,
     )
 
@@ -575,6 +580,14 @@ class RackBatterySensor(RackBatteryEntity, SensorEntity):
             if type(precision) is int:
                 return (round(value, precision) + 0.0,)  # + 0.0: -0.0 is 0.0
         return (value,)
+
+    @override
+    def _fields_read(self) -> frozenset[str] | None:
+        """Return what of the pack's reading the value is made of (None: not only that)."""
+        description = self.entity_description
+        if description.of_coordinator:
+            return None
+        return description.reads or fields_read(description.value_fn)
 
     def _precision_shown(self) -> int | None:
         """Return the number of decimals the value is shown with, None if not known.

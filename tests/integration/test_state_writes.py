@@ -205,3 +205,68 @@ async def test_a_value_shown_in_another_unit_is_written_at_every_step(
     assert state is not None
     assert state.attributes["unit_of_measurement"] == "mA"
     assert float(state.state) == pytest.approx(1030)
+
+
+async def test_an_entity_is_worked_out_again_only_when_what_it_shows_moved(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    quiet_bus: SimulatedBus,  # noqa: F811
+) -> None:
+    """One cell that moves moves its own sensor and the pack's figures over its cells.
+
+    A pack's entity that shows only fields of its reading is skipped while
+    none of them moved; this checks that what did move, and what depends
+    on more than the reading (the user's low-battery level), still shows.
+    """
+    entry = await setup_entry(hass, bank_entry(quiet_bus))
+    registry = er.async_get(hass)
+    cells = {number: f"sensor.pace_bank_pack_2_cell_{number:02d}_voltage" for number in (3, 4)}
+    for entity_id in cells.values():
+        registry.async_update_entity(entity_id, disabled_by=None)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+    before = {number: hass.states.get(entity_id) for number, entity_id in cells.items()}
+    assert all(state is not None for state in before.values())
+    spread_before = hass.states.get("sensor.pace_bank_pack_2_cell_voltage_spread")
+    assert spread_before is not None
+
+    # Cell 3 drops by 50 mV; no other cell moves.
+    pack = quiet_bus.bank.pack(2)
+    offsets = list(pack.cell_offsets)
+    offsets[2] -= 0.050
+    pack.cell_offsets = tuple(offsets)
+    quiet_bus.bank.step(0.0)
+    await poll(hass, freezer)
+    voltages = pack.cell_voltages
+    for number, entity_id in cells.items():
+        state = hass.states.get(entity_id)
+        assert state is not None
+        assert float(state.state) == pytest.approx(round(voltages[number - 1], 3))
+    cell_3, cell_4 = hass.states.get(cells[3]), hass.states.get(cells[4])
+    assert cell_3 is not None
+    assert cell_4 is not None
+    assert float(cell_3.state) == pytest.approx(float(before[3].state) - 0.050)  # type: ignore[union-attr]
+    assert cell_4.state == before[4].state  # type: ignore[union-attr]
+    spread = hass.states.get("sensor.pace_bank_pack_2_cell_voltage_spread")
+    assert spread is not None
+    assert float(spread.state) > float(spread_before.state)
+    lowest = hass.states.get(CELL)
+    assert lowest is not None
+    assert float(lowest.state) == pytest.approx(round(min(voltages), 3))
+
+    # Nothing of the pack moves, but the user's low-battery level does.
+    low = "binary_sensor.pace_bank_pack_2_battery_low"
+    state = hass.states.get(low)
+    assert state is not None
+    assert state.state == "off"
+    soc = hass.states.get(SOC)
+    assert soc is not None
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, "battery_low_percent": float(soc.state) + 5}
+    )
+    await hass.async_block_till_done()
+    await poll(hass, freezer)
+    state = hass.states.get(low)
+    assert state is not None
+    assert state.state == "on"

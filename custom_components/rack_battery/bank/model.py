@@ -8,10 +8,12 @@ reports it; power follows the same sign.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from typing import Any
 
 # Below this current (A) a pack or the bank counts as resting: neither
 # charging nor discharging, no time to empty or to full. A BMS's own draw and
@@ -141,6 +143,91 @@ class PackReading:
         """Return the highest temperature the pack reports."""
         known = [t for t in (*self.temperatures, self.mosfet_temperature) if t is not None]
         return max(known) if known else None
+
+
+# What a poll moved in a pack's reading: the names of the fields whose value
+# changed, and for a field that holds one value per cell or probe also
+# "name[i]" for each element that changed (counted from 0), so that cell 3
+# is told apart from cell 4. An entity that shows a few of a reading's
+# fields need not be worked out again while none of them moved.
+
+
+def moved_fields(old: PackReading, new: PackReading) -> frozenset[str]:
+    """Return what moved from one reading of a pack to the next (see above)."""
+    if old is new:
+        return frozenset()
+    before = old.__dict__
+    moved: list[str] = []
+    for name, value in new.__dict__.items():
+        was = before[name]
+        if value is was or value == was:
+            continue
+        moved.append(name)
+        if type(value) is tuple and type(was) is tuple:
+            if len(value) == len(was):
+                moved.extend(
+                    f"{name}[{index}]"
+                    for index, (now, then) in enumerate(zip(value, was, strict=True))
+                    if now != then
+                )
+            else:
+                moved.extend(f"{name}[{index}]" for index in range(max(len(value), len(was))))
+    return frozenset(moved)
+
+
+_FIELDS = frozenset(each.name for each in fields(PackReading))
+
+
+class _Recorded(PackReading):
+    """A reading that notes which of its fields are read (see ``fields_read``)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _FIELDS:
+            object.__getattribute__(self, "_read").add(name)
+        return object.__getattribute__(self, name)
+
+
+def _probe(value: object) -> _Recorded:
+    """Return a reading with every field filled from its default by ``value``'s kind.
+
+    ``value`` None: every field at its default (nothing known); a number:
+    every unknown at that number, each cell and probe too, every set of
+    alarm names non-empty.
+    """
+    filled: dict[str, Any] = {}
+    for each in fields(PackReading):
+        if each.name == "address" or value is None:
+            continue
+        if each.default is None:
+            filled[each.name] = value
+        elif each.default == ():
+            filled[each.name] = (value,) * DEFAULT_CELL_COUNT
+        elif each.default == frozenset():
+            filled[each.name] = frozenset({"probe"})
+    probe = _Recorded(address=1, **filled)
+    object.__setattr__(probe, "_read", set())
+    return probe
+
+
+@cache
+def fields_read(*fns: Callable[[PackReading], object]) -> frozenset[str] | None:
+    """Return the fields of a reading that ``fns`` read, worked out by trying them.
+
+    Each function is tried on a reading with nothing known, one with every
+    value positive and one with every value negative, and what it read on
+    any of them counts. None where a function fails on one: then it can
+    only be asked every time.
+    """
+    read: set[str] = set()
+    for value in (None, 1.5, -1.5):
+        for fn in fns:
+            probe = _probe(value)
+            try:
+                fn(probe)
+            except Exception:  # any failure: not worked out
+                return None
+            read |= object.__getattribute__(probe, "_read")
+    return frozenset(read)
 
 
 @dataclass(frozen=True, kw_only=True)
