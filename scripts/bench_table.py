@@ -43,6 +43,7 @@ from contextlib import contextmanager
 import cProfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 import json
 import logging
 from pathlib import Path
@@ -618,7 +619,28 @@ def run() -> None:
     for kind, rows, shown in results[-1].noisiest:
         print(f"  more rows than shown changes: {kind} {rows} rows, {shown} changes")
     print("rack_battery, every entity enabled, by bank size:")
-    _table([_measure_in_child(setup) for setup in SCALING], results[0])
+    scaling = [_measure_in_child(setup) for setup in SCALING]
+    _table(scaling, results[0])
+    _marginal([result for result in scaling if result.setup.banks == 1])
+
+
+def _marginal(results: list[Result]) -> None:
+    """Print what each pack added to a bank costs: the slope between two bank sizes.
+
+    A bank's poll costs a few milliseconds of its own (its own entities,
+    the rules over the bank, the recorder's commit) and each pack a share
+    more; the cost grows linearly when that share stays the same from one
+    size to the next, while the cost per pack falls as the bank's own part
+    is spread over more packs.
+    """
+    for smaller, larger in pairwise(results):
+        added = larger.setup.packs - smaller.setup.packs
+        per_poll = (larger.cpu / larger.polls - smaller.cpu / smaller.polls) * 1e3 / added
+        loop = (larger.loop_cpu / larger.polls - smaller.loop_cpu / smaller.polls) * 1e3 / added
+        print(
+            f"  each pack added from {smaller.setup.packs} to {larger.setup.packs}: "
+            f"{per_poll:.2f} ms of HA CPU per poll ({loop:.2f} on the loop)"
+        )
 
 
 def _timed(fn: Callable[..., Any], name: str, spent: dict[str, float]) -> Callable[..., Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 import re
 
 from homeassistant.components.recorder.models import (
@@ -73,13 +74,26 @@ def snapshot_samples(
     for stem, identity in stems.items():
         if (reading := snapshot.readings.get(identity.address)) is None:
             continue
-        for cell, voltage in enumerate(reading.cell_voltages, start=1):
-            samples[f"{stem}_cell_{cell}_voltage"] = voltage
-        for probe, temperature in enumerate(reading.temperatures, start=1):
-            samples[f"{stem}_temperature_{probe}"] = temperature
+        cells, probes, spread = _sample_keys(
+            stem, len(reading.cell_voltages), len(reading.temperatures)
+        )
+        samples.update(zip(cells, reading.cell_voltages, strict=True))
+        samples.update(zip(probes, reading.temperatures, strict=True))
         delta = reading.cell_delta
-        samples[f"{stem}_cell_spread"] = None if delta is None else delta * 1000
+        samples[spread] = None if delta is None else delta * 1000
     return samples
+
+
+@lru_cache(maxsize=256)
+def _sample_keys(
+    stem: str, cells: int, probes: int
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """Return a pack's sample keys: each cell's, each probe's and the spread's (made once)."""
+    return (
+        tuple(f"{stem}_cell_{cell}_voltage" for cell in range(1, cells + 1)),
+        tuple(f"{stem}_temperature_{probe}" for probe in range(1, probes + 1)),
+        f"{stem}_cell_spread",
+    )
 
 
 # What a sample key names after its pack's stem: its name, unit and class.

@@ -55,8 +55,10 @@ class _Running:
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
-        self.low = min(self.low, value)
-        self.high = max(self.high, value)
+        if value < self.low:
+            self.low = value
+        elif value > self.high:
+            self.high = value
 
     def stats(self) -> HourStats:
         return HourStats(
