@@ -32,7 +32,8 @@ from custom_components.rack_battery.protocol.timing import (
     family_timing,
     wire_time,
 )
-from custom_components.rack_battery.protocol.transport.factory import Transport
+from custom_components.rack_battery.protocol.transport.ascii_stream import AsciiStreamTransport
+from custom_components.rack_battery.protocol.transport.modbus_tcp import ModbusTransport
 from simulator.bank import PACE_PACK, make_bank
 from simulator.pace_modbus_line import make_line
 
@@ -54,12 +55,14 @@ def _field(result: Any, name: str) -> Any:
     return next((key for key in result["data_schema"].schema if str(key) == name), None)
 
 
-def _transport(hass: HomeAssistant, data: dict[str, Any]) -> Transport:
+def _transport(hass: HomeAssistant, data: dict[str, Any]) -> ModbusTransport | AsciiStreamTransport:
     """Return the transport the running bank of an entry's data uses."""
     spec = ConnectionSpec.from_dict(data)
     bus = bus_registry(hass).get(spec)
     assert bus is not None
-    return bus.transport(spec)
+    transport = bus.transport(spec)
+    assert isinstance(transport, ModbusTransport | AsciiStreamTransport)
+    return transport
 
 
 @pytest.fixture
