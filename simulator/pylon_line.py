@@ -9,8 +9,8 @@ machinery here turns a request into a reply for any of them.
 
 The line can be served two ways, as the real thing is reached: over raw TCP
 (a transparent gateway) and on a pseudo-terminal pair (a USB RS485 adapter:
-the driver opens the slave end's tty by name), either at a baud rate and
-with the packs' answer time if asked (``simulator/paced.py``).
+the driver opens the slave end's tty by name); either way at a baud rate,
+with the packs' answer time, if asked (``simulator/paced.py``).
 
 :class:`LineFaults` breaks replies the way a real line does, for the whole
 line or for one pack: silence, a wrong checksum, noise instead of a reply,
