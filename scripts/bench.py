@@ -407,6 +407,7 @@ def main() -> int:
     text_framers()
     asyncio.run(wires())
     asyncio.run(__import__("bench_wire").run())  # paced 9600-baud line: poll and scan
+    asyncio.run(__import__("bench_gateway").run())  # paced gateway: scan, speed given or not
     asyncio.run(__import__("bench_cadence").run())
     analysis()
     control()

@@ -23,7 +23,8 @@ Three ways to reach the line, as a user's hardware would:
   rate, the line runs at that speed and the packs take their answer time
   (``simulator/paced.py``); without one, bytes move at once.
 - :meth:`ModbusLine.serve_rtu_tcp`: raw RTU frames over TCP (a transparent
-  gateway such as an Elfin EW11).
+  gateway such as an Elfin EW11). Given a baud rate, the line behind the
+  gateway runs at that speed as a paced pty's does.
 - :meth:`ModbusLine.serve_modbus_tcp`: Modbus TCP (a protocol-converting
   gateway), where a silent unit gets exception 0x0B as such gateways send.
 
@@ -117,7 +118,8 @@ class ModbusLine:
     restarts: int = 0  # times the gateway closed its port
     # The last requests heard as RTU frames, whole (address to CRC), oldest first.
     heard: deque[bytes] = field(default_factory=lambda: deque(maxlen=256))
-    # The pseudo-terminals opened, paced or not, with what crossed each.
+    # The pseudo-terminals opened, paced or not, and the connections of a
+    # paced gateway, with what crossed each.
     ports: list[PacedPort] = field(default_factory=list, repr=False)
     _outputs: set[Callable[[bytes], None]] = field(default_factory=set, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -376,17 +378,35 @@ class ModbusLine:
         self._listening.append((host, bound, serve))
         return host, bound
 
-    async def serve_rtu_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Serve the line as raw RTU over TCP; return (host, bound port)."""
+    async def serve_rtu_tcp(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        baudrate: int | None = None,
+        answer_time: float = 0.0,
+    ) -> tuple[str, int]:
+        """Serve the line as raw RTU over TCP; return (host, bound port).
+
+        With ``baudrate`` the RS485 line behind the gateway is paced, as
+        :meth:`open_pty` paces a pty: each connection's requests take their
+        wire time and its replies leave at baud/10 bytes per second,
+        ``answer_time`` after the request's last byte.
+        """
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             splitter = RtuSplitter()
-            write = guarded_write(writer)
+            paced = PacedPort(guarded_write(writer), baudrate=baudrate, answer_time=answer_time)
+            if paced.paced:
+                self.ports.append(paced)
+            write = paced.write
             self._outputs.add(write)
             try:
                 while data := await reader.read(4096):
+                    paced.heard(len(data))
                     self._serve_rtu(data, splitter, write, writer)
             finally:
+                paced.cancel()
                 self._outputs.discard(write)
 
         return await self._serve_tcp(host, port, handle)

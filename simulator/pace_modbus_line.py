@@ -59,6 +59,11 @@ def open_paced_pty(line: ModbusLine, baudrate: int = 9600) -> str:
     return line.open_pty(baudrate=baudrate, answer_time=answer_time("pace_modbus"))
 
 
+async def serve_paced_gateway(line: ModbusLine, baudrate: int = 9600) -> tuple[str, int]:
+    """Serve a PACE line as raw RTU over TCP, the line behind it at ``baudrate``."""
+    return await line.serve_rtu_tcp(baudrate=baudrate, answer_time=answer_time("pace_modbus"))
+
+
 @dataclass
 class PacePty:
     """A PACE line on a pseudo-terminal; a driver opens ``path`` as its serial port."""

@@ -9,8 +9,8 @@ machinery here turns a request into a reply for any of them.
 
 The line can be served two ways, as the real thing is reached: over raw TCP
 (a transparent gateway) and on a pseudo-terminal pair (a USB RS485 adapter:
-the driver opens the slave end's tty by name), at a baud rate and with the
-packs' answer time if asked (``simulator/paced.py``).
+the driver opens the slave end's tty by name); either way at a baud rate,
+with the packs' answer time, if asked (``simulator/paced.py``).
 
 :class:`LineFaults` breaks replies the way a real line does, for the whole
 line or for one pack: silence, a wrong checksum, noise instead of a reply,
@@ -57,7 +57,14 @@ from custom_components.rack_battery.protocol.pylon.profiles import VendorProfile
 
 from .bank import SimBank, SimPack, takes_write
 from .paced import PacedPort, answer_time
-from .wire_faults import NOTHING, SURVIVABLE, Delivery, WireFaults, reset_connection
+from .wire_faults import (
+    NOTHING,
+    SURVIVABLE,
+    Delivery,
+    WireFaults,
+    guarded_write,
+    reset_connection,
+)
 
 _HEX: Final = frozenset(b"0123456789ABCDEF")
 WHOLE_BANK: Final = 0xFF
@@ -356,6 +363,8 @@ class RunningServer:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _down: bool = field(default=False, repr=False)
     restarts: int = 0
+    # The connections of a paced gateway, with what crossed each.
+    ports: list[PacedPort] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         """Bring a restarted gateway back when its fault is mended."""
@@ -385,19 +394,22 @@ class RunningServer:
         await self._server.wait_closed()
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
 
-    def carry_out(self, delivery: Delivery, writer: asyncio.StreamWriter) -> None:
-        """Put a delivery on one connection (or reset it, or restart the gateway)."""
+    def carry_out(
+        self,
+        delivery: Delivery,
+        writer: asyncio.StreamWriter,
+        write: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """Put a delivery on one connection (or reset it, or restart the gateway).
+
+        ``write`` (a paced line's) replaces writing to the connection at once.
+        """
         if delivery.restart:
             self.restart()
         elif delivery.reset:
             reset_connection(writer)
         else:
-
-            def write(data: bytes) -> None:
-                if not writer.is_closing():
-                    writer.write(data)
-
-            self.faults.wire.play(delivery, write)
+            self.faults.wire.play(delivery, write or guarded_write(writer))
 
     async def stop(self) -> None:
         """Stop listening and drop every connection, as a gateway losing power would."""
@@ -417,24 +429,38 @@ async def serve_tcp(
     host: str = "127.0.0.1",
     port: int = 0,
     faults: LineFaults | None = None,
+    *,
+    baudrate: int | None = None,
+    answer_time: float = 0.0,
 ) -> RunningServer:
-    """Serve the line on a TCP port (0 picks a free one), as a transparent gateway."""
+    """Serve the line on a TCP port (0 picks a free one), as a transparent gateway.
+
+    With ``baudrate`` the RS485 line behind the gateway is paced as a paced
+    pty is: requests take their wire time, replies leave at baud/10 bytes
+    per second, ``answer_time`` after the request's last byte.
+    """
     writers: set[asyncio.StreamWriter] = set()
     line_faults = faults if faults is not None else LineFaults()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.add(writer)
+        paced = PacedPort(guarded_write(writer), baudrate=baudrate, answer_time=answer_time)
+        if paced.paced:
+            running.ports.append(paced)
         try:
             while True:
                 try:
                     chunk = await reader.readuntil(b"\r")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
                     return
-                running.carry_out(_delivery(bank, chunk, dialect, line_faults), writer)
+                paced.heard(len(chunk))
+                delivery = _delivery(bank, chunk, dialect, line_faults)
+                running.carry_out(delivery, writer, paced.write if paced.paced else None)
                 await writer.drain()
         except OSError:
             return
         finally:
+            paced.cancel()
             writers.discard(writer)
             writer.close()
             with contextlib.suppress(OSError):

@@ -244,10 +244,27 @@ def answer(bank: SimBank, request: bytes, faults: LineFaults | None = None) -> b
 
 
 async def start_server(
-    bank: SimBank, host: str = "127.0.0.1", port: int = 0, faults: LineFaults | None = None
+    bank: SimBank,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: LineFaults | None = None,
+    *,
+    baudrate: int | None = None,
 ) -> RunningServer:
-    """Serve ``bank`` as Pylontech RS485 on a TCP port (0 picks a free one)."""
-    return await serve_tcp(bank, DIALECT, host, port, faults)
+    """Serve ``bank`` as Pylontech RS485 on a TCP port (0 picks a free one).
+
+    With ``baudrate`` the line behind the gateway runs at that speed and the
+    packs take their answer time (``simulator/paced.py``).
+    """
+    return await serve_tcp(
+        bank,
+        DIALECT,
+        host,
+        port,
+        faults,
+        baudrate=baudrate,
+        answer_time=answer_time("pylontech_rs485"),
+    )
 
 
 # Serve ``bank`` as Pylontech RS485 on a pseudo-terminal, at a baud rate if given.

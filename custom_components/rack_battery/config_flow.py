@@ -77,6 +77,17 @@ CAN_INTERFACES: Final = ("socketcan", "slcan", "socketcand")
 # Rack batteries talk to inverters at 500 kbit/s (Pylontech's CAN protocol).
 DEFAULT_CAN_BITRATE: Final = 500_000
 BAUDRATES: Final = ("9600", "19200", "38400", "57600", "115200")
+# A transparent gateway copies the RS485 line's bytes, so the line's speed
+# decides how long a reply takes (protocol/timing.py). The gateway forms ask
+# for it; "I don't know" leaves it out, and requests wait a flat second.
+GATEWAY_WIRES: Final = frozenset({Wire.MODBUS_RTU_TCP, Wire.ASCII_TCP})
+CONF_GATEWAY_BAUDRATE: Final = "gateway_baudrate"
+UNKNOWN_BAUDRATE: Final = "unknown"
+# The speeds a gateway's serial side offers. Another figure is taken for a
+# typo: a speed given too high would cut replies off before they arrive.
+GATEWAY_BAUDRATES: Final = frozenset(
+    {1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600}
+)
 # Raw RTU lines may already have a master pack polling them (JK-PB at DIP 0,
 # Seplos V3 at unit 0): before asking anything, the flow listens this long.
 RTU_WIRES: Final = frozenset({Wire.MODBUS_RTU_SERIAL, Wire.MODBUS_RTU_TCP})
@@ -143,14 +154,34 @@ def describe_pack(identity: PackIdentity) -> str:
     return f"{identity.address}: " + (", ".join(details) or "no identity given")
 
 
-def bus_schema(wire: Wire, *, serial_ports: list[SelectOptionDict], baudrate: int) -> vol.Schema:
-    """Return the fields that say where a bus on this wire is."""
+def bus_schema(
+    wire: Wire, *, serial_ports: list[SelectOptionDict], baudrate: int | None
+) -> vol.Schema:
+    """Return the fields that say where a bus on this wire is.
+
+    ``baudrate`` is the speed offered first (a gateway's: None for "I don't know").
+    """
     if wire in TCP_WIRES:
-        return vol.Schema(
+        schema = vol.Schema(
             {
                 vol.Required(CONF_HOST): TextSelector(),
                 vol.Required(CONF_PORT, default=DEFAULT_PORTS[wire]): NumberSelector(
                     NumberSelectorConfig(min=1, max=65535, mode=NumberSelectorMode.BOX)
+                ),
+            }
+        )
+        if wire not in GATEWAY_WIRES:
+            return schema
+        default = str(baudrate) if baudrate else UNKNOWN_BAUDRATE
+        return schema.extend(
+            {
+                vol.Required(CONF_GATEWAY_BAUDRATE, default=default): SelectSelector(
+                    SelectSelectorConfig(
+                        options=[*BAUDRATES, UNKNOWN_BAUDRATE],
+                        custom_value=True,
+                        translation_key=CONF_GATEWAY_BAUDRATE,
+                        mode=SelectSelectorMode.DROPDOWN,
+                    )
                 ),
             }
         )
@@ -162,7 +193,7 @@ def bus_schema(wire: Wire, *, serial_ports: list[SelectOptionDict], baudrate: in
                         options=serial_ports, custom_value=True, mode=SelectSelectorMode.DROPDOWN
                     )
                 ),
-                vol.Required(CONF_BAUDRATE, default=str(baudrate)): SelectSelector(
+                vol.Required(CONF_BAUDRATE, default=str(baudrate or 9600)): SelectSelector(
                     SelectSelectorConfig(
                         options=list(BAUDRATES), custom_value=True, mode=SelectSelectorMode.DROPDOWN
                     )
@@ -189,10 +220,7 @@ def bus_schema(wire: Wire, *, serial_ports: list[SelectOptionDict], baudrate: in
 def spec_from_input(wire: Wire, user_input: dict[str, Any]) -> ConnectionSpec | str:
     """Return the spec the form describes, or the error of the field that is wrong."""
     if wire in TCP_WIRES:
-        host = str(user_input[CONF_HOST]).strip()
-        if not _valid_host(host):
-            return "invalid_host"
-        return ConnectionSpec(wire=wire, host=host, port=int(user_input[CONF_PORT]))
+        return _tcp_spec(wire, user_input)
     if wire in SERIAL_WIRES:
         try:
             baudrate = int(str(user_input[CONF_BAUDRATE]).strip())
@@ -211,12 +239,37 @@ def spec_from_input(wire: Wire, user_input: dict[str, Any]) -> ConnectionSpec | 
     )
 
 
+def _tcp_spec(wire: Wire, user_input: dict[str, Any]) -> ConnectionSpec | str:
+    """Return the spec of a TCP form (a gateway's with its line's speed), or the error."""
+    host = str(user_input[CONF_HOST]).strip()
+    if not _valid_host(host):
+        return "invalid_host"
+    speed = _gateway_speed(user_input) if wire in GATEWAY_WIRES else None
+    if isinstance(speed, str):
+        return speed
+    return ConnectionSpec(wire=wire, host=host, port=int(user_input[CONF_PORT]), baudrate=speed)
+
+
+def _gateway_speed(user_input: dict[str, Any]) -> int | str | None:
+    """Return the RS485 speed behind a gateway, None if not known, or the form error."""
+    given = str(user_input.get(CONF_GATEWAY_BAUDRATE, UNKNOWN_BAUDRATE)).strip()
+    if given == UNKNOWN_BAUDRATE:
+        return None
+    try:
+        speed = int(given)
+    except ValueError:
+        return "invalid_gateway_baudrate"
+    return speed if speed in GATEWAY_BAUDRATES else "invalid_gateway_baudrate"
+
+
 def _error_field(wire: Wire, error: str) -> str:
     """Return the field a form error belongs to."""
     if error == "invalid_host":
         return CONF_HOST
     if error == "invalid_baudrate":
         return CONF_BAUDRATE
+    if error == "invalid_gateway_baudrate":
+        return CONF_GATEWAY_BAUDRATE
     if error.startswith("serial_port") and wire in SERIAL_WIRES:
         return CONF_SERIAL_PORT
     return "base"
@@ -374,7 +427,9 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         serial_ports: list[SelectOptionDict] = []
         if wire in SERIAL_WIRES:
             serial_ports = await self.hass.async_add_executor_job(_serial_ports)
-        default_baudrate = FAMILIES[families[0]].default_baudrate or 9600
+        # The first family's speed, as on a serial port; behind a gateway,
+        # "I don't know" where the family names none.
+        default_baudrate = FAMILIES[families[0]].default_baudrate
         schema = bus_schema(wire, serial_ports=serial_ports, baudrate=default_baudrate).extend(
             {
                 vol.Required(CONF_FAMILY, default=AUTO): SelectSelector(
@@ -727,7 +782,7 @@ class RackBatteryConfigFlow(ConfigFlow, domain=DOMAIN):
         serial_ports: list[SelectOptionDict] = []
         if wire in SERIAL_WIRES:
             serial_ports = await self.hass.async_add_executor_job(_serial_ports)
-        schema = bus_schema(wire, serial_ports=serial_ports, baudrate=old.baudrate or 9600)
+        schema = bus_schema(wire, serial_ports=serial_ports, baudrate=old.baudrate)
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(schema, user_input or _spec_input(old)),
@@ -823,6 +878,10 @@ def _spec_input(spec: ConnectionSpec) -> dict[str, Any]:
     values.pop("wire")
     if CONF_BAUDRATE in values and spec.wire in SERIAL_WIRES:
         values[CONF_BAUDRATE] = str(values[CONF_BAUDRATE])
+    if spec.wire in GATEWAY_WIRES:
+        # An entry from before the question was asked has none: "I don't know".
+        speed = values.pop(CONF_BAUDRATE, None)
+        values[CONF_GATEWAY_BAUDRATE] = str(speed) if speed else UNKNOWN_BAUDRATE
     return values
 
 

@@ -19,6 +19,7 @@ from custom_components.rack_battery.protocol.modbus import read_request
 from custom_components.rack_battery.protocol.pylon.frame import encode_frame
 from custom_components.rack_battery.protocol.timing import (
     FAMILY_TIMING,
+    GATEWAY_HOP,
     MIN_SAMPLES,
     PYLON_LONGEST,
     RTU_OVERHEAD,
@@ -29,7 +30,11 @@ from custom_components.rack_battery.protocol.timing import (
     pylon_reply_bytes,
     wire_time,
 )
-from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusSerialTransport
+from custom_components.rack_battery.protocol.transport.ascii_tcp import AsciiTcpTransport
+from custom_components.rack_battery.protocol.transport.modbus_rtu import (
+    ModbusRtuTcpTransport,
+    ModbusSerialTransport,
+)
 from custom_components.rack_battery.protocol.transport.modbus_tcp import ModbusTcpTransport
 
 # (family, request bytes, longest reply bytes) of each family's main read:
@@ -225,3 +230,24 @@ def test_a_scan_for_another_family_keeps_the_pace_gap_on_a_shared_line() -> None
     PaceModbusDriver(gateway)
     assert gateway.frame_gap == 0.0
     assert gateway.timer.timeout(1, request_bytes=8, reply_bytes=79) == 1.0
+
+
+def test_a_gateway_adds_its_hop_to_the_wire_and_the_family() -> None:
+    """PACE at 9600 behind a gateway: 0.38328125 s on a serial port, 50 ms more through TCP.
+
+    Learned from fast replies it never drops below the wire time (0.090625 s)
+    plus PACE's 200 ms plus the host's 20 ms plus the gateway's 50 ms.
+    """
+    sizes = {"request_bytes": 8, "reply_bytes": 79}
+    gateway = ModbusRtuTcpTransport("192.0.2.1", 8899, baudrate=9600, wire_timed=True)
+    PaceModbusDriver(gateway)
+    assert gateway.timer.hop == GATEWAY_HOP == 0.05
+    assert gateway.timer.timeout(1, **sizes) == pytest.approx(0.38328125 + 0.05)
+    for _ in range(MIN_SAMPLES):
+        gateway.timer.answered(1, wire_time(87, 9600) + 0.004, **sizes)
+    assert gateway.timer.timeout(1, **sizes) == pytest.approx(0.090625 + 0.2 + 0.02 + 0.05)
+    # The same line through a Pylon gateway, and the flat second without a speed.
+    ascii_gateway = AsciiTcpTransport("192.0.2.1", 8899, baudrate=115200, wire_timed=True)
+    assert ascii_gateway.timer.hop == GATEWAY_HOP
+    unknown = AsciiTcpTransport("192.0.2.1", 8899, timeout=1.0, wire_timed=True)
+    assert unknown.timer.timeout(2, request_bytes=20, reply_bytes=274) == 1.0

@@ -28,8 +28,10 @@ timeout rather than anything longer so that a pack that has died costs a
 poll no more than it did before it was ever learned.
 
 Through a TCP gateway the serial speed behind it is known only if the user
-said so; without it nothing can be worked out and the transport keeps its
-configured timeout (:data:`DEFAULT_TIMEOUT`).
+said so (the gateway forms ask for it, "I don't know" allowed); without it
+nothing can be worked out and the transport keeps its configured timeout
+(:data:`DEFAULT_TIMEOUT`). With it, the timeout is worked out and learned
+just as on a serial port, plus :data:`GATEWAY_HOP` for the gateway itself.
 
 Everything here is pure: :class:`ReplyTimer` only keeps the figures, the
 transports measure and ask.
@@ -51,6 +53,12 @@ DEFAULT_TIMEOUT: Final = 1.0
 MARGIN: Final = 1.25
 # An FTDI adapter's default latency timer (16 ms) and the loop's own delays.
 HOST_SLACK: Final = 0.02
+# What a TCP gateway between the host and the RS485 line adds to every
+# answer, on top of the host's slack: the round trip over the LAN or Wi-Fi
+# and the time a transparent gateway holds the line's bytes before it sends
+# them on in one TCP segment (its packing interval, a few to tens of
+# milliseconds on the common serial servers).
+GATEWAY_HOP: Final = 0.05
 # The answer time assumed for a family whose documents name none: what
 # PACE's ASCII and Seplos' V2 documents allow, the longest any of the
 # documents allow.
@@ -117,17 +125,19 @@ def derived_timeout(
     reply_bytes: int,
     timing: FamilyTiming,
     default: float = DEFAULT_TIMEOUT,
+    hop: float = 0.0,
 ) -> float:
     """Return the timeout worked out from the wire and the family's answer time.
 
     ``reply_bytes`` is the longest reply that can answer the request. Without
     a baud rate (a TCP gateway whose serial speed is not known) it is
-    ``default``.
+    ``default``. ``hop`` is what a gateway in between adds
+    (:data:`GATEWAY_HOP`; nothing on a serial port).
     """
     if not baudrate:
         return default
     wire = wire_time(request_bytes + reply_bytes, baudrate)
-    return (wire + timing.latency) * MARGIN + HOST_SLACK
+    return (wire + timing.latency) * MARGIN + HOST_SLACK + hop
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
@@ -147,6 +157,7 @@ def learned_timeout(
     reply_bytes: int,
     timing: FamilyTiming,
     default: float = DEFAULT_TIMEOUT,
+    hop: float = 0.0,
 ) -> float:
     """Return the timeout learned from a pack's answer times, within bounds.
 
@@ -154,9 +165,10 @@ def learned_timeout(
     With fewer than :data:`MIN_SAMPLES` of them, or without a baud rate,
     this is :func:`derived_timeout`. Otherwise it is the wire time of the
     request and the longest reply, plus the :data:`PERCENTILE` answer time
-    times :data:`FACTOR`, plus :data:`HOST_SLACK`: at least the wire time
-    plus the family's documented answer time (:data:`LATENCY_FLOOR` where
-    it has none) plus the slack, and at most the derived timeout.
+    times :data:`FACTOR`, plus :data:`HOST_SLACK` and a gateway's ``hop``:
+    at least the wire time plus the family's documented answer time
+    (:data:`LATENCY_FLOOR` where it has none) plus the slack and the hop,
+    and at most the derived timeout.
     """
     derived = derived_timeout(
         baudrate=baudrate,
@@ -164,6 +176,7 @@ def learned_timeout(
         reply_bytes=reply_bytes,
         timing=timing,
         default=default,
+        hop=hop,
     )
     usable = [sample for sample in latencies if math.isfinite(sample)]
     if not baudrate or len(usable) < MIN_SAMPLES:
@@ -171,7 +184,7 @@ def learned_timeout(
     wire = wire_time(request_bytes + reply_bytes, baudrate)
     least = timing.latency if timing.documented else LATENCY_FLOOR
     allowance = max(least, percentile(usable, PERCENTILE) * FACTOR)
-    return min(wire + allowance + HOST_SLACK, derived)
+    return min(wire + allowance + HOST_SLACK + hop, derived)
 
 
 @dataclass
@@ -186,6 +199,8 @@ class ReplyTimer:
     baudrate: int | None = None
     timing: FamilyTiming = UNDOCUMENTED
     default: float = DEFAULT_TIMEOUT
+    # What a gateway between host and line adds (GATEWAY_HOP), 0 on a serial port.
+    hop: float = 0.0
     _packs: dict[int, deque[float]] = field(default_factory=dict, repr=False)
     _line: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY), repr=False)
     # The seconds spent waiting out timeouts, for the bench.
@@ -204,6 +219,7 @@ class ReplyTimer:
             reply_bytes=reply_bytes,
             timing=self.timing,
             default=self.default,
+            hop=self.hop,
         )
 
     def answered(
@@ -230,7 +246,13 @@ class ReplyTimer:
         if history is None or not self.baudrate:
             return
         history.append(
-            max(0.0, waited - wire_time(request_bytes + reply_bytes, self.baudrate) - HOST_SLACK)
+            max(
+                0.0,
+                waited
+                - wire_time(request_bytes + reply_bytes, self.baudrate)
+                - HOST_SLACK
+                - self.hop,
+            )
         )
 
     def latencies(self, address: int) -> tuple[float, ...]:

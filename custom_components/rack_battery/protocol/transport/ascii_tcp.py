@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from ..errors import BusUnavailable
+from ..timing import GATEWAY_HOP
 from .ascii_stream import EOI, READ_LIMIT, SOI, AsciiStreamTransport
 
 __all__ = ["EOI", "READ_LIMIT", "SOI", "AsciiTcpTransport"]
@@ -31,9 +32,12 @@ class AsciiTcpTransport(AsciiStreamTransport):
     ) -> None:
         """Remember where the gateway is; nothing is opened until needed.
 
-        ``baudrate`` is the speed of the RS485 line behind the gateway, if known.
+        ``baudrate`` is the speed of the RS485 line behind the gateway, if
+        known; timed by it, a request also allows for the gateway's own hop
+        (``timing.GATEWAY_HOP``).
         """
         super().__init__(timeout=timeout, baudrate=baudrate, wire_timed=wire_timed)
+        self.timer.hop = GATEWAY_HOP
         self.host = host
         self.port = port
 

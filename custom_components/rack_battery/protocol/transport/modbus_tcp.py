@@ -51,7 +51,7 @@ from ..modbus import (
     write_multiple_request,
     write_single_request,
 )
-from ..timing import RTU_OVERHEAD, FamilyTiming, ReplyTimer
+from ..timing import GATEWAY_HOP, RTU_OVERHEAD, FamilyTiming, ReplyTimer
 
 __all__ = [
     "EXCEPTION_NAMES",
@@ -367,11 +367,14 @@ class ModbusTcpTransport(ModbusTransport):
     ) -> None:
         """Remember where the gateway is; nothing is opened until needed.
 
-        ``baudrate`` is the speed of the RS485 line behind the gateway, if known.
+        ``baudrate`` is the speed of the RS485 line behind the gateway, if
+        known; timed by it, a request also allows for the gateway's own hop
+        (``timing.GATEWAY_HOP``).
         """
         super().__init__(
             timeout=timeout, frame_gap=frame_gap, baudrate=baudrate, wire_timed=wire_timed
         )
+        self.timer.hop = GATEWAY_HOP
         self.host = host
         self.port = port
 
