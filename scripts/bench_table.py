@@ -81,6 +81,8 @@ from simulator import pace_modbus  # noqa: E402
 from simulator.bank import PACE_PACK, SimBank, make_bank, solar_day  # noqa: E402
 
 POLLS_PER_HOUR = round(timedelta(hours=1) / SCAN_INTERVAL)
+# How many times each line of the tables is measured (the median is shown).
+ROUNDS = 3
 WARM_UP_POLLS = 3
 # The 34 values of the PACE map a core modbus user would configure: name,
 # first register, how many in a row, data type, scale, precision, unit.
@@ -614,14 +616,29 @@ def run() -> None:
         f"{SCAN_INTERVAL.total_seconds():.0f} s polls (CPU: Home Assistant's process less the "
         "simulator's thread)"
     )
-    results = [_measure_in_child(setup) for setup in SETUPS]
+    results = _median_runs(SETUPS)
     _table(results, results[0])
     for kind, rows, shown in results[-1].noisiest:
         print(f"  more rows than shown changes: {kind} {rows} rows, {shown} changes")
     print("rack_battery, every entity enabled, by bank size:")
-    scaling = [_measure_in_child(setup) for setup in SCALING]
+    scaling = _median_runs(SCALING)
     _table(scaling, results[0])
     _marginal([result for result in scaling if result.setup.banks == 1])
+
+
+def _median_runs(setups: tuple[Setup, ...]) -> list[Result]:
+    """Measure every setup ROUNDS times, in turns, and keep each one's run of median CPU.
+
+    On a machine shared with other work one run of a few seconds can be
+    slowed by a third; taking the setups in turns spreads such a stretch
+    over all of them, and the median leaves it out.
+    """
+    runs: list[list[Result]] = [[] for _ in setups]
+    for _ in range(ROUNDS):
+        for index, setup in enumerate(setups):
+            runs[index].append(_measure_in_child(setup))
+    print(f"(each line: the median of {ROUNDS} runs, taken in turns)")
+    return [sorted(each, key=lambda result: result.cpu)[len(each) // 2] for each in runs]
 
 
 def _marginal(results: list[Result]) -> None:
