@@ -51,9 +51,9 @@ class BankData:
     snapshot: BankSnapshot
     analysis: AnalysisResult
     # What moved in each pack's reading since the poll before, for a pack
-    # read in both (bank/model.py, moved_fields); a pack not here may have
-    # changed in every way.
-    moved: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    # read in both (bank/model.py, moved_fields); a pack not here (and the
+    # bank, None) may have changed in every way.
+    moved: Mapping[int | None, frozenset[str]] = field(default_factory=dict)
 
 
 class BankCoordinator(DataUpdateCoordinator[BankData]):
@@ -220,7 +220,7 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             self._save_later(now)
         return BankData(snapshot=snapshot, analysis=analysis, moved=self._moved(snapshot))
 
-    def _moved(self, snapshot: BankSnapshot) -> dict[int, frozenset[str]]:
+    def _moved(self, snapshot: BankSnapshot) -> dict[int | None, frozenset[str]]:
         """Return what moved in each pack since the poll shown last (after a failure: unknown)."""
         if self.data is None or not self.last_update_success:
             return {}

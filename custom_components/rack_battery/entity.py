@@ -174,26 +174,22 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     @callback
     @override
     def _handle_coordinator_update(self) -> None:
-        """Write the state when what the entity shows changed with the poll."""
-        if self._unmoved():
-            return
+        """Write the state when what the entity shows changed with the poll.
+
+        Asked of every entity at every poll, so the check whether anything
+        it shows moved (see the class) comes first and costs little.
+        """
+        if (reads := self._reads) is not None and self._last_shown is not _NOT_WRITTEN:
+            coordinator = self.coordinator
+            if coordinator.last_update_success and (
+                (moved := coordinator.data.moved.get(self.address)) is not None
+                and reads.isdisjoint(moved)
+            ):
+                return
         shown = self.shown()
         if shown != self._last_shown:
             self.async_write_ha_state()
             self._last_shown = shown
-
-    def _unmoved(self) -> bool:
-        """Return whether nothing this entity shows can have changed since it was worked out."""
-        reads, address = self._reads, self.address
-        if (
-            reads is None
-            or address is None
-            or self._last_shown is _NOT_WRITTEN
-            or not self.coordinator.last_update_success
-        ):
-            return False
-        moved = self.coordinator.data.moved.get(address)
-        return moved is not None and reads.isdisjoint(moved)
 
     @override
     def async_write_ha_state(self) -> None:
