@@ -37,6 +37,7 @@ import sys
 import tracemalloc
 from typing import Any
 
+from custom_components.rack_battery.bank.model import PollReport
 from custom_components.rack_battery.protocol.bus import Bus, BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import driver_on
@@ -276,6 +277,17 @@ async def _serve_every_wire(  # noqa: PLR0915 - one stanza per wire
         each.name += suffix
 
 
+async def _turn(line: _Line, bus: Bus, driver: BmsDriver, *, lost: bool) -> PollReport | None:
+    """Poll the wire in one turn on its bus, opening what was lost first; None: the bus was down."""
+    async with bus.turn():
+        try:
+            if lost:
+                await _reopen(line, driver)
+            return await driver.poll(line.addresses)
+        except BusUnavailable:
+            return None
+
+
 async def _reopen(line: _Line, driver: BmsDriver) -> None:
     """Open what was lost, as the coordinator does, and let a listener hear the master."""
     await driver.connect()
@@ -294,16 +306,9 @@ async def _quiet(drivers: Sequence[tuple[_Line, Bus, BmsDriver]]) -> None:
         for _ in range(QUIET_TRIES):
             if line.settle is not None:
                 await line.settle()
-            async with bus.turn():
-                try:
-                    if lost:
-                        await _reopen(line, driver)
-                    report = await driver.poll(line.addresses)
-                except BusUnavailable:
-                    lost = True
-                    continue
-            lost = False
-            if not report.failed:
+            report = await _turn(line, bus, driver, lost=lost)
+            lost = report is None
+            if report is not None and not report.failed:
                 break
 
 
@@ -372,18 +377,13 @@ async def run_soak(  # noqa: PLR0915 - set up, run, measure, tear down
                     if line.settle is not None:
                         await line.settle()
                     began = loop.time()
-                    async with bus.turn():
-                        try:
-                            if lost:
-                                await _reopen(line, driver)
-                            report = await driver.poll(line.addresses)
-                        except BusUnavailable:
-                            bus_failures += 1
-                            down[line.name] = down.get(line.name, 0) + 1
-                            lost = True
-                        else:
-                            pack_failures += len(report.failed)
-                            lost = False
+                    report = await _turn(line, bus, driver, lost=lost)
+                    lost = report is None
+                    if report is None:
+                        bus_failures += 1
+                        down[line.name] = down.get(line.name, 0) + 1
+                    else:
+                        pack_failures += len(report.failed)
                     queue_max = max(queue_max, *(each.lock.waiting for each in buses))
                     done += 1
                     per_wire[line.name] += 1

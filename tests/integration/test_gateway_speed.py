@@ -50,6 +50,21 @@ async def _form(hass: HomeAssistant, wire: str) -> Any:
     return await hass.config_entries.flow.async_configure(result["flow_id"], {"next_step_id": wire})
 
 
+async def _pylontech_gateway(hass: HomeAssistant, bus: SimulatedBus, speed: str) -> Any:
+    """Fill the Pylon gateway form with the RS485 speed given; return the scan's end."""
+    result = await _form(hass, "ascii_tcp")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "host": bus.host,
+            "port": bus.port,
+            "gateway_baudrate": speed,
+            "family": "pylontech_rs485",
+        },
+    )
+    return await finish_scan(hass, result)
+
+
 def _field(result: Any, name: str) -> Any:
     """Return a form field's key (with its default and suggested value), or None."""
     return next((key for key in result["data_schema"].schema if str(key) == name), None)
@@ -107,17 +122,7 @@ async def test_the_speed_given_is_stored_and_times_the_bank(
     hass: HomeAssistant, pylontech_bus: SimulatedBus
 ) -> None:
     """A bank behind a 9600-baud gateway waits what the wire and the family need, plus the hop."""
-    result = await _form(hass, "ascii_tcp")
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"],
-        {
-            "host": pylontech_bus.host,
-            "port": pylontech_bus.port,
-            "gateway_baudrate": "9600",
-            "family": "pylontech_rs485",
-        },
-    )
-    result = await finish_scan(hass, result)
+    result = await _pylontech_gateway(hass, pylontech_bus, "9600")
     assert result["step_id"] == "confirm", result
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"packs": ["2", "3", "4"]}
@@ -179,17 +184,7 @@ async def test_i_dont_know_keeps_the_flat_timeout(
     hass: HomeAssistant, pylontech_bus: SimulatedBus
 ) -> None:
     """Without the line's speed nothing is worked out: each request waits the flat second."""
-    result = await _form(hass, "ascii_tcp")
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"],
-        {
-            "host": pylontech_bus.host,
-            "port": pylontech_bus.port,
-            "gateway_baudrate": "unknown",
-            "family": "pylontech_rs485",
-        },
-    )
-    result = await finish_scan(hass, result)
+    result = await _pylontech_gateway(hass, pylontech_bus, "unknown")
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {"packs": ["2", "3", "4"]}
     )

@@ -11,15 +11,12 @@ longest reply; and a scan must find every pack.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from custom_components.rack_battery.protocol.bus import BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import discover, driver_on
 from custom_components.rack_battery.protocol.errors import PackNotResponding
-from custom_components.rack_battery.protocol.linkstats import LinkStats
 from custom_components.rack_battery.protocol.pylon.frame import encode_frame
 from custom_components.rack_battery.protocol.timing import (
     DEFAULT_TIMEOUT,
@@ -35,29 +32,16 @@ from custom_components.rack_battery.protocol.timing import (
 from custom_components.rack_battery.protocol.transport.ascii_tcp import AsciiTcpTransport
 from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusRtuTcpTransport
 from simulator import pylontech_ascii
-from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
+from simulator.bank import constant_load, make_bank
 from simulator.pace_modbus_line import make_line, serve_paced_gateway
+
+from .paced_helpers import asked, bank_at
 
 BAUD = 9600
 PACE_ADDRESSES = (2, 5, 6, 11)
 EMPTY = [address for address in range(1, 16) if address not in PACE_ADDRESSES]
 # PACE's main read: an 8-byte request, at most 79 bytes back.
 PACE_READ = {"request_bytes": 8, "reply_bytes": 79}
-
-
-def bank_at(addresses: tuple[int, ...]) -> SimBank:
-    """Return a PACE bank of packs at the given addresses, with gaps between them."""
-    packs = make_bank(len(addresses), load=constant_load(20.0), identity=PACE_PACK).packs
-    return SimBank(
-        packs=[
-            replace(pack, address=address) for pack, address in zip(packs, addresses, strict=True)
-        ],
-        load=constant_load(20.0),
-    )
-
-
-def asked(stats: LinkStats) -> dict[int, int]:
-    return {address: pack.requests for address, pack in stats.packs.items()}
 
 
 async def test_a_scan_through_a_paced_rtu_gateway_finds_every_pack_at_the_derived_timeout() -> None:

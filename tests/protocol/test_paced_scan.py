@@ -8,8 +8,6 @@ time: the scan must find what is there and ask nothing twice.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from custom_components.rack_battery.protocol.bus import BusRegistry
@@ -17,31 +15,17 @@ from custom_components.rack_battery.protocol.connection import ConnectionSpec, W
 from custom_components.rack_battery.protocol.discovery import discover
 from custom_components.rack_battery.protocol.drivers.pace_modbus import PaceModbusDriver
 from custom_components.rack_battery.protocol.errors import PackNotResponding
-from custom_components.rack_battery.protocol.linkstats import LinkStats
 from custom_components.rack_battery.protocol.timing import MIN_SAMPLES
 from custom_components.rack_battery.protocol.transport.modbus_rtu import ModbusSerialTransport
 from simulator import pylontech_ascii, seplos_v3
-from simulator.bank import PACE_PACK, SimBank, constant_load, make_bank
+from simulator.bank import constant_load, make_bank
 from simulator.pace_modbus_line import make_line, open_paced_pty
 from simulator.paced import answer_time
 
+from .paced_helpers import asked, bank_at
+
 BAUD = 9600
 PACE_ADDRESSES = (2, 5, 6, 11)
-
-
-def bank_at(addresses: tuple[int, ...]) -> SimBank:
-    """Return a bank of packs at the given addresses, with gaps between them."""
-    packs = make_bank(len(addresses), load=constant_load(20.0), identity=PACE_PACK).packs
-    return SimBank(
-        packs=[
-            replace(pack, address=address) for pack, address in zip(packs, addresses, strict=True)
-        ],
-        load=constant_load(20.0),
-    )
-
-
-def asked(stats: LinkStats) -> dict[int, int]:
-    return {address: pack.requests for address, pack in stats.packs.items()}
 
 
 async def test_a_paced_pace_line_with_gaps_gives_up_every_pack() -> None:
