@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 import cProfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import pairwise
 import json
 import logging
@@ -62,7 +61,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench_recorder import start_ha  # type: ignore[import-not-found]  # noqa: E402  # beside this script
+from bench_recorder import (  # type: ignore[import-not-found]  # noqa: E402  # beside this script
+    accelerated_clock,
+    start_ha,
+)
 from homeassistant.components.recorder.tasks import CommitTask  # noqa: E402
 from homeassistant.config import async_hass_config_yaml  # noqa: E402
 from homeassistant.const import EVENT_STATE_CHANGED  # noqa: E402
@@ -72,7 +74,6 @@ from homeassistant.helpers.entity import Entity  # noqa: E402
 from homeassistant.helpers.entity_platform import async_get_platforms  # noqa: E402
 from homeassistant.helpers.recorder import get_instance  # noqa: E402
 from homeassistant.setup import async_setup_component  # noqa: E402
-from homeassistant.util import dt as dt_util  # noqa: E402
 from pytest_homeassistant_custom_component.common import MockConfigEntry  # noqa: E402
 
 from custom_components.rack_battery.const import DOMAIN, SCAN_INTERVAL  # noqa: E402
@@ -226,26 +227,6 @@ class SimulatorThread:
         ident = self.thread.ident
         assert ident is not None
         return time.clock_gettime(time.pthread_getcpuclockid(ident))
-
-
-@contextmanager
-def accelerated_clock() -> Iterator[Callable[[timedelta], None]]:
-    """Let Home Assistant's clock run ahead of the wall clock, poll by poll."""
-    real = dt_util.utcnow
-    offset = timedelta()
-
-    def utcnow() -> datetime:
-        return real() + offset
-
-    def advance(by: timedelta) -> None:
-        nonlocal offset
-        offset += by
-
-    dt_util.utcnow = utcnow  # type: ignore[assignment]
-    try:
-        yield advance
-    finally:
-        dt_util.utcnow = real
 
 
 def _core_yaml(port: int, packs: int, grouped: bool) -> str:
