@@ -104,7 +104,7 @@ async def _add_bank(hass: HomeAssistant, host: str, port: int, bank: SimBank) ->
     return str(flow["result"].entry_id)
 
 
-async def _recorded(hass: HomeAssistant, database: Path) -> Counter[str]:
+async def recorded(hass: HomeAssistant, database: Path) -> Counter[str]:
     """Return the state rows written so far, by entity id."""
     await hass.async_block_till_done()
     await get_instance(hass).async_block_till_done()
@@ -163,9 +163,9 @@ async def _measure(folder: Path, all_enabled: bool) -> Counter[str]:
                 await hass.config_entries.async_reload(entry_id)
                 await hass.async_block_till_done()
             # A few polls to settle, then one hour counted.
-            before = await _recorded(hass, database)
+            before = await recorded(hass, database)
             await _hour_of_polls(hass, entry_id, bank, advance)
-            after = await _recorded(hass, database)
+            after = await recorded(hass, database)
             return after - before
         finally:
             await hass.async_stop()

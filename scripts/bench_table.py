@@ -49,7 +49,6 @@ from pathlib import Path
 import pstats
 import re
 import resource
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ if str(ROOT) not in sys.path:
 
 from bench_recorder import (  # type: ignore[import-not-found]  # noqa: E402  # beside this script
     accelerated_clock,
+    recorded,
     start_ha,
 )
 from homeassistant.components.recorder.tasks import CommitTask  # noqa: E402
@@ -347,19 +347,9 @@ def _precisions(hass: HomeAssistant, domain: str) -> dict[str, int | None]:
 
 
 async def _rows(hass: HomeAssistant, database: Path, entity_ids: set[str]) -> Counter[str]:
-    await hass.async_block_till_done()
-    await get_instance(hass).async_block_till_done()
-
-    def count() -> Counter[str]:
-        with sqlite3.connect(database) as db:
-            rows = db.execute(
-                "SELECT states_meta.entity_id, COUNT(*) FROM states "
-                "JOIN states_meta ON states.metadata_id = states_meta.metadata_id "
-                "GROUP BY states_meta.entity_id"
-            ).fetchall()
-        return Counter({entity_id: n for entity_id, n in rows if entity_id in entity_ids})
-
-    return await hass.async_add_executor_job(count)
+    """Return the state rows written so far of the given entities."""
+    rows: Counter[str] = await recorded(hass, database)
+    return Counter({entity_id: n for entity_id, n in rows.items() if entity_id in entity_ids})
 
 
 def _rss_mb() -> float:
