@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
@@ -56,12 +56,34 @@ class BankData:
     moved: Mapping[int | None, frozenset[str]] = field(default_factory=dict)
 
 
+@dataclass(eq=False, slots=True)
+class Interest:
+    """What one pack entity shows: some fields of its pack's reading, and nothing else.
+
+    An entity listens with one as its context, and the coordinator tells it
+    of a poll only when one of those fields moved, or the pack's reading
+    came or went, or the poll failed. ``settled``: what the entity shows was
+    last worked out by a poll (a state written otherwise, when it is added
+    or renamed, lets the next poll work it out again).
+    """
+
+    address: int
+    reads: frozenset[str]
+    settled: bool = False
+
+
 class BankCoordinator(DataUpdateCoordinator[BankData]):
     """Polls every pack of one bank and reports which answered.
 
     A poll comes back partial: each pack is read on its own, so one pack that
     falls silent leaves the others, and the bank's totals over them, current.
     Only a bus that answers nobody fails the poll.
+
+    A bank of 16 packs has some 700 entities, and most of a pack's values
+    stay put from one poll to the next: the entities that listen with an
+    ``Interest`` are kept here, by pack, and only those whose fields moved
+    are told of a poll (``_tell_interested``); to Home Assistant they are one
+    listener.
     """
 
     config_entry: RackBatteryConfigEntry
@@ -81,6 +103,10 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         self.bus = bus
         self._running: asyncio.Task[BankData] | None = None
         self._silent: set[int] = set()
+        # The listeners with an Interest, by pack, and how to stop hearing
+        # as their one listener when the last of them goes.
+        self._interested: dict[int, dict[object, tuple[CALLBACK_TYPE, Interest]]] = {}
+        self._stop_telling: CALLBACK_TYPE | None = None
         # The last poll found the bus down (its link may need opening again).
         self._bus_lost = False
         self.store = BankStore(hass, entry.entry_id)
@@ -230,6 +256,45 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             for address, reading in snapshot.readings.items()
             if (old := before.get(address)) is not None
         }
+
+    @override
+    @callback
+    def async_add_listener(
+        self, update_callback: CALLBACK_TYPE, context: Any = None
+    ) -> Callable[[], None]:
+        """Listen for polls; a listener with an Interest is told only when its fields move."""
+        if not isinstance(context, Interest):
+            return super().async_add_listener(update_callback, context)
+        token = object()
+        self._interested.setdefault(context.address, {})[token] = (update_callback, context)
+        if self._stop_telling is None:
+            self._stop_telling = super().async_add_listener(self._tell_interested)
+
+        @callback
+        def remove() -> None:
+            listeners = self._interested.get(context.address, {})
+            listeners.pop(token, None)
+            if not listeners:
+                self._interested.pop(context.address, None)
+            if not self._interested and self._stop_telling is not None:
+                self._stop_telling()
+                self._stop_telling = None
+
+        return remove
+
+    @callback
+    def _tell_interested(self) -> None:
+        """Tell each listener with an Interest of a poll that moved what it shows."""
+        moved = self.data.moved if self.last_update_success else {}
+        for address, listeners in list(self._interested.items()):
+            fields = moved.get(address)
+            for update_callback, interest in list(listeners.values()):
+                if fields is None or not interest.settled or not interest.reads.isdisjoint(fields):
+                    # One entity's error must not keep the poll from the others.
+                    try:
+                        update_callback()
+                    except Exception:
+                        self.logger.exception("%s: an entity failed to show the poll", self.name)
 
     @override
     async def _async_update_data(self) -> BankData:

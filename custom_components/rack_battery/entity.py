@@ -19,7 +19,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .bank.analysis import Finding
 from .bank.model import BankSnapshot, PackIdentity, PackReading
 from .const import CONF_PACKS, DOMAIN
-from .coordinator import BankCoordinator, RackBatteryConfigEntry
+from .coordinator import BankCoordinator, Interest, RackBatteryConfigEntry
 from .protocol.catalog import FAMILIES, ControlCapabilities
 
 
@@ -102,17 +102,17 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     a poll cost. What else changes an entity's state (its name, its unit,
     being enabled) is written by Home Assistant itself, not by a poll.
 
-    A pack's entity that shows only fields of the pack's reading (``_reads``)
-    is not even worked out again while none of them moved: the coordinator
-    says what moved in each pack (``BankData.moved``), and a poll then costs
-    an entity one set comparison.
+    A pack's entity that shows only fields of the pack's reading
+    (``_fields_read``) is not even worked out again while none of them
+    moved: it listens with an ``Interest`` in them, and the coordinator tells
+    it of a poll only when one of them moved (``BankData.moved``).
     """
 
     _attr_has_entity_name = True
     _last_shown: object = _NOT_WRITTEN
-    # The fields of its pack's reading this entity shows, and nothing else;
-    # None: it shows more (the findings, the controller, the options).
-    _reads: frozenset[str] | None = None
+    # What of its pack this entity shows, when that is fields of the pack's
+    # reading and nothing else (not the findings, the controller, the options).
+    _interest: Interest | None = None
 
     def __init__(
         self,
@@ -131,7 +131,9 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
             identity = self.coordinator.packs[address]
             self._attr_device_info = pack_device_info(entry, identity)
             self._attr_unique_id = f"{pack_device_key(entry, identity)}_{description.key}"
-            self._reads = self._fields_read()
+            if (reads := self._fields_read()) is not None:
+                self._interest = Interest(address, reads)
+                self.coordinator_context = self._interest
 
     def _fields_read(self) -> frozenset[str] | None:
         """Return the fields of the pack's reading that are all this entity shows (None: more)."""
@@ -174,27 +176,20 @@ class RackBatteryEntity(CoordinatorEntity[BankCoordinator]):
     @callback
     @override
     def _handle_coordinator_update(self) -> None:
-        """Write the state when what the entity shows changed with the poll.
-
-        Asked of every entity at every poll, so the check whether anything
-        it shows moved (see the class) comes first and costs little.
-        """
-        if (reads := self._reads) is not None and self._last_shown is not _NOT_WRITTEN:
-            coordinator = self.coordinator
-            if coordinator.last_update_success and (
-                (moved := coordinator.data.moved.get(self.address)) is not None
-                and reads.isdisjoint(moved)
-            ):
-                return
+        """Write the state when what the entity shows changed with the poll."""
         shown = self.shown()
         if shown != self._last_shown:
             self.async_write_ha_state()
             self._last_shown = shown
+        if self._interest is not None:
+            self._interest.settled = True
 
     @override
     def async_write_ha_state(self) -> None:
         """Write the state; a write made elsewhere lets the next poll write again."""
         self._last_shown = _NOT_WRITTEN
+        if self._interest is not None:
+            self._interest.settled = False
         super().async_write_ha_state()
 
 
