@@ -69,7 +69,7 @@ from .protocol.drivers.pylontech_rs485 import CurrentHold
 from .protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from .coordinator import BankCoordinator
+    from .coordinator import BankCoordinator, BankData
 
 # The defaults the options form offers, as the guard has them.
 _DEFAULTS = ControlSettings()
@@ -227,6 +227,8 @@ class BankController:
         self.sending_holds: asyncio.Task[None] | None = None
         self._hold_lapse = 0.0
         self._last_change: dict[int, datetime] = {}
+        # The view of the latest poll, and what it was worked out from.
+        self._poll_view: tuple[BankData, tuple[object, ...], BankView] | None = None
         # The reconnects held until the voltages match, kept across restarts.
         self.held: dict[int, HeldRejoin] = {}
         # Held reconnects being carried out: None while written, then the
@@ -390,13 +392,29 @@ class BankController:
             own_limits=driver.own_limits if isinstance(driver, HoldingDriver) else None,
         )
 
+    def _view_of_poll(self) -> BankView:
+        """Return the view as of the latest poll, worked out once for all who show it.
+
+        Worked out again when the poll, the options or a held limit changed.
+        """
+        data = self.coordinator.data
+        driver = self.coordinator.driver
+        key: tuple[object, ...] = (
+            self.entry.options,
+            *((driver.holds, driver.own_limits) if isinstance(driver, HoldingDriver) else ()),
+        )
+        cached = self._poll_view
+        if cached is None or cached[0] is not data or cached[1] != key:
+            cached = self._poll_view = (data, key, self.view(data.snapshot.taken_at))
+        return cached[2]
+
     def safe_limits(self) -> SafeLimits:
         """Return the most current the bank can take each way, as of the latest poll."""
-        return safe_limits(self.view(self.coordinator.data.snapshot.taken_at).packs.values())
+        return safe_limits(self._view_of_poll().packs.values())
 
     def pack_state(self, address: int) -> PackState | None:
         """Return a pack as the guard sees it: its limits and how far they may be raised."""
-        return self.view(self.coordinator.data.snapshot.taken_at).packs.get(address)
+        return self._view_of_poll().packs.get(address)
 
     def judge(self, change: Change, now: datetime) -> Decision:
         """Return the guard's decision on a change, from the latest poll."""
