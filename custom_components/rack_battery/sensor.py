@@ -278,7 +278,11 @@ def numbered_sensor(
     """Describe one cell's voltage or one probe's temperature, counted from 1 as the BMS does.
 
     The number is padded to the width of the count ("Cell 01" of 16), so
-    lists sorted by name put cell 2 before cell 10.
+    lists sorted by name put cell 2 before cell 10. It has no state class:
+    the hourly mean, lowest and highest of every cell and probe are kept as
+    the bank's cell history (cell_history.py) whether or not the entity is
+    enabled, and a state class would have the recorder work the same out
+    again every 5 minutes for each one enabled (320 sensors on 16 packs).
     """
     placeholder, name, options = _NUMBERED[kind]
     values = attrgetter(name)
@@ -291,7 +295,6 @@ def numbered_sensor(
         key=f"{kind}_{number}",
         translation_key=kind,
         translation_placeholders={placeholder: str(number).zfill(len(str(count)))},
-        state_class=SensorStateClass.MEASUREMENT,
         entity_registry_enabled_default=False,
         value_fn=value,
         reads=frozenset({f"{name}[{number - 1}]"}),

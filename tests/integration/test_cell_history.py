@@ -191,3 +191,28 @@ async def test_statistics_stop_for_a_removed_pack(
     # hour still open held of it (it answered at 10:11) is dropped.
     assert removed == kept[:1]
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_an_enabled_cell_is_live_and_its_long_term_history_is_the_cell_history(
+    hass: HomeAssistant, pace_bus: SimulatedBus
+) -> None:
+    """A user who enables a cell's entity sees the cell live. Its long-term
+    history is the bank's cell history, so the recorder offers no second
+    statistic for the entity (it would work the same hourly figures out
+    again every 5 minutes), while the pack's lowest cell keeps its own."""
+    entry = await setup_bank(hass, pace_bus, wire="modbus_tcp")
+    cell = "sensor.pace_bank_pack_1_cell_03_voltage"
+    er.async_get(hass).async_update_entity(cell, disabled_by=None)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    state = hass.states.get(cell)
+    assert state is not None
+    assert float(state.state) == pytest.approx(pace_bus.bank.pack(1).cell_voltages[2], abs=0.0011)
+    assert state.attributes["unit_of_measurement"] == "V"
+    assert "state_class" not in state.attributes
+    listed = await get_instance(hass).async_add_executor_job(list_statistic_ids, hass, None, None)
+    offered = {item["statistic_id"] for item in listed}
+    assert cell not in offered
+    assert "sensor.pace_bank_pack_1_lowest_cell_voltage" in offered
+    assert await hass.config_entries.async_unload(entry.entry_id)
