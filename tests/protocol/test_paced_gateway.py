@@ -35,7 +35,10 @@ from simulator import pylontech_ascii
 from simulator.bank import constant_load, make_bank
 from simulator.pace_modbus_line import make_line, serve_paced_gateway
 
-from .paced_helpers import asked, bank_at
+from .paced_helpers import (
+    assert_every_pack_found_and_each_empty_address_asked_once,
+    bank_at,
+)
 
 BAUD = 9600
 PACE_ADDRESSES = (2, 5, 6, 11)
@@ -70,14 +73,8 @@ async def test_a_scan_through_a_paced_rtu_gateway_finds_every_pack_at_the_derive
     finally:
         await line.stop()
 
-    assert found is not None
-    assert [pack.address for pack in found.packs] == list(PACE_ADDRESSES)
-    assert [pack.serial for pack in found.packs] == [pack.serial for pack in bank.packs]
-    requests = asked(stats)
-    # An empty address is asked once and given up on; no pack missed a reply.
-    assert {address: requests[address] for address in EMPTY} == dict.fromkeys(EMPTY, 1)
-    assert all(stats.pack(address).timeouts == 1 for address in EMPTY)
-    assert all(stats.pack(address).timeouts == 0 for address in PACE_ADDRESSES)
+    assert [pack.address for pack in bank.packs] == list(PACE_ADDRESSES)
+    assert_every_pack_found_and_each_empty_address_asked_once(found, bank, stats, list(EMPTY))
 
 
 async def test_a_paced_rtu_gateway_learns_each_packs_timeout_within_the_wire_and_the_document() -> (
