@@ -28,10 +28,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 import time
 
+# The same line and the same four packs among the addresses as the serial
+# line's bench.
+from bench_wire import BAUD, SCAN_PACKS, counts  # type: ignore[import-not-found]  # beside this script
+
 from custom_components.rack_battery.protocol.bus import BusRegistry
 from custom_components.rack_battery.protocol.connection import ConnectionSpec, Wire
 from custom_components.rack_battery.protocol.discovery import discover
-from custom_components.rack_battery.protocol.linkstats import LinkStats
 from custom_components.rack_battery.protocol.pylon.frame import encode_frame
 from custom_components.rack_battery.protocol.timing import (
     DEFAULT_TIMEOUT,
@@ -46,9 +49,6 @@ from simulator.pace_modbus_line import make_line
 from simulator.paced import PacedPort, answer_time
 from simulator.pylon_line import serve_tcp
 
-BAUD = 9600
-# Four packs among the addresses, with gaps before, between and after.
-SCAN_PACKS = (2, 5, 6, 11)
 # A PACE Modbus scan's first request to an address is an 8-byte read; a PACE
 # ASCII scan's is the 0x90 presence probe, a frame without INFO.
 PACE_MODBUS_PROBE = 8
@@ -91,12 +91,6 @@ async def _ascii_gateway(bank: SimBank) -> Gateway:
     return server.host, server.port, server.ports, server.stop
 
 
-def _counts(stats: LinkStats) -> tuple[int, int]:
-    """Return (requests, timeouts) over every address."""
-    packs = stats.packs.values()
-    return sum(pack.requests for pack in packs), sum(pack.timeouts for pack in packs)
-
-
 async def _scan(
     serve: Callable[[SimBank], Awaitable[Gateway]],
     wire: Wire,
@@ -118,7 +112,7 @@ async def _scan(
         took = time.perf_counter() - start
         assert found is not None
         assert [pack.address for pack in found.packs] == list(SCAN_PACKS)
-        asked, silent = _counts(transport.stats)
+        asked, silent = counts(transport.stats)
         # The requests to empty addresses crossed the line inside their timeouts.
         crossed = sum(paced.heard_bytes + paced.sent_bytes for paced in ports)
         wire_seconds = (crossed - silent * probe) * 10 / BAUD

@@ -57,7 +57,7 @@ def _line(addresses: tuple[int, ...]) -> tuple[ModbusLine, PacedPort, Connection
     return line, line.ports[-1], spec
 
 
-def _counts(stats: LinkStats) -> tuple[int, int]:
+def counts(stats: LinkStats) -> tuple[int, int]:
     """Return (requests, timeouts) over every address."""
     packs = stats.packs.values()
     return sum(pack.requests for pack in packs), sum(pack.timeouts for pack in packs)
@@ -89,13 +89,13 @@ async def _poll(count: int) -> None:
         for _ in range(POLLS):
             # The gap before the first request belongs to the previous poll.
             bytes_before = port.heard_bytes + port.sent_bytes
-            asked_before, _ = _counts(transport.stats)
+            asked_before, _ = counts(transport.stats)
             async with bus.turn():
                 start = time.perf_counter()
                 report = await driver.poll(addresses)
                 took = time.perf_counter() - start
             assert len(report.readings) == count, report.failed
-            asked = _counts(transport.stats)[0] - asked_before
+            asked = counts(transport.stats)[0] - asked_before
             wire = (port.heard_bytes + port.sent_bytes - bytes_before) * 10 / BAUD
             limit = wire + asked * answer_time(FAMILY) + (asked - 1) * timing.gap
             ratios.append((took, limit))
@@ -128,7 +128,7 @@ async def _scan() -> None:
         took = time.perf_counter() - start
         assert found is not None
         assert [pack.address for pack in found.packs] == list(SCAN_PACKS)
-        asked, silent = _counts(transport.stats)
+        asked, silent = counts(transport.stats)
         answered = asked - silent
         timing = family_timing(FAMILY)
         # The requests to empty addresses crossed the line inside their timeouts.
