@@ -36,12 +36,16 @@ class Communication:
         self._answering: dict[int, bool] = {}
         self._dropouts: dict[int, deque[datetime]] = {}
         self._polls: dict[int, deque[tuple[datetime, bool]]] = {}
+        # Failed polls among each pack's kept polls, counted as they come
+        # and go, so a poll costs the same however long the window.
+        self._failed: dict[int, int] = {}
 
     def forget(self, address: int) -> None:
         """Drop a pack's history, when it leaves the bank."""
         self._answering.pop(address, None)
         self._dropouts.pop(address, None)
         self._polls.pop(address, None)
+        self._failed.pop(address, None)
 
     def observe(self, ctx: RuleContext) -> list[Observation]:
         """Record who answered this poll and judge each pack.
@@ -59,7 +63,11 @@ class Communication:
                 self._dropouts.setdefault(address, deque(maxlen=_MAX_DROPOUTS)).append(now)
             self._answering[address] = answered
             polls = self._polls.setdefault(address, deque(maxlen=_MAX_POLLS))
+            if len(polls) == _MAX_POLLS:
+                self._let_go(address, polls)
             polls.append((now, answered))
+            if not answered:
+                self._failed[address] = self._failed.get(address, 0) + 1
 
         dropout_window = timedelta(hours=t.dropout_window_hours)
         rate_window = timedelta(minutes=t.error_rate_window_minutes)
@@ -90,10 +98,10 @@ class Communication:
 
             polls = self._polls[address]
             while polls and now - polls[0][0] > rate_window:
-                polls.popleft()
+                self._let_go(address, polls)
             if len(polls) < t.error_rate_min_polls:
                 continue
-            failed = sum(1 for _, answered in polls if not answered)
+            failed = self._failed.get(address, 0)
             rate = 100.0 * failed / len(polls)
             severity = grade(
                 rate,
@@ -116,3 +124,9 @@ class Communication:
                 )
             )
         return observations
+
+    def _let_go(self, address: int, polls: deque[tuple[datetime, bool]]) -> None:
+        """Drop a pack's oldest poll, and its failure from the count."""
+        _, answered = polls.popleft()
+        if not answered:
+            self._failed[address] -= 1

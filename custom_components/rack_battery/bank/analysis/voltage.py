@@ -67,6 +67,49 @@ def voltage_spread(ctx: RuleContext) -> list[Observation]:
     ]
 
 
+class _Deviations:
+    """One pack's deviations within the window, its highest and lowest kept at hand.
+
+    Besides the samples, two queues hold the candidates for the highest
+    and the lowest: a sample that a later, higher one outranks can never
+    be the highest again while that later one is kept, so it is dropped
+    at once. Each queue's first entry is the answer, and a poll costs the
+    same however many samples the window holds.
+    """
+
+    __slots__ = ("highs", "lows", "samples", "taken")
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[datetime, float]] = deque()
+        self.highs: deque[tuple[int, float]] = deque()  # (sample number, deviation)
+        self.lows: deque[tuple[int, float]] = deque()
+        self.taken = 0  # samples taken so far: the next sample's number
+
+    def add(self, when: datetime, deviation: float) -> None:
+        if len(self.samples) == _SWING_SAMPLES:
+            self.drop_oldest()
+        number = self.taken
+        self.taken += 1
+        self.samples.append((when, deviation))
+        while self.highs and self.highs[-1][1] <= deviation:
+            self.highs.pop()
+        self.highs.append((number, deviation))
+        while self.lows and self.lows[-1][1] >= deviation:
+            self.lows.pop()
+        self.lows.append((number, deviation))
+
+    def drop_oldest(self) -> None:
+        self.samples.popleft()
+        oldest = self.taken - len(self.samples)  # the number of the oldest kept
+        if self.highs[0][0] < oldest:
+            self.highs.popleft()
+        if self.lows[0][0] < oldest:
+            self.lows.popleft()
+
+    def swing(self) -> float:
+        return self.highs[0][1] - self.lows[0][1]
+
+
 class VoltageSwings:
     """Watch each pack's voltage against the bank's for swings of a volt or more.
 
@@ -81,7 +124,7 @@ class VoltageSwings:
 
     def __init__(self) -> None:
         """Start with no history."""
-        self._deviations: dict[int, deque[tuple[datetime, float]]] = {}
+        self._deviations: dict[int, _Deviations] = {}
 
     def forget(self, address: int) -> None:
         """Drop a pack's history, when it leaves the bank."""
@@ -106,17 +149,18 @@ class VoltageSwings:
                     reference = next(v for a, v in voltages.items() if a != address)
                 else:
                     reference = everyone
-                history = self._deviations.setdefault(address, deque(maxlen=_SWING_SAMPLES))
-                history.append((ctx.now, voltage - reference))
+                history = self._deviations.get(address)
+                if history is None:
+                    history = self._deviations[address] = _Deviations()
+                history.add(ctx.now, voltage - reference)
 
         observations: list[Observation] = []
         for address, history in self._deviations.items():
-            while history and ctx.now - history[0][0] > window:
-                history.popleft()
-            if address not in voltages or len(history) < 2:
+            while history.samples and ctx.now - history.samples[0][0] > window:
+                history.drop_oldest()
+            if address not in voltages or len(history.samples) < 2:
                 continue  # no fresh reading: cannot tell
-            deviations = [deviation for _, deviation in history]
-            swing = max(deviations) - min(deviations)
+            swing = history.swing()
             severity = grade(
                 swing,
                 [(Severity.CRITICAL, t.voltage_swing)],
@@ -131,7 +175,7 @@ class VoltageSwings:
                     values={
                         "swing": round(swing, 3),
                         "window_minutes": round(t.voltage_swing_window_minutes, 1),
-                        "samples": len(history),
+                        "samples": len(history.samples),
                     },
                 )
             )

@@ -1,0 +1,111 @@
+"""The rules that judge a window of polls keep what it holds up to date poll by poll.
+
+The swing of a pack's voltage and a pack's failed polls are counted as
+samples come and go instead of over the whole window at every poll. These
+tests drive both rules with random polls (random gaps, packs answering or
+not, windows overflowing their bound) and check every figure against the
+same figure worked out from the whole window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+import statistics
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from custom_components.rack_battery.bank.analysis import Thresholds, comms, voltage
+from custom_components.rack_battery.bank.analysis.context import RuleContext
+from custom_components.rack_battery.bank.model import BankSnapshot, PackReading
+
+from .sim import START
+
+ADDRESSES = (1, 2, 3)
+
+# One poll: the seconds since the last, and each pack's voltage (None: no answer).
+polls = st.lists(
+    st.tuples(
+        st.sampled_from((1, 10, 30, 200, 700, 4000)),
+        st.tuples(*(st.one_of(st.none(), st.floats(40.0, 58.0)) for _ in ADDRESSES)),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+def _context(now: datetime, volts: tuple[float | None, ...], thresholds: Thresholds) -> RuleContext:
+    answered = {a: v for a, v in zip(ADDRESSES, volts, strict=True) if v is not None}
+    snapshot = BankSnapshot(
+        taken_at=now,
+        readings={a: PackReading(address=a, voltage=v) for a, v in answered.items()},
+        failed={a: "timeout" for a in ADDRESSES if a not in answered},
+    )
+    return RuleContext(snapshot=snapshot, identities={}, now=now, thresholds=thresholds)
+
+
+@settings(max_examples=300, deadline=None)
+@given(polls=polls, bound=st.sampled_from((3, 7, 720)))
+def test_a_swing_is_the_range_of_the_deviations_in_the_window(
+    polls: list[tuple[int, tuple[float | None, ...]]], bound: int
+) -> None:
+    thresholds = Thresholds()
+    window = timedelta(minutes=thresholds.voltage_swing_window_minutes)
+    swings = voltage.VoltageSwings()
+    kept: dict[int, list[tuple[datetime, float]]] = {}
+    now = START
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(voltage, "_SWING_SAMPLES", bound)
+        for gap, volts in polls:
+            now += timedelta(seconds=gap)
+            answered = {a: v for a, v in zip(ADDRESSES, volts, strict=True) if v is not None}
+            if len(answered) >= 2:
+                everyone = statistics.median(answered.values())
+                for address, value in answered.items():
+                    others = [v for a, v in answered.items() if a != address]
+                    reference = others[0] if len(answered) == 2 else everyone
+                    kept.setdefault(address, []).append((now, value - reference))
+                    kept[address] = kept[address][-bound:]
+            expected = {}
+            for address, history in kept.items():
+                history[:] = [(when, d) for when, d in history if now - when <= window]
+                if address in answered and len(history) >= 2:
+                    deviations = [d for _, d in history]
+                    expected[address] = (
+                        round(max(deviations) - min(deviations), 3),
+                        len(history),
+                    )
+            observed = {
+                o.address: (o.values["swing"], o.values["samples"])
+                for o in swings.observe(_context(now, volts, thresholds))
+            }
+            assert observed == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(polls=polls, bound=st.sampled_from((4, 9, 2880)))
+def test_an_error_rate_counts_the_failed_polls_in_the_window(
+    polls: list[tuple[int, tuple[float | None, ...]]], bound: int
+) -> None:
+    thresholds = Thresholds(error_rate_min_polls=1)
+    window = timedelta(minutes=thresholds.error_rate_window_minutes)
+    rule = comms.Communication()
+    kept: dict[int, list[tuple[datetime, bool]]] = {}
+    now = START
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(comms, "_MAX_POLLS", bound)
+        for gap, volts in polls:
+            now += timedelta(seconds=gap)
+            expected = {}
+            for address, value in zip(ADDRESSES, volts, strict=True):
+                history = kept.setdefault(address, [])
+                history.append((now, value is not None))
+                history[:] = [(when, ok) for when, ok in history[-bound:] if now - when <= window]
+                failed = sum(1 for _, ok in history if not ok)
+                expected[address] = (failed, len(history))
+            observed = {
+                o.address: (o.values["failed"], o.values["polls"])
+                for o in rule.observe(_context(now, volts, thresholds))
+                if o.rule == comms.PACK_ERROR_RATE
+            }
+            assert observed == expected
