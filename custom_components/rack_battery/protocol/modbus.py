@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 import heapq
+import struct
 from typing import Final
 
 from .linkstats import LinkStats
@@ -149,7 +150,8 @@ def _check_values(values: tuple[int, ...]) -> None:
 
 def registers_of(pdu: bytes) -> list[int]:
     """Return the registers of an accepted read reply (0x03, 0x04)."""
-    return [int.from_bytes(pdu[i : i + 2], "big") for i in range(2, len(pdu) - 1, 2)]
+    count = (len(pdu) - 2) // 2
+    return list(struct.unpack_from(f">{count}H", pdu, 2)) if count > 0 else []
 
 
 def coils_of(pdu: bytes, count: int) -> list[bool]:

@@ -208,7 +208,12 @@ def _cells(values: Sequence[int]) -> tuple[float | None, ...]:
 
 
 def _active(value: int, names: Mapping[int, str]) -> frozenset[str]:
+    if not value:
+        return _NONE_ACTIVE  # the usual word: nothing to look up
     return frozenset(name for bit, name in names.items() if value >> bit & 1)
+
+
+_NONE_ACTIVE: frozenset[str] = frozenset()
 
 
 def decode_pack(address: int, registers: Sequence[int]) -> PackReading:
