@@ -24,7 +24,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .bank.analysis import Finding, Severity
 from .bank.model import PackReading, fields_read
-from .coordinator import RackBatteryConfigEntry
+from .coordinator import FINDINGS_MOVED, RackBatteryConfigEntry
 from .entity import RackBatteryEntity, entities_for_bank
 
 PARALLEL_UPDATES = 0
@@ -167,10 +167,16 @@ class RackBatteryBinarySensor(RackBatteryEntity, BinarySensorEntity):
 
     @override
     def _fields_read(self) -> frozenset[str] | None:
-        """Return what of the pack's reading the state is made of (None: not only that)."""
+        """Return what of the pack the state is made of: fields of its reading, or its findings.
+
+        A low battery sensor compares the charge with the user's level; a
+        change of that level unsettles it (``BankCoordinator.apply_options``).
+        """
         description = self.entity_description
-        if description.about_findings or description.low_fn is not None:
-            return None
+        if description.about_findings:
+            return frozenset({FINDINGS_MOVED})
+        if description.low_fn is not None:
+            return fields_read(description.low_fn)
         if description.attributes_fn is None:
             return fields_read(description.value_fn)
         return fields_read(description.value_fn, description.attributes_fn)

@@ -40,6 +40,9 @@ type RackBatteryConfigEntry = ConfigEntry[RackBatteryRuntimeData]
 # a day) and the energy totals (a little every poll) are saved with them, or
 # at least this often, so a crash loses at most this much of either.
 SAVE_INTERVAL = timedelta(minutes=10)
+# In what moved in a pack (BankData.moved): the pack's open findings changed.
+# No field of a reading has this name.
+FINDINGS_MOVED = "open findings"
 # How long a listener whose line came back listens before it is read again.
 HEAR_AGAIN_WAIT = 5.0
 
@@ -58,10 +61,15 @@ class BankData:
 
 @dataclass(eq=False, slots=True)
 class Interest:
-    """What one pack entity shows: some fields of its pack's reading, and nothing else.
+    """What one pack entity shows: some fields of its pack's reading, or its findings.
 
-    An entity listens with one as its context, and the coordinator tells it
-    of a poll only when one of those fields moved, or the pack's reading
+    Among ``reads``, ``FINDINGS_MOVED`` stands for the pack's open findings.
+    The options count too: new options unsettle every interest, so an
+    entity that compares a field with the user's setting (the low battery
+    level) is worked out again.
+
+    An entity listens with one as its context, and the coordinator tells
+    it of a poll only when one of those fields moved, or the pack's reading
     came or went, or the poll failed. ``settled``: what the entity shows was
     last worked out by a poll (a state written otherwise, when it is added
     or renamed, lets the next poll work it out again).
@@ -188,6 +196,11 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
         """
         self._options = dict(options)
         self.analyzer.thresholds = Thresholds.from_dict(options)
+        # What an entity shows may depend on the options (the low battery
+        # level): every one works itself out again at the next poll.
+        for listeners in self._interested.values():
+            for _, interest in listeners.values():
+                interest.settled = False
 
     async def async_record_maintenance(
         self, task: MaintenanceTask, when: datetime, result: Mapping[str, Value]
@@ -244,18 +257,28 @@ class BankCoordinator(DataUpdateCoordinator[BankData]):
             or now - self._saved_at >= SAVE_INTERVAL
         ):
             self._save_later(now)
-        return BankData(snapshot=snapshot, analysis=analysis, moved=self._moved(snapshot))
+        return BankData(snapshot=snapshot, analysis=analysis, moved=self._moved(snapshot, analysis))
 
-    def _moved(self, snapshot: BankSnapshot) -> dict[int | None, frozenset[str]]:
-        """Return what moved in each pack since the poll shown last (after a failure: unknown)."""
+    def _moved(
+        self, snapshot: BankSnapshot, analysis: AnalysisResult
+    ) -> dict[int | None, frozenset[str]]:
+        """Return what moved in each pack since the poll shown last (after a failure: unknown).
+
+        A pack whose findings were raised, cleared or changed by this poll
+        has ``FINDINGS_MOVED`` among what moved.
+        """
         if self.data is None or not self.last_update_success:
             return {}
         before = self.data.snapshot.readings
-        return {
+        moved: dict[int | None, frozenset[str]] = {
             address: moved_fields(old, reading)
             for address, reading in snapshot.readings.items()
             if (old := before.get(address)) is not None
         }
+        for finding in (*analysis.raised, *analysis.cleared, *analysis.changed):
+            if (fields := moved.get(finding.address)) is not None:
+                moved[finding.address] = fields | {FINDINGS_MOVED}
+        return moved
 
     @override
     @callback
