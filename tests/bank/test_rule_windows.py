@@ -1,10 +1,12 @@
-"""The rules that judge a window of polls keep what it holds up to date poll by poll.
+"""What the rules save at every poll changes nothing they find.
 
 The swing of a pack's voltage and a pack's failed polls are counted as
 samples come and go instead of over the whole window at every poll. These
 tests drive both rules with random polls (random gaps, packs answering or
 not, windows overflowing their bound) and check every figure against the
-same figure worked out from the whole window.
+same figure worked out from the whole window. And a rule does not work
+out the values of a calm pack that no finding follows; the last test runs
+banks through random faults with and without that.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pytest
 from custom_components.rack_battery.bank.analysis import Thresholds, comms, voltage
 from custom_components.rack_battery.bank.analysis.context import RuleContext
 from custom_components.rack_battery.bank.model import BankSnapshot, PackReading
+from simulator import faults
+from simulator.bank import step_load
 
-from .sim import START
+from .sim import START, Scenario, quiet_bank
 
 ADDRESSES = (1, 2, 3)
 
@@ -109,3 +113,64 @@ def test_an_error_rate_counts_the_failed_polls_in_the_window(
                 if o.rule == comms.PACK_ERROR_RATE
             }
             assert observed == expected
+
+
+FAULTS = {
+    "loose": lambda address: faults.LooseTerminal(address=address, seed=address),
+    "cell": lambda address: faults.CellImbalance(address=address),
+    "hot": lambda address: faults.HotPack(address=address),
+    "aging": lambda address: faults.Aging(address=address),
+    "flaky": lambda address: faults.FlakyLink(address=address, seed=address),
+}
+# When (in polls) a fault comes to a pack, and how long it stays.
+schedules = st.lists(
+    st.tuples(
+        st.sampled_from(sorted(FAULTS)),
+        st.integers(1, 4),
+        st.integers(0, 150),
+        st.integers(5, 120),
+    ),
+    max_size=4,
+)
+
+
+def _findings_over(schedule: list[tuple[str, int, int, int]]) -> list[object]:
+    """Run a bank through its faults; return every poll's findings, raised, cleared and open."""
+    scenario = Scenario(quiet_bank(4, seed=3))
+    scenario.bank.load = step_load([(0, 0.0), (600, -40.0), (1800, 25.0), (3600, -60.0)])
+    active = {index: FAULTS[kind](address) for index, (kind, address, _, _) in enumerate(schedule)}
+    seen: list[object] = []
+    for poll in range(240):
+        for index, (_, _, start, length) in enumerate(schedule):
+            if poll == start:
+                active[index].apply(scenario.bank)
+            elif poll == start + length:
+                active[index].remove(scenario.bank)
+        result = scenario.step()
+        seen.append(
+            (
+                [(f.id, f.severity, dict(f.values), f.since) for f in result.open],
+                [f.id for f in result.raised],
+                [f.id for f in result.cleared],
+                [(f.id, f.severity) for f in result.changed],
+            )
+        )
+    return seen
+
+
+@settings(max_examples=15, deadline=None)
+@given(schedule=schedules)
+def test_rules_that_skip_calm_packs_find_what_they_found_before(
+    schedule: list[tuple[str, int, int, int]],
+) -> None:
+    """A rule skips a calm pack whose finding is neither open nor pending.
+
+    Run with the skip and with every observation made, a bank through
+    random faults opens, raises, clears and changes the same findings, with
+    the same values, at every poll.
+    """
+    skipping = _findings_over(schedule)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RuleContext, "changes_nothing", lambda *_: False)
+        everything = _findings_over(schedule)
+    assert skipping == everything

@@ -210,6 +210,7 @@ class BankAnalyzer:
                 if track.finding is not None
             },
             previous=self._previous,
+            followed=self._tracks.keys(),
         )
         self._forget_departed(ctx.members)
 

@@ -136,6 +136,8 @@ def cell_imbalance(ctx: RuleContext) -> list[Observation]:
             hysteresis=t.cell_delta_hysteresis,
             current=ctx.current(CELL_IMBALANCE, address),
         )
+        if ctx.changes_nothing(CELL_IMBALANCE, address, severity):
+            continue
         observations.append(
             Observation(
                 rule=CELL_IMBALANCE,

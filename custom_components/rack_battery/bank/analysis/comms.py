@@ -82,19 +82,20 @@ class Communication:
                 hysteresis=0.0,
                 current=ctx.current(PACK_DROPOUTS, address),
             )
-            observations.append(
-                Observation(
-                    rule=PACK_DROPOUTS,
-                    address=address,
-                    severity=severity,
-                    instant=True,
-                    values={
-                        "dropouts": len(dropouts),
-                        "window_hours": round(t.dropout_window_hours, 1),
-                        "last_dropout": dropouts[-1].isoformat() if dropouts else "",
-                    },
+            if not ctx.changes_nothing(PACK_DROPOUTS, address, severity):
+                observations.append(
+                    Observation(
+                        rule=PACK_DROPOUTS,
+                        address=address,
+                        severity=severity,
+                        instant=True,
+                        values={
+                            "dropouts": len(dropouts),
+                            "window_hours": round(t.dropout_window_hours, 1),
+                            "last_dropout": dropouts[-1].isoformat() if dropouts else "",
+                        },
+                    )
                 )
-            )
 
             polls = self._polls[address]
             while polls and now - polls[0][0] > rate_window:
@@ -109,6 +110,8 @@ class Communication:
                 hysteresis=t.error_rate_hysteresis,
                 current=ctx.current(PACK_ERROR_RATE, address),
             )
+            if ctx.changes_nothing(PACK_ERROR_RATE, address, severity):
+                continue
             observations.append(
                 Observation(
                     rule=PACK_ERROR_RATE,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,10 +26,25 @@ class RuleContext:
     thresholds: Thresholds
     open: Mapping[str, Severity] = field(default_factory=dict)
     previous: BankSnapshot | None = None
+    # The findings the analyzer follows, open or pending, by id. None: every
+    # observation counts (a rule run on its own reports on every pack).
+    followed: Container[str] | None = None
 
     def current(self, rule: str, address: int | None = None) -> Severity | None:
         """Return the severity a rule's finding is open at, or None."""
         return self.open.get(finding_id(rule, address))
+
+    def changes_nothing(self, rule: str, address: int | None, severity: Severity | None) -> bool:
+        """Return whether an observation would change nothing, so need not be made.
+
+        That is a calm one about a finding neither open nor pending: the
+        analyzer would throw it away. A rule skips working out its values.
+        """
+        return (
+            severity is None
+            and self.followed is not None
+            and finding_id(rule, address) not in self.followed
+        )
 
     @property
     def readings(self) -> Mapping[int, PackReading]:

@@ -41,6 +41,8 @@ def state_of_health(ctx: RuleContext) -> list[Observation]:
             current=ctx.current(LOW_STATE_OF_HEALTH, address),
             below=True,
         )
+        if ctx.changes_nothing(LOW_STATE_OF_HEALTH, address, severity):
+            continue
         observations.append(
             Observation(
                 rule=LOW_STATE_OF_HEALTH,
@@ -71,6 +73,8 @@ def cycle_life(ctx: RuleContext) -> list[Observation]:
             hysteresis=0.0,
             current=ctx.current(CYCLE_LIFE, address),
         )
+        if ctx.changes_nothing(CYCLE_LIFE, address, severity):
+            continue
         observations.append(
             Observation(
                 rule=CYCLE_LIFE,
@@ -117,6 +121,8 @@ def capacity_mismatch(ctx: RuleContext) -> list[Observation]:
             hysteresis=t.capacity_mismatch_hysteresis,
             current=ctx.current(CAPACITY_MISMATCH, address),
         )
+        if ctx.changes_nothing(CAPACITY_MISMATCH, address, severity):
+            continue
         observations.append(
             Observation(
                 rule=CAPACITY_MISMATCH,

@@ -133,6 +133,8 @@ class ResistanceTracker:
                 hysteresis=t.resistance_hysteresis,
                 current=ctx.current(HIGH_RESISTANCE, address),
             )
+            if ctx.changes_nothing(HIGH_RESISTANCE, address, severity):
+                continue
             observations.append(
                 Observation(
                     rule=HIGH_RESISTANCE,

@@ -82,6 +82,8 @@ class CurrentSharing:
                 current=ctx.current(LOW_CURRENT_SHARE, address),
                 below=True,
             )
+            if ctx.changes_nothing(LOW_CURRENT_SHARE, address, severity):
+                continue
             observations.append(
                 Observation(
                     rule=LOW_CURRENT_SHARE,

@@ -56,15 +56,18 @@ def temperature(ctx: RuleContext) -> list[Observation]:
             hysteresis=t.temperature_hysteresis,
             current=ctx.current(HIGH_TEMPERATURE, address),
         )
-        limit = t.temperature_critical if severity is Severity.CRITICAL else t.temperature_warning
-        observations.append(
-            Observation(
-                rule=HIGH_TEMPERATURE,
-                address=address,
-                severity=severity,
-                values={"temperature": round(value, 1), "limit": round(limit, 1)},
+        if not ctx.changes_nothing(HIGH_TEMPERATURE, address, severity):
+            limit = (
+                t.temperature_critical if severity is Severity.CRITICAL else t.temperature_warning
             )
-        )
+            observations.append(
+                Observation(
+                    rule=HIGH_TEMPERATURE,
+                    address=address,
+                    severity=severity,
+                    values={"temperature": round(value, 1), "limit": round(limit, 1)},
+                )
+            )
         others = [v for a, v in temperatures.items() if a != address]
         if not others:
             continue
@@ -76,6 +79,8 @@ def temperature(ctx: RuleContext) -> list[Observation]:
             hysteresis=t.temperature_hysteresis,
             current=ctx.current(TEMPERATURE_OUTLIER, address),
         )
+        if ctx.changes_nothing(TEMPERATURE_OUTLIER, address, outlier):
+            continue
         values: dict[str, int | float | str] = {
             "temperature": round(value, 1),
             "others_median": round(reference, 1),

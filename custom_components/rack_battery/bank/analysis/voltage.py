@@ -167,6 +167,8 @@ class VoltageSwings:
                 hysteresis=t.voltage_swing_hysteresis,
                 current=ctx.current(VOLTAGE_SWING, address),
             )
+            if ctx.changes_nothing(VOLTAGE_SWING, address, severity):
+                continue
             observations.append(
                 Observation(
                     rule=VOLTAGE_SWING,
