@@ -25,7 +25,9 @@ The recorder commits once per poll (its own timer, every 5 s of the wall
 clock, would commit about twice per real poll), and compiles its 5-minute
 statistics once per 5 minutes of the bank's time, as on a real Home
 Assistant (on the wall clock it would land in one run and not the next).
-Every line starts its polls from a collected heap. The columns: requests and
+The warm-up crosses a whole hour, so the measured hour is not the first
+one of its Home Assistant (whose compile creates every statistic's
+metadata). Every line starts its polls from a collected heap. The columns: requests and
 bytes on the wire per pack and poll; Home Assistant's CPU per pack and poll,
 all threads and the event loop's share; state writes, recorder rows and
 changes of a value as shown (at its display precision) per pack and hour;
