@@ -11,6 +11,7 @@ banks through random faults with and without that.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 import statistics
 
@@ -48,6 +49,18 @@ def _context(now: datetime, volts: tuple[float | None, ...], thresholds: Thresho
     return RuleContext(snapshot=snapshot, identities={}, now=now, thresholds=thresholds)
 
 
+def _in_time(
+    polls: list[tuple[int, tuple[float | None, ...]]], module: object, bound_name: str, bound: int
+) -> Iterator[tuple[datetime, tuple[float | None, ...]]]:
+    """Yield each poll's time and voltages, the rule's bound on what it keeps set to ``bound``."""
+    now = START
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, bound_name, bound)
+        for gap, volts in polls:
+            now += timedelta(seconds=gap)
+            yield now, volts
+
+
 @settings(max_examples=300, deadline=None)
 @given(polls=polls, bound=st.sampled_from((3, 7, 720)))
 def test_a_swing_is_the_range_of_the_deviations_in_the_window(
@@ -57,33 +70,29 @@ def test_a_swing_is_the_range_of_the_deviations_in_the_window(
     window = timedelta(minutes=thresholds.voltage_swing_window_minutes)
     swings = voltage.VoltageSwings()
     kept: dict[int, list[tuple[datetime, float]]] = {}
-    now = START
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(voltage, "_SWING_SAMPLES", bound)
-        for gap, volts in polls:
-            now += timedelta(seconds=gap)
-            answered = {a: v for a, v in zip(ADDRESSES, volts, strict=True) if v is not None}
-            if len(answered) >= 2:
-                everyone = statistics.median(answered.values())
-                for address, value in answered.items():
-                    others = [v for a, v in answered.items() if a != address]
-                    reference = others[0] if len(answered) == 2 else everyone
-                    kept.setdefault(address, []).append((now, value - reference))
-                    kept[address] = kept[address][-bound:]
-            expected = {}
-            for address, history in kept.items():
-                history[:] = [(when, d) for when, d in history if now - when <= window]
-                if address in answered and len(history) >= 2:
-                    deviations = [d for _, d in history]
-                    expected[address] = (
-                        round(max(deviations) - min(deviations), 3),
-                        len(history),
-                    )
-            observed = {
-                o.address: (o.values["swing"], o.values["samples"])
-                for o in swings.observe(_context(now, volts, thresholds))
-            }
-            assert observed == expected
+    for now, volts in _in_time(polls, voltage, "_SWING_SAMPLES", bound):
+        answered = {a: v for a, v in zip(ADDRESSES, volts, strict=True) if v is not None}
+        if len(answered) >= 2:
+            everyone = statistics.median(answered.values())
+            for address, value in answered.items():
+                others = [v for a, v in answered.items() if a != address]
+                reference = others[0] if len(answered) == 2 else everyone
+                kept.setdefault(address, []).append((now, value - reference))
+                kept[address] = kept[address][-bound:]
+        expected = {}
+        for address, history in kept.items():
+            history[:] = [(when, d) for when, d in history if now - when <= window]
+            if address in answered and len(history) >= 2:
+                deviations = [d for _, d in history]
+                expected[address] = (
+                    round(max(deviations) - min(deviations), 3),
+                    len(history),
+                )
+        observed = {
+            o.address: (o.values["swing"], o.values["samples"])
+            for o in swings.observe(_context(now, volts, thresholds))
+        }
+        assert observed == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -95,24 +104,20 @@ def test_an_error_rate_counts_the_failed_polls_in_the_window(
     window = timedelta(minutes=thresholds.error_rate_window_minutes)
     rule = comms.Communication()
     kept: dict[int, list[tuple[datetime, bool]]] = {}
-    now = START
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(comms, "_MAX_POLLS", bound)
-        for gap, volts in polls:
-            now += timedelta(seconds=gap)
-            expected = {}
-            for address, value in zip(ADDRESSES, volts, strict=True):
-                history = kept.setdefault(address, [])
-                history.append((now, value is not None))
-                history[:] = [(when, ok) for when, ok in history[-bound:] if now - when <= window]
-                failed = sum(1 for _, ok in history if not ok)
-                expected[address] = (failed, len(history))
-            observed = {
-                o.address: (o.values["failed"], o.values["polls"])
-                for o in rule.observe(_context(now, volts, thresholds))
-                if o.rule == comms.PACK_ERROR_RATE
-            }
-            assert observed == expected
+    for now, volts in _in_time(polls, comms, "_MAX_POLLS", bound):
+        expected = {}
+        for address, value in zip(ADDRESSES, volts, strict=True):
+            history = kept.setdefault(address, [])
+            history.append((now, value is not None))
+            history[:] = [(when, ok) for when, ok in history[-bound:] if now - when <= window]
+            failed = sum(1 for _, ok in history if not ok)
+            expected[address] = (failed, len(history))
+        observed = {
+            o.address: (o.values["failed"], o.values["polls"])
+            for o in rule.observe(_context(now, volts, thresholds))
+            if o.rule == comms.PACK_ERROR_RATE
+        }
+        assert observed == expected
 
 
 FAULTS = {
