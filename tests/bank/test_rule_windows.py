@@ -11,7 +11,7 @@ banks through random faults with and without that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 import statistics
 
@@ -120,7 +120,7 @@ def test_an_error_rate_counts_the_failed_polls_in_the_window(
         assert observed == expected
 
 
-FAULTS = {
+FAULTS: dict[str, Callable[[int], faults.Fault]] = {
     "loose": lambda address: faults.LooseTerminal(address=address, seed=address),
     "cell": lambda address: faults.CellImbalance(address=address),
     "hot": lambda address: faults.HotPack(address=address),
