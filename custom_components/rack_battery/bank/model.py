@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 # Below this current (A) a pack or the bank counts as resting: neither
@@ -252,7 +252,11 @@ class Activity(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class BankSnapshot:
-    """The bank at one moment: the packs that answered and those that did not."""
+    """The bank at one moment: the packs that answered and those that did not.
+
+    Its figures over the packs are worked out once, when first asked: every
+    entity of the bank that shows one, the rules and the picture ask again.
+    """
 
     taken_at: datetime
     readings: Mapping[int, PackReading]
@@ -271,43 +275,43 @@ class BankSnapshot:
         values = (getattr(reading, attribute) for reading in self.readings.values())
         return [value for value in values if value is not None]
 
-    @property
+    @cached_property
     def voltage(self) -> float | None:
         """Return the bus voltage, the mean of what the packs measure."""
         known = self._known("voltage")
         return sum(known) / len(known) if known else None
 
-    @property
+    @cached_property
     def current(self) -> float | None:
         """Return the bank current, the sum over the packs that answered."""
         known = self._known("current")
         return sum(known) if known else None
 
-    @property
+    @cached_property
     def power(self) -> float | None:
         """Return the bank power, the sum over the packs that answered."""
         known = self._known("power")
         return sum(known) if known else None
 
-    @property
+    @cached_property
     def remaining_capacity(self) -> float | None:
         """Return the charge left in the packs that answered, in Ah."""
         known = self._known("remaining_capacity")
         return sum(known) if known else None
 
-    @property
+    @cached_property
     def full_capacity(self) -> float | None:
         """Return the full capacity of the packs that answered, in Ah."""
         known = self._known("full_capacity")
         return sum(known) if known else None
 
-    @property
+    @cached_property
     def stored_energy(self) -> float | None:
         """Return the energy left in the packs that answered, in Wh."""
         known = self._known("stored_energy")
         return sum(known) if known else None
 
-    @property
+    @cached_property
     def usable_energy(self) -> float | None:
         """Return the energy the packs that answered hold when full, in Wh."""
         known = self._known("usable_energy")
@@ -319,7 +323,7 @@ class BankSnapshot:
         current = self.current
         return None if current is None else current >= RESTING_CURRENT
 
-    @property
+    @cached_property
     def soc(self) -> float | None:
         """Return the state of charge weighted by each pack's capacity.
 
@@ -341,7 +345,7 @@ class BankSnapshot:
         known = self._known("soc")
         return sum(known) / len(known) if known else None
 
-    @property
+    @cached_property
     def voltage_spread(self) -> float | None:
         """Return how far apart the pack voltages are, in V.
 
@@ -350,7 +354,7 @@ class BankSnapshot:
         """
         return _spread(self._known("voltage"))
 
-    @property
+    @cached_property
     def soc_spread(self) -> float | None:
         """Return how far apart the packs' states of charge are, in points."""
         return _spread(self._known("soc"))
